@@ -1,0 +1,349 @@
+//! berthd's configuration schema. Every key has a default, so berthd runs with no file.
+//! The documented defaults live in `deploy/berth.toml`, which is embedded and printed by
+//! `berthd config default`; a unit test keeps that file and `Config::default()` equal.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The documented default configuration file.
+pub const DEFAULT_TOML: &str = include_str!("../../../deploy/berth.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Persistent state: images, records.
+    pub root_dir: PathBuf,
+    /// Volatile state: sockets, lock, pinned namespaces.
+    pub run_dir: PathBuf,
+    pub grpc: GrpcConfig,
+    pub image: ImageConfig,
+    pub runtime: RuntimeConfig,
+    pub log: LogConfig,
+    /// Per-registry settings, keyed by host[:port] as written in image references
+    /// (`docker.io`, `127.0.0.1:5000`).
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub socket: PathBuf,
+    /// Permission bits of the socket file.
+    pub socket_mode: u32,
+    /// Group owning the socket ("" keeps root's group).
+    pub socket_group: String,
+    /// Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+    pub tcp: TcpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpConfig {
+    pub enabled: bool,
+    pub address: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageConfig {
+    /// Layers downloaded at once per pull.
+    pub max_concurrent_downloads: u32,
+    /// Docker-style credentials file (`auths` map); a missing file is not an error.
+    pub auth_file: PathBuf,
+    /// Platform picked from manifest lists / OCI indexes: `os/arch[/variant]`.
+    pub platform: String,
+    /// Image used for pod sandboxes that need a process; never garbage collected.
+    pub pause_image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub cgroup_driver: CgroupDriver,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `berth_cri=debug,info`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Endpoints tried in order before the registry itself: `http://host:port` or
+    /// `https://host[:port]`; a bare `host:port` means https (http if that host is insecure
+    /// or on loopback).
+    pub mirrors: Vec<String>,
+    /// Talk plain HTTP (and accept any certificate over HTTPS).
+    pub insecure: bool,
+    /// Extra CA (PEM) trusted for this registry, on top of the system roots.
+    pub ca_file: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            root_dir: "/var/lib/berth".into(),
+            run_dir: "/run/berth".into(),
+            grpc: GrpcConfig::default(),
+            image: ImageConfig::default(),
+            runtime: RuntimeConfig::default(),
+            log: LogConfig::default(),
+            registries: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            socket: "/run/berth/berth.sock".into(),
+            socket_mode: 0o660,
+            socket_group: String::new(),
+            shutdown_grace_secs: 10,
+            tcp: TcpConfig::default(),
+        }
+    }
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            address: "127.0.0.1:10010".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            client_ca: PathBuf::new(),
+        }
+    }
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_downloads: 3,
+            auth_file: "/root/.docker/config.json".into(),
+            platform: "linux/amd64".into(),
+            pause_image: "registry.k8s.io/pause:3.9".into(),
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cgroup_driver: CgroupDriver::Cgroupfs,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl CgroupDriver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupDriver::Cgroupfs => "cgroupfs",
+            CgroupDriver::Systemd => "systemd",
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a TOML document. `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot: absolute paths, sane numbers, complete TLS settings.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let absolute = |key: &str, p: &Path| -> Result<(), ConfigError> {
+            if p.is_absolute() {
+                Ok(())
+            } else {
+                Err(bad(key, format!("{p:?} must be an absolute path")))
+            }
+        };
+        absolute("root_dir", &self.root_dir)?;
+        absolute("run_dir", &self.run_dir)?;
+        absolute("grpc.socket", &self.grpc.socket)?;
+        if self.grpc.socket_mode > 0o777 {
+            return Err(bad(
+                "grpc.socket_mode",
+                format!("{:#o} is not a permission mode (0o000..=0o777)", self.grpc.socket_mode),
+            ));
+        }
+        if self.grpc.shutdown_grace_secs > 3600 {
+            return Err(bad("grpc.shutdown_grace_secs", "must be at most 3600".into()));
+        }
+        let tcp = &self.grpc.tcp;
+        if tcp.enabled {
+            if tcp.address.parse::<std::net::SocketAddr>().is_err() {
+                return Err(bad(
+                    "grpc.tcp.address",
+                    format!("{:?} is not an IP:port address", tcp.address),
+                ));
+            }
+            for (key, p) in [
+                ("grpc.tcp.tls_cert", &tcp.tls_cert),
+                ("grpc.tcp.tls_key", &tcp.tls_key),
+                ("grpc.tcp.client_ca", &tcp.client_ca),
+            ] {
+                if p.as_os_str().is_empty() {
+                    return Err(bad(
+                        key,
+                        "is required when grpc.tcp.enabled = true (TCP is served only with mutual TLS)"
+                            .into(),
+                    ));
+                }
+                absolute(key, p)?;
+            }
+        }
+        let n = self.image.max_concurrent_downloads;
+        if !(1..=64).contains(&n) {
+            return Err(bad(
+                "image.max_concurrent_downloads",
+                format!("{n} is out of range 1..=64"),
+            ));
+        }
+        if !self.image.auth_file.as_os_str().is_empty() {
+            absolute("image.auth_file", &self.image.auth_file)?;
+        }
+        let parts: Vec<&str> = self.image.platform.split('/').collect();
+        if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
+            return Err(bad(
+                "image.platform",
+                format!("{:?} must be os/arch or os/arch/variant", self.image.platform),
+            ));
+        }
+        if let Err(e) = self.image.pause_image.parse::<crate::Reference>() {
+            return Err(bad("image.pause_image", e.to_string()));
+        }
+        for (host, reg) in &self.registries {
+            let key = format!("registries.\"{host}\"");
+            if host.is_empty() || host.contains('/') {
+                return Err(bad(&key, "must be a registry host[:port], without scheme or path".into()));
+            }
+            for m in &reg.mirrors {
+                let rest = m
+                    .strip_prefix("http://")
+                    .or_else(|| m.strip_prefix("https://"))
+                    .unwrap_or(m);
+                if rest.is_empty() || m.contains(char::is_whitespace) {
+                    return Err(bad(
+                        &format!("{key}.mirrors"),
+                        format!("{m:?} must be http(s)://host[:port][/path] or host[:port]"),
+                    ));
+                }
+            }
+            if !reg.ca_file.as_os_str().is_empty() {
+                absolute(&format!("{key}.ca_file"), &reg.ca_file)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where images and their layers are kept.
+    pub fn image_dir(&self) -> PathBuf {
+        self.root_dir.join("images")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_equal_builtin_defaults() {
+        let parsed = Config::from_toml(DEFAULT_TOML, "deploy/berth.toml").unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(Config::from_toml("", "x").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[grpc]\nsokcet = \"/x\"\n", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("sokcet") && e.contains("socket"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_allowed_values() {
+        let e = Config::from_toml("[runtime]\ncgroup_driver = \"foo\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cgroupfs") && e.contains("systemd"), "{e}");
+        let e = Config::from_toml("[image]\nmax_concurrent_downloads = 0\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("image.max_concurrent_downloads"), "{e}");
+        let e = Config::from_toml("[grpc.tcp]\nenabled = true\n", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("grpc.tcp.tls_cert"), "{e}");
+        let e = Config::from_toml("root_dir = \"rel\"\n", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("root_dir") && e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn registries_parse() {
+        let c = Config::from_toml(
+            "[registries.\"127.0.0.1:5000\"]\ninsecure = true\nmirrors = [\"http://127.0.0.1:5001\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert!(c.registries["127.0.0.1:5000"].insecure);
+    }
+}

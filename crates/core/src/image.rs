@@ -1,0 +1,110 @@
+//! The image records berth keeps and the port through which the CRI layer reaches the store.
+//! The store itself (registry client, content store, unpacker) lives in `berth-image`.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::reference::Reference;
+
+/// A stored image, as the CRI reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// `sha256:<config digest>`, the image id as Docker and containerd give it.
+    pub id: Digest,
+    /// Full names with tags: `docker.io/library/busybox:latest`.
+    pub repo_tags: Vec<String>,
+    /// Full names with the manifest digest: `docker.io/library/busybox@sha256:…`.
+    pub repo_digests: Vec<String>,
+    /// Bytes of the image's content as pulled: compressed layers, config and manifest.
+    pub size: u64,
+    /// The `config.User` string of the image, verbatim (e.g. `1000`, `app:app`, ``).
+    pub user: String,
+    /// Layer diff ids (uncompressed digests), base layer first.
+    pub diff_ids: Vec<Digest>,
+    /// Snapshot directories usable as overlayfs lower dirs, base layer first.
+    pub snapshots: Vec<std::path::PathBuf>,
+    /// The raw image config JSON, for verbose status and for building container specs.
+    pub config: serde_json::Value,
+    /// True for images that garbage collection must keep (e.g. the pause image).
+    pub pinned: bool,
+}
+
+/// Credentials that come with a pull request (CRI `AuthConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    /// base64 of `username:password`, as in docker's config.json.
+    pub auth: String,
+    pub server_address: String,
+    /// An OAuth2 refresh token, exchanged at the token endpoint.
+    pub identity_token: String,
+    /// A bearer token sent to the registry as is.
+    pub registry_token: String,
+}
+
+impl RegistryAuth {
+    pub fn is_empty(&self) -> bool {
+        self.username.is_empty()
+            && self.password.is_empty()
+            && self.auth.is_empty()
+            && self.identity_token.is_empty()
+            && self.registry_token.is_empty()
+    }
+}
+
+/// Byte and inode usage of the image store's filesystem share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FsUsage {
+    pub used_bytes: u64,
+    pub inodes_used: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image {0:?} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    InvalidReference(#[from] crate::reference::ReferenceError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("registry {registry} refused the credentials: {message}")]
+    Unauthorized { registry: String, message: String },
+    #[error("{reference}: not found in registry {registry}: {message}")]
+    RemoteNotFound {
+        registry: String,
+        reference: String,
+        message: String,
+    },
+    #[error("registry {registry}: {message}")]
+    Registry { registry: String, message: String },
+    #[error("content {digest} failed verification: {message}")]
+    Verification { digest: String, message: String },
+    #[error("{reference}: {message}")]
+    Unsupported { reference: String, message: String },
+    #[error("image store: {0}")]
+    Store(String),
+}
+
+/// The image store as the CRI layer sees it.
+#[async_trait]
+pub trait ImageStore: Send + Sync {
+    /// Pulls `reference` (or returns at once if its content is already complete) and
+    /// records the reference's tag/digest names on it.
+    async fn pull(&self, reference: &Reference, auth: Option<RegistryAuth>)
+    -> Result<Image, ImageError>;
+    /// All images, in a stable order.
+    fn list(&self) -> Vec<Image>;
+    /// Finds an image by id (`sha256:…`, full or unambiguous hex prefix), by name
+    /// (`busybox`, `host/x:tag`, normalised like a pull reference) or by `name@digest`.
+    fn find(&self, name: &str) -> Option<Image>;
+    /// Removes a name. When `name` is an id or the last name of an image, the image goes
+    /// and its content and snapshots are collected once nothing else references them.
+    /// Removing something that is not there is not an error (CRI: idempotent).
+    async fn remove(&self, name: &str) -> Result<(), ImageError>;
+    /// Real byte and inode usage of the image store.
+    fn fs_usage(&self) -> Result<FsUsage, ImageError>;
+    /// The directory the store keeps its data under (for ImageFsInfo's mountpoint).
+    fn root(&self) -> std::path::PathBuf;
+}

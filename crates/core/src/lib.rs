@@ -1,0 +1,10 @@
+//! berth's pure core: no I/O, no async runtime. Everything here is data, parsing,
+//! validation and the narrow traits ("ports") that the OS and registry edges implement.
+
+pub mod config;
+pub mod digest;
+pub mod image;
+pub mod reference;
+
+pub use digest::Digest;
+pub use reference::Reference;

@@ -1,0 +1,1 @@
+//! Image store: OCI distribution client, content store by digest, layer unpack, GC.

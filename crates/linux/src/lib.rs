@@ -1,0 +1,1 @@
+//! The OS edge. The only crate allowed `unsafe`.
