@@ -1,1 +1,64 @@
-//! The CRI gRPC services.
+//! The CRI gRPC services. `runtime_service.rs` and `image_service.rs` are dispatch tables;
+//! each RPC lives in its own file under `rpc/`. The one error → `tonic::Status` mapping is
+//! in `error.rs`. This crate sees only `berth-core`'s ports; berthd injects the real ones.
+
+mod error;
+mod image_service;
+mod rpc;
+mod runtime_service;
+
+use std::sync::Arc;
+
+use berth_api::cri::image_service_server::ImageServiceServer;
+use berth_api::cri::runtime_service_server::RuntimeServiceServer;
+use berth_core::config::Config;
+use berth_core::image::ImageStore;
+
+pub use error::image_error_status;
+
+/// Facts about this runtime that Version/Status/RuntimeConfig report.
+#[derive(Debug, Clone)]
+pub struct RuntimeInfo {
+    pub version: String,
+    pub config: Config,
+}
+
+/// Shared state of both services.
+pub struct Cri {
+    pub(crate) images: Arc<dyn ImageStore>,
+    pub(crate) info: RuntimeInfo,
+}
+
+/// The RuntimeService half.
+#[derive(Clone)]
+pub struct RuntimeSvc(pub(crate) Arc<Cri>);
+
+/// The ImageService half.
+#[derive(Clone)]
+pub struct ImageSvc(pub(crate) Arc<Cri>);
+
+impl Cri {
+    pub fn new(images: Arc<dyn ImageStore>, info: RuntimeInfo) -> Arc<Self> {
+        Arc::new(Self { images, info })
+    }
+
+    /// The two tonic services, ready to add to a server.
+    pub fn services(
+        self: &Arc<Self>,
+    ) -> (
+        RuntimeServiceServer<RuntimeSvc>,
+        ImageServiceServer<ImageSvc>,
+    ) {
+        // CRI messages (e.g. ListImages on a busy node, ExecSync output) exceed tonic's 4 MiB
+        // default; containerd and CRI-O allow 16 MiB.
+        const MAX_MSG: usize = 16 << 20;
+        (
+            RuntimeServiceServer::new(RuntimeSvc(self.clone()))
+                .max_decoding_message_size(MAX_MSG)
+                .max_encoding_message_size(MAX_MSG),
+            ImageServiceServer::new(ImageSvc(self.clone()))
+                .max_decoding_message_size(MAX_MSG)
+                .max_encoding_message_size(MAX_MSG),
+        )
+    }
+}

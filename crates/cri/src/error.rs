@@ -1,0 +1,24 @@
+//! The one mapping from berth's typed errors to gRPC status codes.
+
+use berth_core::image::ImageError;
+use tonic::{Code, Status};
+
+pub fn image_error_status(e: ImageError) -> Status {
+    let code = match &e {
+        ImageError::NotFound(_) | ImageError::RemoteNotFound { .. } => Code::NotFound,
+        ImageError::InvalidReference(_) | ImageError::InvalidArgument(_) => Code::InvalidArgument,
+        ImageError::Unauthorized { .. } => Code::Unauthenticated,
+        ImageError::Registry { .. } => Code::Unavailable,
+        ImageError::Verification { .. } => Code::DataLoss,
+        ImageError::Unsupported { .. } => Code::FailedPrecondition,
+        ImageError::Store(_) => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// For RuntimeService RPCs that a later berth release implements: an honest refusal.
+pub fn not_yet(method: &str, what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{method} is not implemented by berth yet ({what} are not supported in this release)"
+    ))
+}

@@ -1,0 +1,167 @@
+//! RuntimeService dispatch table: one line per RPC. Pod and container RPCs answer
+//! UNIMPLEMENTED with a message until berth implements them; they never fake success.
+
+use berth_api::cri::runtime_service_server::RuntimeService;
+use berth_api::cri::*;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::not_yet;
+use crate::{RuntimeSvc, rpc};
+
+type R<T> = Result<Response<T>, Status>;
+const PODS: &str = "pod sandboxes";
+const CTRS: &str = "containers";
+const STATS: &str = "pod and container statistics";
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeSvc {
+    async fn version(&self, r: Request<VersionRequest>) -> R<VersionResponse> {
+        rpc::version::handle(&self.0, r.into_inner()).map(Response::new)
+    }
+    async fn status(&self, r: Request<StatusRequest>) -> R<StatusResponse> {
+        rpc::status::handle(&self.0, r.into_inner()).map(Response::new)
+    }
+    async fn runtime_config(&self, r: Request<RuntimeConfigRequest>) -> R<RuntimeConfigResponse> {
+        rpc::runtime_config::handle(&self.0, r.into_inner()).map(Response::new)
+    }
+    async fn update_runtime_config(
+        &self,
+        _: Request<UpdateRuntimeConfigRequest>,
+    ) -> R<UpdateRuntimeConfigResponse> {
+        Err(not_yet("UpdateRuntimeConfig", "pod networking settings"))
+    }
+    async fn run_pod_sandbox(&self, _: Request<RunPodSandboxRequest>) -> R<RunPodSandboxResponse> {
+        Err(not_yet("RunPodSandbox", PODS))
+    }
+    async fn stop_pod_sandbox(
+        &self,
+        _: Request<StopPodSandboxRequest>,
+    ) -> R<StopPodSandboxResponse> {
+        Err(not_yet("StopPodSandbox", PODS))
+    }
+    async fn remove_pod_sandbox(
+        &self,
+        _: Request<RemovePodSandboxRequest>,
+    ) -> R<RemovePodSandboxResponse> {
+        Err(not_yet("RemovePodSandbox", PODS))
+    }
+    async fn pod_sandbox_status(
+        &self,
+        _: Request<PodSandboxStatusRequest>,
+    ) -> R<PodSandboxStatusResponse> {
+        Err(not_yet("PodSandboxStatus", PODS))
+    }
+    async fn list_pod_sandbox(
+        &self,
+        _: Request<ListPodSandboxRequest>,
+    ) -> R<ListPodSandboxResponse> {
+        Err(not_yet("ListPodSandbox", PODS))
+    }
+    async fn create_container(
+        &self,
+        _: Request<CreateContainerRequest>,
+    ) -> R<CreateContainerResponse> {
+        Err(not_yet("CreateContainer", CTRS))
+    }
+    async fn start_container(
+        &self,
+        _: Request<StartContainerRequest>,
+    ) -> R<StartContainerResponse> {
+        Err(not_yet("StartContainer", CTRS))
+    }
+    async fn stop_container(&self, _: Request<StopContainerRequest>) -> R<StopContainerResponse> {
+        Err(not_yet("StopContainer", CTRS))
+    }
+    async fn remove_container(
+        &self,
+        _: Request<RemoveContainerRequest>,
+    ) -> R<RemoveContainerResponse> {
+        Err(not_yet("RemoveContainer", CTRS))
+    }
+    async fn list_containers(
+        &self,
+        _: Request<ListContainersRequest>,
+    ) -> R<ListContainersResponse> {
+        Err(not_yet("ListContainers", CTRS))
+    }
+    async fn container_status(
+        &self,
+        _: Request<ContainerStatusRequest>,
+    ) -> R<ContainerStatusResponse> {
+        Err(not_yet("ContainerStatus", CTRS))
+    }
+    async fn update_container_resources(
+        &self,
+        _: Request<UpdateContainerResourcesRequest>,
+    ) -> R<UpdateContainerResourcesResponse> {
+        Err(not_yet("UpdateContainerResources", CTRS))
+    }
+    async fn reopen_container_log(
+        &self,
+        _: Request<ReopenContainerLogRequest>,
+    ) -> R<ReopenContainerLogResponse> {
+        Err(not_yet("ReopenContainerLog", CTRS))
+    }
+    async fn exec_sync(&self, _: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
+        Err(not_yet("ExecSync", CTRS))
+    }
+    async fn exec(&self, _: Request<ExecRequest>) -> R<ExecResponse> {
+        Err(not_yet("Exec", CTRS))
+    }
+    async fn attach(&self, _: Request<AttachRequest>) -> R<AttachResponse> {
+        Err(not_yet("Attach", CTRS))
+    }
+    async fn port_forward(&self, _: Request<PortForwardRequest>) -> R<PortForwardResponse> {
+        Err(not_yet("PortForward", PODS))
+    }
+    async fn container_stats(
+        &self,
+        _: Request<ContainerStatsRequest>,
+    ) -> R<ContainerStatsResponse> {
+        Err(not_yet("ContainerStats", STATS))
+    }
+    async fn list_container_stats(
+        &self,
+        _: Request<ListContainerStatsRequest>,
+    ) -> R<ListContainerStatsResponse> {
+        Err(not_yet("ListContainerStats", STATS))
+    }
+    async fn pod_sandbox_stats(
+        &self,
+        _: Request<PodSandboxStatsRequest>,
+    ) -> R<PodSandboxStatsResponse> {
+        Err(not_yet("PodSandboxStats", STATS))
+    }
+    async fn list_pod_sandbox_stats(
+        &self,
+        _: Request<ListPodSandboxStatsRequest>,
+    ) -> R<ListPodSandboxStatsResponse> {
+        Err(not_yet("ListPodSandboxStats", STATS))
+    }
+    async fn checkpoint_container(
+        &self,
+        _: Request<CheckpointContainerRequest>,
+    ) -> R<CheckpointContainerResponse> {
+        Err(not_yet("CheckpointContainer", "container checkpoints"))
+    }
+    type GetContainerEventsStream = BoxStream<ContainerEventResponse>;
+    async fn get_container_events(
+        &self,
+        _: Request<GetEventsRequest>,
+    ) -> R<Self::GetContainerEventsStream> {
+        Err(not_yet("GetContainerEvents", "container events"))
+    }
+    async fn list_metric_descriptors(
+        &self,
+        _: Request<ListMetricDescriptorsRequest>,
+    ) -> R<ListMetricDescriptorsResponse> {
+        Err(not_yet("ListMetricDescriptors", STATS))
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _: Request<ListPodSandboxMetricsRequest>,
+    ) -> R<ListPodSandboxMetricsResponse> {
+        Err(not_yet("ListPodSandboxMetrics", STATS))
+    }
+}
