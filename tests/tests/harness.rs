@@ -126,3 +126,32 @@ fn secure_registry_requires_credentials() {
     };
     finish(check());
 }
+
+#[test]
+fn leftover_processes_are_found_by_mark() {
+    let check = || -> Result<()> {
+        let mark = berth_tests::unique_id("selftest");
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .env(berth_tests::MARK_VAR, &mark)
+            .spawn()?;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // sh and its grandchild sleep both carry the mark.
+        while berth_tests::procs::marked(&mark).len() < 2 {
+            ensure!(
+                std::time::Instant::now() < until,
+                "marked processes not found"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let err = berth_tests::procs::check_none_left(&mark, "selftest");
+        let _ = child.wait();
+        ensure!(err.is_err(), "leftovers not reported");
+        ensure!(
+            berth_tests::procs::marked(&mark).is_empty(),
+            "leftovers not killed"
+        );
+        Ok(())
+    };
+    finish(check());
+}

@@ -215,6 +215,7 @@ async fn auth_tls_body() -> Result<()> {
         Ok(id) => bail!("pull with a wrong password succeeded ({id})"),
         Err(e) => e,
     };
+    eprintln!("wrong password -> {:?}: {}", e.code(), e.message());
     let msg = e.message().to_lowercase();
     ensure!(
         msg.contains("unauthorized") || msg.contains("credential") || msg.contains("authenticat"),
@@ -228,7 +229,10 @@ async fn auth_tls_body() -> Result<()> {
     );
 
     let none = client::pull(&mut c, &img.reference, None).await;
-    ensure!(none.is_err(), "pull without credentials succeeded");
+    match &none {
+        Ok(id) => bail!("pull without credentials succeeded ({id})"),
+        Err(e) => eprintln!("no credentials -> {:?}: {}", e.code(), e.message()),
+    }
     ensure!(
         client::list(&mut c, None).await?.is_empty(),
         "failed pull left an image"
@@ -272,6 +276,7 @@ async fn corrupted_blob_body() -> Result<()> {
         Ok(id) => bail!("pull of a corrupted image succeeded ({id})"),
         Err(e) => e,
     };
+    eprintln!("corrupted blob -> {:?}: {}", e.code(), e.message());
     let hex = bad.trim_start_matches("sha256:");
     ensure!(
         e.message().contains(hex),
@@ -483,6 +488,10 @@ async fn kill9_body() -> Result<()> {
     let r = tokio::time::timeout(Duration::from_secs(10), pull)
         .await
         .context("pull did not fail")??;
+    eprintln!(
+        "killed at {} bytes on disk; pull -> {r:?}",
+        berth_tests::dir_size(d.dir())
+    );
     ensure!(r.is_err(), "pull succeeded although berthd was killed");
     drop(c);
 
