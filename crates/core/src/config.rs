@@ -221,11 +221,17 @@ impl Config {
         if self.grpc.socket_mode > 0o777 {
             return Err(bad(
                 "grpc.socket_mode",
-                format!("{:#o} is not a permission mode (0o000..=0o777)", self.grpc.socket_mode),
+                format!(
+                    "{:#o} is not a permission mode (0o000..=0o777)",
+                    self.grpc.socket_mode
+                ),
             ));
         }
         if self.grpc.shutdown_grace_secs > 3600 {
-            return Err(bad("grpc.shutdown_grace_secs", "must be at most 3600".into()));
+            return Err(bad(
+                "grpc.shutdown_grace_secs",
+                "must be at most 3600".into(),
+            ));
         }
         let tcp = &self.grpc.tcp;
         if tcp.enabled {
@@ -264,7 +270,10 @@ impl Config {
         if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
             return Err(bad(
                 "image.platform",
-                format!("{:?} must be os/arch or os/arch/variant", self.image.platform),
+                format!(
+                    "{:?} must be os/arch or os/arch/variant",
+                    self.image.platform
+                ),
             ));
         }
         if let Err(e) = self.image.pause_image.parse::<crate::Reference>() {
@@ -273,7 +282,10 @@ impl Config {
         for (host, reg) in &self.registries {
             let key = format!("registries.\"{host}\"");
             if host.is_empty() || host.contains('/') {
-                return Err(bad(&key, "must be a registry host[:port], without scheme or path".into()));
+                return Err(bad(
+                    &key,
+                    "must be a registry host[:port], without scheme or path".into(),
+                ));
             }
             for m in &reg.mirrors {
                 let rest = m
@@ -317,7 +329,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = Config::from_toml("[grpc]\nsokcet = \"/x\"\n", "t.toml").unwrap_err().to_string();
+        let e = Config::from_toml("[grpc]\nsokcet = \"/x\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sokcet") && e.contains("socket"), "{e}");
     }
 
@@ -331,9 +345,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("image.max_concurrent_downloads"), "{e}");
-        let e = Config::from_toml("[grpc.tcp]\nenabled = true\n", "t.toml").unwrap_err().to_string();
+        let e = Config::from_toml("[grpc.tcp]\nenabled = true\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("grpc.tcp.tls_cert"), "{e}");
-        let e = Config::from_toml("root_dir = \"rel\"\n", "t.toml").unwrap_err().to_string();
+        let e = Config::from_toml("root_dir = \"rel\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("root_dir") && e.contains("absolute"), "{e}");
     }
 

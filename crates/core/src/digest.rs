@@ -105,7 +105,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests() {
-        assert!(matches!("sha256:abc".parse::<Digest>(), Err(DigestError::Malformed(_))));
+        assert!(matches!(
+            "sha256:abc".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
         assert!(matches!(
             "sha512:abcd".parse::<Digest>(),
             Err(DigestError::Algorithm(_))

@@ -92,8 +92,11 @@ pub enum ImageError {
 pub trait ImageStore: Send + Sync {
     /// Pulls `reference` (or returns at once if its content is already complete) and
     /// records the reference's tag/digest names on it.
-    async fn pull(&self, reference: &Reference, auth: Option<RegistryAuth>)
-    -> Result<Image, ImageError>;
+    async fn pull(
+        &self,
+        reference: &Reference,
+        auth: Option<RegistryAuth>,
+    ) -> Result<Image, ImageError>;
     /// All images, in a stable order.
     fn list(&self) -> Vec<Image>;
     /// Finds an image by id (`sha256:…`, full or unambiguous hex prefix), by name

@@ -129,8 +129,7 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
@@ -172,7 +171,9 @@ impl FromStr for Reference {
         }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
-                let digest = d.parse::<Digest>().map_err(|e| invalid(input, e.to_string()))?;
+                let digest = d
+                    .parse::<Digest>()
+                    .map_err(|e| invalid(input, e.to_string()))?;
                 (r, Some(digest))
             }
             None => (s, None),
@@ -196,7 +197,10 @@ impl FromStr for Reference {
         let (registry, mut repository) = match name.split_once('/') {
             Some((first, path)) if Reference::looks_like_registry(first) => {
                 if !valid_registry(first) {
-                    return Err(invalid(input, format!("registry host {first:?} is invalid")));
+                    return Err(invalid(
+                        input,
+                        format!("registry host {first:?} is invalid"),
+                    ));
                 }
                 (first.to_string(), path.to_string())
             }
@@ -220,7 +224,10 @@ impl FromStr for Reference {
             return Err(invalid(input, reason));
         }
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
-            return Err(invalid(input, "repository name is longer than 255 characters"));
+            return Err(invalid(
+                input,
+                "repository name is longer than 255 characters",
+            ));
         }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
@@ -262,9 +269,15 @@ mod tests {
     #[test]
     fn short_names_resolve_to_docker_library() {
         assert_eq!(p("busybox").to_string(), "docker.io/library/busybox:latest");
-        assert_eq!(p("busybox:1.36").to_string(), "docker.io/library/busybox:1.36");
+        assert_eq!(
+            p("busybox:1.36").to_string(),
+            "docker.io/library/busybox:1.36"
+        );
         assert_eq!(p("user/app").to_string(), "docker.io/user/app:latest");
-        assert_eq!(p("docker.io/busybox").to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(
+            p("docker.io/busybox").to_string(),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(p("index.docker.io/library/busybox").registry(), "docker.io");
     }
 
@@ -275,7 +288,10 @@ mod tests {
         assert_eq!(r.repository(), "img");
         assert_eq!(r.tag(), Some("latest"));
         let r = p("localhost/a/b:v1");
-        assert_eq!((r.registry(), r.repository(), r.tag()), ("localhost", "a/b", Some("v1")));
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("localhost", "a/b", Some("v1"))
+        );
         let r = p(&format!("quay.io/x/y@{D}"));
         assert_eq!(r.tag(), None);
         assert_eq!(r.manifest_reference(), D);
@@ -303,7 +319,10 @@ mod tests {
             "trail-",
             "a___b",
         ] {
-            assert!(bad.parse::<Reference>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<Reference>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         let e = "Busybox".parse::<Reference>().unwrap_err().to_string();
         assert!(e.contains("lowercase"), "{e}");

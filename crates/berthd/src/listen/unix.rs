@@ -1,0 +1,59 @@
+//! The CRI unix socket: parent dir created, stale socket replaced, mode and group set.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use futures::{Stream, StreamExt};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use super::fixed_stream::FixedStream;
+
+/// Binds the socket. The caller holds the instance lock, so a socket file found here is stale.
+pub fn bind(path: &Path, mode: u32, group: &str) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("creating socket dir {}", dir.display()))?;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?,
+        Ok(_) => bail!(
+            "{} exists and is not a socket; move it away or set grpc.socket to another path",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("inspecting {}", path.display())),
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode {mode:#o} on {}", path.display()))?;
+    if !group.is_empty() {
+        let g = nix::unistd::Group::from_name(group)
+            .with_context(|| format!("looking up group {group:?}"))?
+            .with_context(|| format!("grpc.socket_group: no group named {group:?}"))?;
+        nix::unistd::chown(path, None, Some(g.gid))
+            .with_context(|| format!("chown {} to group {group}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+/// Accepted connections, each wrapped so that odd `:authority` values are repaired.
+/// Accept errors (e.g. EMFILE) are logged and skipped rather than ending the server.
+pub fn incoming(
+    listener: UnixListener,
+) -> impl Stream<Item = std::io::Result<FixedStream>> + Send + 'static {
+    UnixListenerStream::new(listener).filter_map(|conn| async move {
+        match conn {
+            Ok(stream) => Some(Ok(FixedStream::new(stream))),
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection on the CRI socket failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                None
+            }
+        }
+    })
+}

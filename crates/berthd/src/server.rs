@@ -1,0 +1,93 @@
+//! The composition root: the one place that knows the real image store and listeners.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_core::config::Config;
+use berth_cri::{Cri, RuntimeInfo};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::listen::{tcp, unix};
+use crate::lock::InstanceLock;
+use crate::rpc_trace::RpcTraceLayer;
+use crate::shutdown;
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let _root_lock = InstanceLock::acquire(&cfg.root_dir, "root_dir")?;
+    let _run_lock = InstanceLock::acquire(&cfg.run_dir, "run_dir")?;
+    let stop = shutdown::on_signals()?;
+
+    let images = berth_image::Store::open(&cfg).await.with_context(|| {
+        format!(
+            "opening the image store under {}",
+            cfg.image_dir().display()
+        )
+    })?;
+    let cri = Cri::new(
+        images,
+        RuntimeInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config: cfg.clone(),
+        },
+    );
+    let (runtime_svc, image_svc) = cri.services();
+
+    let listener = unix::bind(
+        &cfg.grpc.socket,
+        cfg.grpc.socket_mode,
+        &cfg.grpc.socket_group,
+    )?;
+    let unix_server = Server::builder()
+        .layer(RpcTraceLayer)
+        .add_service(runtime_svc.clone())
+        .add_service(image_svc.clone())
+        .serve_with_incoming_shutdown(unix::incoming(listener), shutdown::wait(stop.clone()));
+    tracing::info!(socket = %cfg.grpc.socket.display(), "serving the CRI on unix://{}", cfg.grpc.socket.display());
+
+    let tcp_server = if cfg.grpc.tcp.enabled {
+        let tls = tcp::tls_config(&cfg.grpc.tcp)?;
+        let addr = cfg
+            .grpc
+            .tcp
+            .address
+            .parse()
+            .with_context(|| format!("grpc.tcp.address {:?}", cfg.grpc.tcp.address))?;
+        let incoming =
+            TcpIncoming::bind(addr).map_err(|e| anyhow::anyhow!("grpc.tcp.address {addr}: {e}"))?;
+        tracing::info!(%addr, "serving the CRI on TCP with mutual TLS");
+        let server = Server::builder()
+            .tls_config(tls)
+            .context("grpc.tcp TLS settings")?
+            .layer(RpcTraceLayer)
+            .add_service(runtime_svc)
+            .add_service(image_svc)
+            .serve_with_incoming_shutdown(incoming, shutdown::wait(stop.clone()));
+        Some(server)
+    } else {
+        None
+    };
+
+    let servers = async {
+        match tcp_server {
+            Some(tcp) => tokio::try_join!(unix_server, tcp).map(|_| ()),
+            None => unix_server.await,
+        }
+    };
+    let grace = Duration::from_secs(cfg.grpc.shutdown_grace_secs);
+    let result = tokio::select! {
+        r = servers => r.context("serving the CRI"),
+        _ = async { shutdown::wait(stop).await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed with RPCs still in flight; exiting");
+            Ok(())
+        }
+    };
+    if let Err(e) = std::fs::remove_file(&cfg.grpc.socket)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, "removing the CRI socket");
+    }
+    drop(cri);
+    tracing::info!("berthd stopped");
+    result
+}
