@@ -4,6 +4,7 @@
 //! Every process the harness starts carries the env var [`MARK_VAR`] with a value unique to
 //! its owner, so leftovers (including grandchildren) can be found and reported after a test.
 
+pub mod bench;
 pub mod berthd;
 pub mod certs;
 pub mod client;

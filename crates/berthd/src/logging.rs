@@ -1,5 +1,7 @@
 //! The one tracing subscriber. RUST_LOG, when set, overrides `log.level`.
 
+use std::io::IsTerminal;
+
 use berth_core::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -11,7 +13,8 @@ pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let res = match cfg.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -66,13 +66,13 @@ where
                         if code == 0 {
                             tracing::info!(latency_ms = ms, outcome = "OK", "rpc done");
                         } else {
-                            let msg = resp
+                            let error = resp
                                 .headers()
                                 .get("grpc-message")
-                                .and_then(|v| v.to_str().ok())
+                                .map(|v| percent_decode(v.as_bytes()))
                                 .unwrap_or_default();
                             let outcome = format!("{:?}", tonic::Code::from(code));
-                            tracing::warn!(latency_ms = ms, outcome, message = msg, "rpc failed");
+                            tracing::warn!(latency_ms = ms, outcome, error, "rpc failed");
                         }
                     }
                     Err(e) => tracing::warn!(latency_ms = ms, outcome = "transport error", error = %e, "rpc failed"),
@@ -81,5 +81,33 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// grpc-message is percent-encoded on the wire; logs should read as plain text.
+fn percent_decode(v: &[u8]) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%'
+            && i + 2 < v.len()
+            && let (Some(h), Some(l)) = (hex(v[i + 1]), hex(v[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decodes_grpc_messages() {
+        assert_eq!(super::percent_decode(b"a%20b%3A%zz%2"), "a b:%zz%2");
     }
 }
