@@ -32,6 +32,7 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub image: ImageConfig,
     pub runtime: RuntimeConfig,
+    pub network: NetworkConfig,
     pub log: LogConfig,
     /// Per-registry settings, keyed by host[:port] as written in image references
     /// (`docker.io`, `127.0.0.1:5000`).
@@ -78,6 +79,25 @@ pub struct ImageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     pub cgroup_driver: CgroupDriver,
+    /// RuntimeClass handlers pods may ask for; "" (the default handler) is always allowed.
+    pub handlers: Vec<String>,
+    /// Size of each pod's private /dev/shm tmpfs, in bytes.
+    pub pod_shm_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Bridge the built-in network attaches pods to.
+    pub bridge: String,
+    /// IPv4 pod subnet; the bridge gets its first address.
+    pub subnet: String,
+    /// Optional IPv6 pod subnet (dual stack); "" for IPv4 only.
+    pub subnet_v6: String,
+    /// When set, pods are networked by the CNI plugins configured here instead.
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked up.
+    pub cni_bin_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +143,7 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             image: ImageConfig::default(),
             runtime: RuntimeConfig::default(),
+            network: NetworkConfig::default(),
             log: LogConfig::default(),
             registries: BTreeMap::new(),
         }
@@ -168,6 +189,20 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             cgroup_driver: CgroupDriver::Cgroupfs,
+            handlers: vec!["berth".into()],
+            pod_shm_size: 64 << 20,
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            bridge: "berth0".into(),
+            subnet: "10.88.0.0/16".into(),
+            subnet_v6: String::new(),
+            cni_conf_dir: PathBuf::new(),
+            cni_bin_dir: "/usr/lib/cni".into(),
         }
     }
 }
@@ -278,6 +313,47 @@ impl Config {
         }
         if let Err(e) = self.image.pause_image.parse::<crate::Reference>() {
             return Err(bad("image.pause_image", e.to_string()));
+        }
+        let net = &self.network;
+        let bridge_ok = !net.bridge.is_empty()
+            && net.bridge.len() <= 15
+            && net
+                .bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !bridge_ok {
+            return Err(bad(
+                "network.bridge",
+                format!(
+                    "{:?} must be 1..=15 letters, digits, '-', '_' or '.'",
+                    net.bridge
+                ),
+            ));
+        }
+        match net.subnet.parse::<crate::pod::ipam::Subnet>() {
+            Ok(s) if s.is_ipv4() => {}
+            Ok(_) => return Err(bad("network.subnet", "must be an IPv4 subnet".into())),
+            Err(e) => return Err(bad("network.subnet", e.to_string())),
+        }
+        if !net.subnet_v6.is_empty() {
+            match net.subnet_v6.parse::<crate::pod::ipam::Subnet>() {
+                Ok(s) if !s.is_ipv4() => {}
+                Ok(_) => return Err(bad("network.subnet_v6", "must be an IPv6 subnet".into())),
+                Err(e) => return Err(bad("network.subnet_v6", e.to_string())),
+            }
+        }
+        if !net.cni_conf_dir.as_os_str().is_empty() {
+            absolute("network.cni_conf_dir", &net.cni_conf_dir)?;
+            absolute("network.cni_bin_dir", &net.cni_bin_dir)?;
+        }
+        if self.runtime.pod_shm_size == 0 {
+            return Err(bad("runtime.pod_shm_size", "must be greater than 0".into()));
+        }
+        if let Some(h) = self.runtime.handlers.iter().find(|h| h.is_empty()) {
+            return Err(bad(
+                "runtime.handlers",
+                format!("{h:?}: handler names must not be empty"),
+            ));
         }
         for (host, reg) in &self.registries {
             let key = format!("registries.\"{host}\"");

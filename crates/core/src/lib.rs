@@ -4,6 +4,7 @@
 pub mod config;
 pub mod digest;
 pub mod image;
+pub mod pod;
 pub mod reference;
 
 pub use digest::Digest;
