@@ -1,1 +1,8 @@
-//! The OS edge. The only crate allowed `unsafe`.
+//! The OS edge: namespaces, mounts, cgroups, netlink, nftables, processes.
+//! The only crate allowed `unsafe`; every block carries a `// SAFETY:` comment.
+#![allow(unsafe_code)]
+
+pub mod cgroup;
+pub mod net;
+pub mod ns;
+pub mod podfiles;
