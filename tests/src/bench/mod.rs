@@ -1,0 +1,34 @@
+//! Bench harness (not a test): berthd side by side with the Debian containerd, both driven
+//! through the same CRI client over their unix sockets, against one local registry.
+//!
+//! Phases are subcommands of the `bench` binary; `pull` is the first. A new phase (pods,
+//! containers) is a module with a `run` that starts a [`env::BenchEnv`], measures with a
+//! [`stats::Comparison`] per operation, prints its tables and shuts the env down.
+
+pub mod containerd;
+pub mod env;
+pub mod images;
+pub mod pull;
+pub mod stats;
+pub mod uds;
+
+pub use env::{BenchEnv, EnvOptions};
+pub use stats::{Comparison, Runtime};
+
+/// `git rev-parse --short HEAD` of the workspace, with `-dirty` when files are modified.
+pub fn git_rev() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(crate::workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rev = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    if dirty { format!("{rev}-dirty") } else { rev }
+}

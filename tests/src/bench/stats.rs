@@ -1,0 +1,158 @@
+//! Timings of one measured operation on both runtimes, and the table printed from them.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The runtimes a bench compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Berthd,
+    Containerd,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Berthd => "berthd",
+            Runtime::Containerd => "containerd",
+        }
+    }
+
+    /// Which runtime goes first in iteration `i`: alternating, so that neither always runs
+    /// on a cold (or warm) page cache / registry.
+    pub fn order(i: usize) -> [Runtime; 2] {
+        if i.is_multiple_of(2) {
+            [Runtime::Berthd, Runtime::Containerd]
+        } else {
+            [Runtime::Containerd, Runtime::Berthd]
+        }
+    }
+}
+
+/// Median (mean of the two middle values for an even count); zero when empty.
+pub fn median(samples: &[Duration]) -> Duration {
+    let mut s = samples.to_vec();
+    s.sort();
+    match s.len() {
+        0 => Duration::ZERO,
+        n if !n.is_multiple_of(2) => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2,
+    }
+}
+
+pub fn min(samples: &[Duration]) -> Duration {
+    samples.iter().copied().min().unwrap_or_default()
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// Per-iteration timings of one operation on both runtimes.
+#[derive(Debug, Clone, Default)]
+pub struct Comparison {
+    /// What was measured, e.g. "PullImage (51.2 MB)".
+    pub what: String,
+    pub berthd: Vec<Duration>,
+    pub containerd: Vec<Duration>,
+    /// Which runtime went first, per iteration.
+    pub first: Vec<Runtime>,
+}
+
+impl Comparison {
+    pub fn new(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn record(&mut self, rt: Runtime, d: Duration) {
+        match rt {
+            Runtime::Berthd => self.berthd.push(d),
+            Runtime::Containerd => self.containerd.push(d),
+        }
+    }
+
+    /// berthd median / containerd median (below 1.0: berthd is faster).
+    pub fn ratio(&self) -> f64 {
+        let c = median(&self.containerd).as_secs_f64();
+        if c == 0.0 {
+            return f64::NAN;
+        }
+        median(&self.berthd).as_secs_f64() / c
+    }
+
+    /// A markdown table: one row per iteration, then median and min, then the ratio.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(t, "{}", self.what);
+        let _ = writeln!(t);
+        let _ = writeln!(
+            t,
+            "| iteration | first | berthd (s) | containerd (s) | berthd/containerd |"
+        );
+        let _ = writeln!(t, "|---|---|---:|---:|---:|");
+        for (i, (b, c)) in self.berthd.iter().zip(&self.containerd).enumerate() {
+            let first = self.first.get(i).map(|r| r.name()).unwrap_or("-");
+            let r = b.as_secs_f64() / c.as_secs_f64().max(f64::MIN_POSITIVE);
+            let _ = writeln!(
+                t,
+                "| {i} | {first} | {} | {} | {r:.2} |",
+                secs(*b),
+                secs(*c)
+            );
+        }
+        let (mb, mc) = (median(&self.berthd), median(&self.containerd));
+        let _ = writeln!(
+            t,
+            "| **median** | | **{}** | **{}** | **{:.2}** |",
+            secs(mb),
+            secs(mc),
+            self.ratio()
+        );
+        let (nb, nc) = (min(&self.berthd), min(&self.containerd));
+        let rmin = nb.as_secs_f64() / nc.as_secs_f64().max(f64::MIN_POSITIVE);
+        let _ = writeln!(t, "| min | | {} | {} | {rmin:.2} |", secs(nb), secs(nc));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
+    #[test]
+    fn median_odd_even_empty() {
+        assert_eq!(median(&ms(&[30, 10, 20])), Duration::from_millis(20));
+        assert_eq!(median(&ms(&[40, 10, 20, 30])), Duration::from_millis(25));
+        assert_eq!(median(&[]), Duration::ZERO);
+        assert_eq!(min(&ms(&[30, 10, 20])), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn order_alternates() {
+        assert_eq!(Runtime::order(0)[0], Runtime::Berthd);
+        assert_eq!(Runtime::order(1)[0], Runtime::Containerd);
+    }
+
+    #[test]
+    fn ratio_and_table() {
+        let mut c = Comparison::new("pull");
+        for (b, d) in [(100, 200), (300, 400), (200, 300)] {
+            c.record(Runtime::Berthd, Duration::from_millis(b));
+            c.record(Runtime::Containerd, Duration::from_millis(d));
+        }
+        assert!((c.ratio() - 2.0 / 3.0).abs() < 1e-9);
+        let t = c.table();
+        assert!(
+            t.contains("| **median** | | **0.200** | **0.300** | **0.67** |"),
+            "{t}"
+        );
+        assert!(t.contains("| min | | 0.100 | 0.200 | 0.50 |"), "{t}");
+    }
+}

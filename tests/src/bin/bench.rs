@@ -1,0 +1,67 @@
+//! Bench harness (not a test): berthd against the Debian containerd, phase by phase.
+//!
+//! ```text
+//! cargo run --release -p berth-tests --bin bench -- pull [--iterations N] [--logs DIR] [--berthd-log FILTER]
+//! ```
+//! Set `BERTHD_BIN` to a release berthd (scripts/bench.sh does). Exits non-zero only on
+//! errors, never because berthd missed its target.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use berth_tests::bench::pull::{self, PullOptions};
+
+const USAGE: &str = "usage: bench <phase> [options]
+
+phases:
+  pull    PullImage of N distinct ~50 MB images on berthd and containerd
+
+options:
+  --iterations N        measured iterations (default 5)
+  --logs DIR            copy berthd.log and containerd.log into DIR
+  --berthd-log FILTER   berthd's log level (default \"info,berth_image=debug\")
+
+env: BERTHD_BIN (berthd binary; default: cargo build of the debug berthd),
+     CONTAINERD_BIN (default /usr/bin/containerd)";
+
+fn parse(args: &[String]) -> Result<(String, PullOptions)> {
+    let mut it = args.iter();
+    let phase = match it.next() {
+        Some(p) if p == "-h" || p == "--help" => {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        Some(p) => p.clone(),
+        None => bail!("missing phase\n{USAGE}"),
+    };
+    let mut opts = PullOptions::default();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--iterations" | "-n" => {
+                opts.iterations = value()?.parse().context("--iterations takes a number")?;
+            }
+            "--logs" => opts.env.logs_dir = Some(PathBuf::from(value()?)),
+            "--berthd-log" => opts.env.berthd_log = value()?.clone(),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown option {other:?}\n{USAGE}"),
+        }
+    }
+    Ok((phase, opts))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (phase, opts) = parse(&args)?;
+    match phase.as_str() {
+        "pull" => {
+            pull::run(&opts).await?;
+        }
+        other => bail!("unknown phase {other:?} (later: pods, containers)\n{USAGE}"),
+    }
+    Ok(())
+}
