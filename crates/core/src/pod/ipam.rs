@@ -37,7 +37,7 @@ impl Subnet {
         }
     }
 
-    fn from_u128(&self, v: u128) -> IpAddr {
+    fn addr_at(&self, v: u128) -> IpAddr {
         if self.addr.is_ipv4() {
             IpAddr::V4(Ipv4Addr::from(v as u32))
         } else {
@@ -72,7 +72,7 @@ impl Subnet {
 
     /// The bridge's address: the first host address.
     pub fn gateway(&self) -> IpAddr {
-        self.from_u128(self.base() + 1)
+        self.addr_at(self.base() + 1)
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -189,9 +189,9 @@ impl Allocations {
             } else {
                 cur + 1
             };
-            let ip = self.subnet.from_u128(cur);
-            if !self.held.contains_key(&ip) {
-                self.held.insert(ip, owner.to_string());
+            let ip = self.subnet.addr_at(cur);
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.held.entry(ip) {
+                slot.insert(owner.to_string());
                 self.last = Some(ip);
                 return Ok(ip);
             }
