@@ -48,9 +48,9 @@ pub fn containerd_version() -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The config file for a containerd rooted at `dir`; `plain_http` lists `host:port`
-/// registries its CRI plugin reaches over `http://host:port`.
-pub fn config_toml(dir: &Path, plain_http: &[String]) -> String {
+/// The config file for a containerd rooted at `dir`, logging at `log_level`; `plain_http`
+/// lists `host:port` registries its CRI plugin reaches over `http://host:port`.
+pub fn config_toml(dir: &Path, log_level: &str, plain_http: &[String]) -> String {
     let p = |rel: &str| format!("{:?}", dir.join(rel).to_string_lossy());
     let disabled: Vec<String> = DISABLED_PLUGINS.iter().map(|s| format!("{s:?}")).collect();
     let mut t = format!(
@@ -64,6 +64,9 @@ pub fn config_toml(dir: &Path, plain_http: &[String]) -> String {
          \n\
          [ttrpc]\n\
          address = {ttrpc}\n\
+         \n\
+         [debug]\n\
+         level = {log_level:?}\n\
          \n\
          [plugins.\"io.containerd.internal.v1.opt\"]\n\
          path = {opt}\n\
@@ -107,8 +110,9 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Starts containerd and waits until its CRI plugin answers `Version`.
-    pub async fn start(plain_http: &[String]) -> Result<Self> {
+    /// Starts containerd (logging at `log_level`: info, debug, ...) and waits until its CRI
+    /// plugin answers `Version`.
+    pub async fn start(log_level: &str, plain_http: &[String]) -> Result<Self> {
         // "berth" in the name: leakcheck.sh finds the dir (and mounts in it) if we leak it.
         let dir = tempfile::Builder::new()
             .prefix("berth-bench-containerd-")
@@ -118,7 +122,7 @@ impl Containerd {
             std::fs::create_dir_all(d.join(sub))?;
         }
         let config_path = d.join("config.toml");
-        std::fs::write(&config_path, config_toml(d, plain_http))?;
+        std::fs::write(&config_path, config_toml(d, log_level, plain_http))?;
         let log_path = d.join("containerd.log");
         let log = std::fs::File::create(&log_path)?;
         let mark = crate::unique_id("containerd");
@@ -294,7 +298,7 @@ mod tests {
 
     #[test]
     fn config_is_valid_toml_with_mirrors() {
-        let t = config_toml(Path::new("/tmp/x"), &["127.0.0.1:5000".into()]);
+        let t = config_toml(Path::new("/tmp/x"), "info", &["127.0.0.1:5000".into()]);
         let v: toml::Table = t.parse().expect("valid toml");
         let cri = &v["plugins"]["io.containerd.grpc.v1.cri"];
         assert_eq!(cri["restrict_oom_score_adj"].as_bool(), Some(true));
@@ -307,5 +311,6 @@ mod tests {
             Some("/tmp/x/containerd.sock")
         );
         assert_eq!(v["version"].as_integer(), Some(2));
+        assert_eq!(v["debug"]["level"].as_str(), Some("info"));
     }
 }

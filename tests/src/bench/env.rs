@@ -17,6 +17,8 @@ use crate::{Berthd, BerthdOptions, Registry};
 pub struct EnvOptions {
     /// berthd's `[log] level` (a tracing filter).
     pub berthd_log: String,
+    /// containerd's `[debug] level` (info, debug, ...).
+    pub containerd_log: String,
     /// Copy both daemons' logs here before their temp dirs are removed.
     pub logs_dir: Option<PathBuf>,
 }
@@ -26,6 +28,7 @@ impl Default for EnvOptions {
         Self {
             // Debug on berth_image adds one line per blob: cheap, and shows where time goes.
             berthd_log: "info,berth_image=debug".into(),
+            containerd_log: "info".into(),
             logs_dir: None,
         }
     }
@@ -45,9 +48,10 @@ impl BenchEnv {
         let berthd = Berthd::start_with(BerthdOptions::toml(extra))
             .await
             .context("start berthd")?;
-        let containerd = Containerd::start(std::slice::from_ref(&registry.host))
-            .await
-            .context("start containerd")?;
+        let containerd =
+            Containerd::start(&opts.containerd_log, std::slice::from_ref(&registry.host))
+                .await
+                .context("start containerd")?;
         Ok(Self {
             registry,
             berthd,

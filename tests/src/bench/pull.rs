@@ -85,6 +85,11 @@ fn size_of(img: &PushedImage) -> u64 {
 }
 
 async fn pull_timed(env: &BenchEnv, rt: Runtime, img: &PushedImage) -> Result<Duration> {
+    // Flush dirty pages first (untimed): berthd syncfs()es after an unpack, which would
+    // otherwise also pay for the previous pull's (or the registry push's) unflushed data.
+    tokio::task::spawn_blocking(nix::unistd::sync)
+        .await
+        .context("sync")?;
     // Connect before starting the clock: the socket handshake is not part of a pull.
     let mut c = env.images(rt).await?;
     let started = Instant::now();
@@ -145,12 +150,16 @@ fn print_report(
 ) {
     let v = |r: Result<String>| r.unwrap_or_else(|e| format!("unknown ({e:#})"));
     println!();
+    let bin = crate::berthd::berthd_bin()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    println!("berthd:     {} [{bin}]", v(versions.0));
     println!(
-        "berthd:     {} (git {})",
-        v(versions.0),
-        crate::bench::git_rev()
+        "containerd: {} [{}]",
+        v(versions.1),
+        crate::bench::containerd::containerd_bin().display()
     );
-    println!("containerd: {}", v(versions.1));
+    println!("workspace:  git {}", crate::bench::git_rev());
     println!();
     print!("{}", cmp.table());
     println!();

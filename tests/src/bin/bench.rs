@@ -1,7 +1,8 @@
 //! Bench harness (not a test): berthd against the Debian containerd, phase by phase.
 //!
 //! ```text
-//! cargo run --release -p berth-tests --bin bench -- pull [--iterations N] [--logs DIR] [--berthd-log FILTER]
+//! cargo run --release -p berth-tests --bin bench -- pull [--iterations N] [--logs DIR]
+//!     [--berthd-log FILTER] [--containerd-log LEVEL]
 //! ```
 //! Set `BERTHD_BIN` to a release berthd (scripts/bench.sh does). Exits non-zero only on
 //! errors, never because berthd missed its target.
@@ -20,6 +21,7 @@ options:
   --iterations N        measured iterations (default 5)
   --logs DIR            copy berthd.log and containerd.log into DIR
   --berthd-log FILTER   berthd's log level (default \"info,berth_image=debug\")
+  --containerd-log LVL  containerd's log level (default info; debug shows per-layer apply times)
 
 env: BERTHD_BIN (berthd binary; default: cargo build of the debug berthd),
      CONTAINERD_BIN (default /usr/bin/containerd)";
@@ -43,6 +45,7 @@ fn parse(args: &[String]) -> Result<(String, PullOptions)> {
             }
             "--logs" => opts.env.logs_dir = Some(PathBuf::from(value()?)),
             "--berthd-log" => opts.env.berthd_log = value()?.clone(),
+            "--containerd-log" => opts.env.containerd_log = value()?.clone(),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
