@@ -6,7 +6,7 @@ set -euo pipefail
 # protobuf-compiler: builds; docker-registry, skopeo, busybox-static: test registry + images;
 # apache2-utils: htpasswd (bcrypt) for the auth registry; containerd, runc: reference runtimes;
 # containernetworking-plugins, nftables, iproute2: pod networking; openssl, jq: tooling.
-PACKAGES="protobuf-compiler docker-registry skopeo busybox-static containerd runc containernetworking-plugins nftables iproute2 openssl jq apache2-utils"
+PACKAGES="protobuf-compiler docker-registry skopeo busybox-static containerd runc containernetworking-plugins nftables iptables iproute2 util-linux openssl jq apache2-utils"
 
 missing=()
 for p in $PACKAGES; do
