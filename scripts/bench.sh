@@ -13,7 +13,7 @@ step() { echo; echo "==> $*"; }
 step "scripts/install-deps.sh"
 scripts/install-deps.sh
 
-step "cargo build --release -p berthd -p berth-tests --bin berthd --bin bench"
+step "cargo build --release (berthd, bench)"
 cargo build --release -p berthd --bin berthd
 cargo build --release -p berth-tests --bin bench
 
