@@ -3,6 +3,7 @@
 mod listen;
 mod lock;
 mod logging;
+mod ports;
 mod rpc_trace;
 mod server;
 mod shutdown;
@@ -58,6 +59,11 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 fn main() -> std::process::ExitCode {
+    // The pod init (PID 1 of a pod's PID namespace) is berthd re-executed; it must fork
+    // before any thread exists, so it is dispatched before argument parsing and runtimes.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "pod-init") {
+        berth_linux::ns::init::pod_init_main();
+    }
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

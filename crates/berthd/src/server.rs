@@ -24,13 +24,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.image_dir().display()
         )
     })?;
+    let ports = crate::ports::build(&cfg)?;
+    // Test hook: make RunPodSandbox fail right after the named step (see pods' rollback tests).
+    let fault_inject = std::env::var("BERTHD_FAULT_INJECT")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if let Some(step) = &fault_inject {
+        tracing::warn!(
+            step,
+            "BERTHD_FAULT_INJECT is set: RunPodSandbox will fail after this step"
+        );
+    }
     let cri = Cri::new(
         images,
+        ports,
         RuntimeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             config: cfg.clone(),
         },
-    );
+        fault_inject,
+    )
+    .await
+    .context("opening the pod store")?;
     let (runtime_svc, image_svc) = cri.services();
 
     let listener = unix::bind(

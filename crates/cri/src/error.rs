@@ -22,3 +22,19 @@ pub fn not_yet(method: &str, what: &str) -> Status {
         "{method} is not implemented by berth yet ({what} are not supported in this release)"
     ))
 }
+
+pub fn pod_error_status(e: berth_core::pod::ports::PodError) -> Status {
+    use berth_core::pod::ports::PodError;
+    match e {
+        PodError::InvalidArgument(m) => Status::invalid_argument(m),
+        e @ PodError::Failed { .. } => Status::internal(e.to_string()),
+    }
+}
+
+pub fn store_status(e: crate::pods::store::StoreError) -> Status {
+    use crate::pods::store::StoreError;
+    match e {
+        e @ StoreError::Ambiguous(_) => Status::invalid_argument(e.to_string()),
+        e => Status::internal(e.to_string()),
+    }
+}

@@ -4,6 +4,7 @@
 
 mod error;
 mod image_service;
+pub mod pods;
 mod rpc;
 mod runtime_service;
 
@@ -13,6 +14,9 @@ use berth_api::cri::image_service_server::ImageServiceServer;
 use berth_api::cri::runtime_service_server::RuntimeServiceServer;
 use berth_core::config::Config;
 use berth_core::image::ImageStore;
+pub use pods::PodPorts;
+pub use pods::store::StoreError;
+use pods::{PodStore, Pods};
 
 pub use error::image_error_status;
 
@@ -27,6 +31,7 @@ pub struct RuntimeInfo {
 pub struct Cri {
     pub(crate) images: Arc<dyn ImageStore>,
     pub(crate) info: RuntimeInfo,
+    pub(crate) pods: Pods,
 }
 
 /// The RuntimeService half.
@@ -38,8 +43,26 @@ pub struct RuntimeSvc(pub(crate) Arc<Cri>);
 pub struct ImageSvc(pub(crate) Arc<Cri>);
 
 impl Cri {
-    pub fn new(images: Arc<dyn ImageStore>, info: RuntimeInfo) -> Arc<Self> {
-        Arc::new(Self { images, info })
+    /// Opens the pod store under `<root_dir>/pods` and reconciles it with the node.
+    pub async fn new(
+        images: Arc<dyn ImageStore>,
+        ports: PodPorts,
+        info: RuntimeInfo,
+        fault_inject: Option<String>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let (store, unreadable) = PodStore::open(&info.config.root_dir.join("pods"))?;
+        for e in unreadable {
+            tracing::error!(error = %e, "skipping a pod record");
+        }
+        let pods = Pods::new(
+            store,
+            ports,
+            info.config.run_dir.join("pods"),
+            info.config.runtime.pod_shm_size,
+            fault_inject,
+        );
+        pods::recovery::reconcile(&pods).await;
+        Ok(Arc::new(Self { images, info, pods }))
     }
 
     /// The two tonic services, ready to add to a server.

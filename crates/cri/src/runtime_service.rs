@@ -27,36 +27,44 @@ impl RuntimeService for RuntimeSvc {
     }
     async fn update_runtime_config(
         &self,
-        _: Request<UpdateRuntimeConfigRequest>,
+        r: Request<UpdateRuntimeConfigRequest>,
     ) -> R<UpdateRuntimeConfigResponse> {
-        Err(not_yet("UpdateRuntimeConfig", "pod networking settings"))
+        rpc::update_runtime_config::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
-    async fn run_pod_sandbox(&self, _: Request<RunPodSandboxRequest>) -> R<RunPodSandboxResponse> {
-        Err(not_yet("RunPodSandbox", PODS))
+    async fn run_pod_sandbox(&self, r: Request<RunPodSandboxRequest>) -> R<RunPodSandboxResponse> {
+        rpc::run_pod_sandbox::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn stop_pod_sandbox(
         &self,
-        _: Request<StopPodSandboxRequest>,
+        r: Request<StopPodSandboxRequest>,
     ) -> R<StopPodSandboxResponse> {
-        Err(not_yet("StopPodSandbox", PODS))
+        rpc::stop_pod_sandbox::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn remove_pod_sandbox(
         &self,
-        _: Request<RemovePodSandboxRequest>,
+        r: Request<RemovePodSandboxRequest>,
     ) -> R<RemovePodSandboxResponse> {
-        Err(not_yet("RemovePodSandbox", PODS))
+        rpc::remove_pod_sandbox::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn pod_sandbox_status(
         &self,
-        _: Request<PodSandboxStatusRequest>,
+        r: Request<PodSandboxStatusRequest>,
     ) -> R<PodSandboxStatusResponse> {
-        Err(not_yet("PodSandboxStatus", PODS))
+        rpc::pod_sandbox_status::handle(&self.0, r.into_inner()).map(Response::new)
     }
     async fn list_pod_sandbox(
         &self,
-        _: Request<ListPodSandboxRequest>,
+        r: Request<ListPodSandboxRequest>,
     ) -> R<ListPodSandboxResponse> {
-        Err(not_yet("ListPodSandbox", PODS))
+        rpc::list_pod_sandbox::handle(&self.0, r.into_inner()).map(Response::new)
     }
     async fn create_container(
         &self,

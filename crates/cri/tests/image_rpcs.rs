@@ -1,84 +1,15 @@
 //! Component tests: the real tonic services over an in-memory connection, with a fake store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+mod common;
 
-use async_trait::async_trait;
+use std::sync::Arc;
+
 use berth_api::cri::image_service_client::ImageServiceClient;
 use berth_api::cri::runtime_service_client::RuntimeServiceClient;
 use berth_api::cri::*;
-use berth_core::Digest;
-use berth_core::Reference;
-use berth_core::config::Config;
-use berth_core::image::{FsUsage, Image, ImageError, ImageStore, RegistryAuth};
-use berth_cri::{Cri, RuntimeInfo};
-use hyper_util::rt::TokioIo;
+use common::FakeStore;
 use tonic::Code;
-use tonic::transport::{Endpoint, Server};
-
-#[derive(Default)]
-struct FakeStore {
-    images: Mutex<Vec<Image>>,
-    last_auth: Mutex<Option<RegistryAuth>>,
-}
-
-fn image_for(r: &Reference) -> Image {
-    Image {
-        id: Digest::of(r.name().as_bytes()),
-        repo_tags: r.tagged_name().into_iter().collect(),
-        repo_digests: vec![],
-        size: 1234,
-        user: "1000:1000".into(),
-        diff_ids: vec![],
-        snapshots: vec![],
-        config: serde_json::json!({"config": {"User": "1000:1000"}}),
-        pinned: false,
-    }
-}
-
-#[async_trait]
-impl ImageStore for FakeStore {
-    async fn pull(&self, r: &Reference, auth: Option<RegistryAuth>) -> Result<Image, ImageError> {
-        *self.last_auth.lock().unwrap() = auth;
-        if r.repository().ends_with("private") {
-            return Err(ImageError::Unauthorized {
-                registry: r.registry().into(),
-                message: "authentication required".into(),
-            });
-        }
-        let img = image_for(r);
-        self.images.lock().unwrap().push(img.clone());
-        Ok(img)
-    }
-    fn list(&self) -> Vec<Image> {
-        self.images.lock().unwrap().clone()
-    }
-    fn find(&self, name: &str) -> Option<Image> {
-        let full = name.parse::<Reference>().ok().and_then(|r| r.tagged_name());
-        self.images
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|i| i.id.to_string() == name || Some(&i.repo_tags[0]) == full.as_ref())
-            .cloned()
-    }
-    async fn remove(&self, name: &str) -> Result<(), ImageError> {
-        let found = self.find(name);
-        if let Some(f) = found {
-            self.images.lock().unwrap().retain(|i| i.id != f.id);
-        }
-        Ok(())
-    }
-    fn fs_usage(&self) -> Result<FsUsage, ImageError> {
-        Ok(FsUsage {
-            used_bytes: 4096,
-            inodes_used: 3,
-        })
-    }
-    fn root(&self) -> std::path::PathBuf {
-        "/var/lib/berth/images".into()
-    }
-}
 
 async fn clients(
     store: Arc<FakeStore>,
@@ -86,38 +17,22 @@ async fn clients(
     RuntimeServiceClient<tonic::transport::Channel>,
     ImageServiceClient<tonic::transport::Channel>,
 ) {
-    let cri = Cri::new(
+    let env = common::Env::new();
+    let ledger = env.ledger.clone();
+    let cri = berth_cri::Cri::new(
         store,
-        RuntimeInfo {
+        common::ports(&ledger),
+        berth_cri::RuntimeInfo {
             version: "test".into(),
-            config: Config::default(),
+            config: env.config(),
         },
-    );
-    let (rt, img) = cri.services();
-    let (client_io, server_io) = tokio::io::duplex(1 << 16);
-    tokio::spawn(async move {
-        Server::builder()
-            .add_service(rt)
-            .add_service(img)
-            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))
-            .await
-    });
-    let mut client_io = Some(client_io);
-    let ch = Endpoint::try_from("http://localhost")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let io = client_io.take();
-            async move {
-                io.map(TokioIo::new)
-                    .ok_or_else(|| std::io::Error::other("connected once already"))
-            }
-        }))
-        .await
-        .unwrap();
-    (
-        RuntimeServiceClient::new(ch.clone()),
-        ImageServiceClient::new(ch),
+        None,
     )
+    .await
+    .unwrap();
+    // keep the temp dir alive for the test's duration
+    std::mem::forget(env);
+    common::serve(cri).await
 }
 
 fn spec(s: &str) -> Option<ImageSpec> {
@@ -242,7 +157,7 @@ async fn bad_input_gets_the_right_code() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = rt
-        .run_pod_sandbox(RunPodSandboxRequest::default())
+        .create_container(CreateContainerRequest::default())
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);

@@ -15,12 +15,19 @@ pub fn handle(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
             reason: String::new(),
             message: String::new(),
         },
-        // No pod networking exists in this release: say so rather than claim readiness.
-        RuntimeCondition {
-            r#type: "NetworkReady".into(),
-            status: false,
-            reason: "NetworkNotConfigured".into(),
-            message: "berth does not configure pod networking yet".into(),
+        match cri.pods.ports.network.ready() {
+            Ok(()) => RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            Err(why) => RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NetworkPluginNotReady".into(),
+                message: why,
+            },
         },
     ];
     let mut info = HashMap::new();

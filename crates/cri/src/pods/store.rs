@@ -1,0 +1,144 @@
+//! Pod records on disk (`<root_dir>/pods/<id>.json`, temp → fsync → rename) and in memory.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use berth_core::pod::record::{PodRecord, RECORD_VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("pod store {path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("pod record {path} is unreadable: {error}")]
+    Corrupt { path: PathBuf, error: String },
+    #[error("pod id prefix {0:?} matches more than one pod")]
+    Ambiguous(String),
+}
+
+fn io(path: &Path, error: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+pub struct PodStore {
+    dir: PathBuf,
+    pods: Mutex<HashMap<String, PodRecord>>,
+}
+
+impl PodStore {
+    /// Loads every record. Unreadable records are reported, not fatal: berthd keeps serving
+    /// the others and the file is left for a person to inspect.
+    pub fn open(dir: &Path) -> Result<(Self, Vec<StoreError>), StoreError> {
+        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut pods = HashMap::new();
+        let mut bad = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let entry = entry.map_err(|e| io(dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let rec = fs::read(&path).map_err(|e| io(&path, e)).and_then(|b| {
+                serde_json::from_slice::<PodRecord>(&b).map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    error: e.to_string(),
+                })
+            });
+            match rec {
+                Ok(r) if r.version == RECORD_VERSION => {
+                    pods.insert(r.id.clone(), r);
+                }
+                Ok(r) => bad.push(StoreError::Corrupt {
+                    path,
+                    error: format!("record version {} is not {RECORD_VERSION}", r.version),
+                }),
+                Err(e) => bad.push(e),
+            }
+        }
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                pods: Mutex::new(pods),
+            },
+            bad,
+        ))
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodRecord>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Persists then publishes a record.
+    pub fn put(&self, rec: &PodRecord) -> Result<(), StoreError> {
+        let path = self.dir.join(format!("{}.json", rec.id));
+        let tmp = self.dir.join(format!("{}.json.tmp", rec.id));
+        let data = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            error: e.to_string(),
+        })?;
+        let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        f.write_all(&data).map_err(|e| io(&tmp, e))?;
+        f.sync_all().map_err(|e| io(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        self.map().insert(rec.id.clone(), rec.clone());
+        Ok(())
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let path = self.dir.join(format!("{id}.json"));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path, e)),
+        }
+        self.map().remove(id);
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<PodRecord> {
+        self.map().get(id).cloned()
+    }
+
+    /// By full id or unique prefix, as crictl lets people type.
+    pub fn resolve(&self, id: &str) -> Result<Option<PodRecord>, StoreError> {
+        let map = self.map();
+        if let Some(r) = map.get(id) {
+            return Ok(Some(r.clone()));
+        }
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let mut found = map.values().filter(|r| r.id.starts_with(id));
+        let first = found.next().cloned();
+        if found.next().is_some() {
+            return Err(StoreError::Ambiguous(id.to_string()));
+        }
+        Ok(first)
+    }
+
+    pub fn by_name_key(&self, key: &str) -> Option<PodRecord> {
+        self.map().values().find(|r| r.name_key() == key).cloned()
+    }
+
+    pub fn list(&self) -> Vec<PodRecord> {
+        let mut v: Vec<PodRecord> = self.map().values().cloned().collect();
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        v
+    }
+}

@@ -1,0 +1,267 @@
+//! `RunPodSandbox`: a transaction. Each acquired resource pushes its undo; any failure
+//! unwinds them in reverse, so a failed pod leaves nothing. A retry of the same request
+//! (the kubelet after a timeout) gets the same pod back.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_api::cri::{PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse};
+use berth_core::pod::cgroup::pod_cgroup;
+use berth_core::pod::files;
+use berth_core::pod::ports::{NamespaceRequest, PodError, PodFilesRequest};
+use berth_core::pod::record::{
+    NamespaceMode, PodNamespaces, PodRecord, PodState, RECORD_VERSION, name_key,
+};
+use berth_core::pod::sysctl;
+use sha2::{Digest as _, Sha256};
+use tonic::Status;
+
+use crate::Cri;
+use crate::error::pod_error_status;
+use crate::pods::Pods;
+use crate::pods::convert;
+use crate::pods::teardown::{network_request, release_all};
+
+pub async fn handle(cri: &Cri, req: RunPodSandboxRequest) -> Result<RunPodSandboxResponse, Status> {
+    let config = req
+        .config
+        .ok_or_else(|| Status::invalid_argument("RunPodSandbox: config is missing"))?;
+    let mut rec = validate(cri, &config, &req.runtime_handler)?;
+    let pods = &cri.pods;
+
+    // Reserve the name, or find the pod a previous identical request created.
+    let key = rec.name_key();
+    let lock = loop {
+        let names = pods.names.lock().await;
+        if let Some(existing) = pods.store.by_name_key(&key) {
+            drop(names);
+            if existing.state == PodState::Creating {
+                // The first request is still working: wait for it, then look again.
+                let _ = pods.lock_of(&existing.id).lock_owned().await;
+                if pods
+                    .store
+                    .get(&existing.id)
+                    .is_some_and(|r| r.state == PodState::Creating)
+                {
+                    return Err(Status::unavailable(format!(
+                        "pod {key} ({}) is still being created; retry",
+                        existing.id
+                    )));
+                }
+                continue;
+            }
+            if existing.state == PodState::Ready && existing.config == rec.config {
+                tracing::info!(pod = %existing.id, "RunPodSandbox retried: returning the pod already created");
+                return Ok(RunPodSandboxResponse {
+                    pod_sandbox_id: existing.id,
+                });
+            }
+            return Err(Status::already_exists(format!(
+                "pod name {key} is already taken by pod {}; remove it first or use another attempt number",
+                existing.id
+            )));
+        }
+        let lock = pods.lock_of(&rec.id).lock_owned().await;
+        pods.store
+            .put(&rec)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        break lock;
+    };
+
+    let result = create(pods, &mut rec).await;
+    let out = match result {
+        Ok(()) => Ok(RunPodSandboxResponse {
+            pod_sandbox_id: rec.id.clone(),
+        }),
+        Err(e) => {
+            tracing::warn!(pod = %rec.id, error = %e, "RunPodSandbox failed; undoing");
+            // The record is still Creating: if this cleanup fails too, start-up recovery
+            // finishes it.
+            match release_all(pods, &rec).await {
+                Ok(()) => {
+                    let _ = pods.store.delete(&rec.id);
+                    pods.forget_lock(&rec.id);
+                }
+                Err(e2) => tracing::error!(pod = %rec.id, error = %e2, "undo incomplete"),
+            }
+            Err(pod_error_status(e))
+        }
+    };
+    drop(lock);
+    out
+}
+
+fn validate(cri: &Cri, config: &PodSandboxConfig, handler: &str) -> Result<PodRecord, Status> {
+    let invalid = |m: String| Status::invalid_argument(format!("RunPodSandbox: {m}"));
+    let meta = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid("config.metadata is missing".into()))?;
+    if meta.name.is_empty() {
+        return Err(invalid("config.metadata.name is empty".into()));
+    }
+    let handlers = &cri.info.config.runtime.handlers;
+    if !handler.is_empty() && !handlers.iter().any(|h| h == handler) {
+        return Err(invalid(format!(
+            "runtime handler {handler:?} is not configured (configured: {handlers:?}; runtime.handlers in berth.toml)"
+        )));
+    }
+    let modes = convert::modes(config).map_err(invalid)?;
+    let port_mappings = convert::port_mappings(config).map_err(invalid)?;
+    let sysctls = config
+        .linux
+        .as_ref()
+        .map(|l| convert::sorted(&l.sysctls))
+        .unwrap_or_default();
+    sysctl::validate(&sysctls, &modes).map_err(|e| invalid(e.to_string()))?;
+    let hostname = if modes.network == NamespaceMode::Node {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    } else if config.hostname.is_empty() {
+        meta.name.chars().take(63).collect()
+    } else {
+        config.hostname.clone()
+    };
+    if modes.network != NamespaceMode::Node && !files::valid_hostname(&hostname) {
+        return Err(invalid(format!(
+            "hostname {hostname:?} is not valid (1..=64 letters, digits, '-' or '.')"
+        )));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default();
+    let key = name_key(&meta.name, &meta.namespace, &meta.uid, meta.attempt);
+    let id = new_id(&key, now);
+    let config_json = serde_json::to_value(config).map_err(|e| Status::internal(e.to_string()))?;
+    let cgroup_parent = config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.as_str())
+        .unwrap_or("");
+    let cgroup = pod_cgroup(cri.info.config.runtime.cgroup_driver, cgroup_parent, &id)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(PodRecord {
+        version: RECORD_VERSION,
+        dir: cri.pods.pod_dir(&id),
+        id,
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        attempt: meta.attempt,
+        state: PodState::Creating,
+        created_at: now,
+        hostname,
+        log_directory: config.log_directory.clone(),
+        runtime_handler: handler.to_string(),
+        labels: convert::sorted(&config.labels),
+        annotations: convert::sorted(&config.annotations),
+        modes,
+        namespaces: PodNamespaces::default(),
+        port_mappings,
+        dns: convert::dns(config),
+        sysctls,
+        cgroup: Some(cgroup),
+        ip: None,
+        additional_ips: Vec::new(),
+        config: config_json,
+    })
+}
+
+/// 64 hex digits, unique per request: sha256 over the name, time, pid and a counter.
+fn new_id(key: &str, now: i64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update(now.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    hex::encode(h.finalize())
+}
+
+fn fault(pods: &Pods, step: &'static str) -> Result<(), PodError> {
+    if pods.fault_inject.as_deref() == Some(step) {
+        return Err(PodError::failed(
+            step,
+            "injected failure (BERTHD_FAULT_INJECT)",
+        ));
+    }
+    Ok(())
+}
+
+/// Acquires the pod's resources in order, recording each in `rec` (persisted) so that
+/// both the rollback and a crash-recovery know what to release.
+async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
+    let p = &pods.ports;
+    if !rec.log_directory.is_empty() {
+        std::fs::create_dir_all(&rec.log_directory).map_err(|e| {
+            PodError::failed("log directory", format!("{}: {e}", rec.log_directory))
+        })?;
+    }
+    if let Some(cg) = &rec.cgroup {
+        p.cgroups.create_pod(cg).await?;
+    }
+    fault(pods, "cgroup")?;
+
+    let ns_req = NamespaceRequest {
+        pod_id: rec.id.clone(),
+        pin_dir: pods.pin_dir(&rec.id),
+        modes: rec.modes,
+        hostname: rec.hostname.clone(),
+    };
+    rec.namespaces = p.namespaces.create(&ns_req).await?;
+    persist(pods, rec)?;
+    fault(pods, "namespaces")?;
+
+    let sysctls = sysctl::validate(&rec.sysctls, &rec.modes)
+        .map_err(|e| PodError::InvalidArgument(e.to_string()))?;
+    p.namespaces
+        .apply_sysctls(&rec.namespaces, &sysctls)
+        .await?;
+    fault(pods, "sysctls")?;
+
+    let host_hosts = || std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let hosts = if rec.modes.network == NamespaceMode::Node {
+        host_hosts()
+    } else {
+        files::hosts(&rec.hostname, None)
+    };
+    p.files
+        .prepare(&PodFilesRequest {
+            dir: rec.dir.clone(),
+            resolv_conf: files::resolv_conf(&rec.dns),
+            hosts,
+            hostname: files::hostname_file(&rec.hostname),
+            private_shm: rec.modes.ipc != NamespaceMode::Node,
+            shm_size_bytes: pods_shm_size(pods),
+        })
+        .await?;
+    fault(pods, "files")?;
+
+    if rec.modes.network == NamespaceMode::Pod {
+        let net = p.network.setup(&network_request(pods, rec)).await?;
+        rec.ip = net.ip;
+        rec.additional_ips = net.additional_ips;
+        persist(pods, rec)?;
+        fault(pods, "network")?;
+        p.files
+            .write_hosts(&rec.dir, &files::hosts(&rec.hostname, rec.ip))
+            .await?;
+    }
+
+    rec.transition(PodState::Ready)
+        .map_err(|e| PodError::failed("record", e))?;
+    fault(pods, "record")?;
+    persist(pods, rec)
+}
+
+fn pods_shm_size(pods: &Pods) -> u64 {
+    pods.shm_size
+}
+
+fn persist(pods: &Pods, rec: &PodRecord) -> Result<(), PodError> {
+    pods.store
+        .put(rec)
+        .map_err(|e| PodError::failed("record", e))
+}

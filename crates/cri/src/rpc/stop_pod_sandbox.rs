@@ -1,0 +1,41 @@
+//! `StopPodSandbox`: disconnects the pod and marks it NotReady; the record stays.
+//! Idempotent; an unknown pod is success (all its resources are already reclaimed).
+
+use berth_api::cri::{StopPodSandboxRequest, StopPodSandboxResponse};
+use berth_core::pod::record::PodState;
+use tonic::Status;
+
+use crate::Cri;
+use crate::error::{pod_error_status, store_status};
+use crate::pods::teardown::stop_network;
+
+pub async fn handle(
+    cri: &Cri,
+    req: StopPodSandboxRequest,
+) -> Result<StopPodSandboxResponse, Status> {
+    if req.pod_sandbox_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "StopPodSandbox: pod_sandbox_id is empty",
+        ));
+    }
+    let pods = &cri.pods;
+    let Some(rec) = pods
+        .store
+        .resolve(&req.pod_sandbox_id)
+        .map_err(store_status)?
+    else {
+        return Ok(StopPodSandboxResponse {});
+    };
+    let _lock = pods.lock_of(&rec.id).lock_owned().await;
+    let Some(mut rec) = pods.store.get(&rec.id) else {
+        return Ok(StopPodSandboxResponse {});
+    };
+    // Containers of the pod are stopped here once berth runs containers.
+    stop_network(pods, &rec).await.map_err(pod_error_status)?;
+    if rec.state != PodState::NotReady {
+        rec.transition(PodState::NotReady)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        pods.store.put(&rec).map_err(store_status)?;
+    }
+    Ok(StopPodSandboxResponse {})
+}
