@@ -6,6 +6,7 @@ pub mod digest;
 pub mod image;
 pub mod pod;
 pub mod reference;
+pub mod runtime;
 
 pub use digest::Digest;
 pub use reference::Reference;
