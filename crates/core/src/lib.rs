@@ -2,6 +2,7 @@
 //! validation and the narrow traits ("ports") that the OS and registry edges implement.
 
 pub mod config;
+pub mod container;
 pub mod digest;
 pub mod image;
 pub mod pod;
