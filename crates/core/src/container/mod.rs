@@ -11,6 +11,7 @@ pub mod devices;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
+pub mod record;
 pub mod resources;
 pub mod seccomp;
 pub mod security;
