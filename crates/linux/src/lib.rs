@@ -6,3 +6,4 @@ pub mod cgroup;
 pub mod net;
 pub mod ns;
 pub mod podfiles;
+pub mod runtime;

@@ -1,0 +1,108 @@
+//! The fd-3 sync protocol between the monitor and `berthd init`: one JSON object per line
+//! on an AF_UNIX SOCK_STREAM socket.
+//!
+//! init → monitor: `{"type":"pid","pid":N}` (host PID of the container process, sent by
+//! the intermediate parent once it forked), then `{"type":"ready"}` when the process is
+//! set up and waits, or `{"type":"error","message":"<step>: <detail>"}`.
+//! monitor → init: `{"type":"start"}`. On a successful execve the socket (CLOEXEC) is
+//! closed by the kernel, so the monitor sees EOF; on failure an error message comes first.
+
+use std::os::fd::{BorrowedFd, RawFd};
+
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
+
+/// The fd the monitor hands over as the sync socket.
+pub const SYNC_FD: RawFd = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SyncMessage {
+    Pid { pid: i32 },
+    Ready,
+    Start,
+    Error { message: String },
+}
+
+impl SyncMessage {
+    /// The message as one line of JSON, newline included.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).unwrap_or_else(|_| "{}".into());
+        line.push('\n');
+        line
+    }
+
+    /// Parses one line (without or with its newline).
+    pub fn from_line(line: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(line.trim())
+    }
+}
+
+fn fd(raw: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the sync fd is owned by this process for its whole life (until execve closes
+    // it); nothing here closes it.
+    unsafe { BorrowedFd::borrow_raw(raw) }
+}
+
+/// Writes `msg` to `raw` completely (retrying on EINTR and short writes).
+pub fn send(raw: RawFd, msg: &SyncMessage) -> Result<(), Errno> {
+    let line = msg.to_line();
+    let mut buf = line.as_bytes();
+    while !buf.is_empty() {
+        match nix::unistd::write(fd(raw), buf) {
+            Ok(0) => return Err(Errno::EPIPE),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one line from `raw`, a byte at a time so nothing after it is consumed.
+/// None on EOF before a full line.
+pub fn recv(raw: RawFd) -> Result<Option<SyncMessage>, String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(raw, &mut byte) {
+            Ok(0) => return Ok(None),
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("reading the sync socket: {e}")),
+        }
+        if line.len() > 1 << 20 {
+            return Err("sync message longer than 1 MiB".into());
+        }
+    }
+    let text = String::from_utf8_lossy(&line);
+    SyncMessage::from_line(&text)
+        .map(Some)
+        .map_err(|e| format!("bad sync message {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        assert_eq!(
+            SyncMessage::Pid { pid: 42 }.to_line(),
+            "{\"type\":\"pid\",\"pid\":42}\n"
+        );
+        assert_eq!(SyncMessage::Ready.to_line(), "{\"type\":\"ready\"}\n");
+        assert_eq!(
+            SyncMessage::from_line("{\"type\":\"start\"}\n").unwrap(),
+            SyncMessage::Start
+        );
+        assert_eq!(
+            SyncMessage::Error {
+                message: "x: y".into()
+            }
+            .to_line(),
+            "{\"type\":\"error\",\"message\":\"x: y\"}\n"
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! berth's OCI runtime, basics: output, exit codes, env, cwd, user, hostname, PID 1, and
+//! the errors the monitor sees. Root only (skipped otherwise).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "runtime_support.rs"]
+mod runtime_support;
+
+use runtime_support::{Bundle, skip};
+
+#[test]
+fn echo_and_exit_codes() {
+    if skip() {
+        return;
+    }
+    let b = Bundle::new(&["echo", "hi"]);
+    let (code, out, err) = b.run();
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "stderr: {err}");
+
+    let b = Bundle::new(&["sh", "-c", "echo oops >&2; exit 3"]);
+    let (code, out, err) = b.run();
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "", "oops\n"));
+}
+
+#[test]
+fn env_cwd_user_hostname_pid1() {
+    if skip() {
+        return;
+    }
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo $FOO; pwd; id; hostname; echo $$; cat /proc/1/cmdline | head -c 2; echo",
+    ]);
+    std::fs::create_dir_all(b.rootfs().join("work")).unwrap();
+    b.process(|p| {
+        p.set_env(Some(vec!["PATH=/bin".into(), "FOO=bar baz".into()]));
+        p.set_cwd("/work".into());
+        let mut u = p.user().clone();
+        u.set_uid(1000);
+        u.set_gid(1001);
+        u.set_additional_gids(Some(vec![10, 20]));
+        p.set_user(u);
+    });
+    b.spec.set_hostname(Some("berth-rt-host".into()));
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "bar baz");
+    assert_eq!(lines[1], "/work");
+    assert_eq!(lines[2], "uid=1000 gid=1001 groups=10,20");
+    assert_eq!(lines[3], "berth-rt-host");
+    assert_eq!(
+        lines[4], "1",
+        "the container process is PID 1 of its namespace"
+    );
+    assert_eq!(lines[5], "sh");
+}
+
+#[test]
+fn setup_and_exec_errors_name_the_step() {
+    if skip() {
+        return;
+    }
+    let mut b = Bundle::new(&["true"]);
+    b.process(|p| {
+        p.set_cwd("/nonexistent".into());
+    });
+    let err = b.create().err().expect("a missing cwd fails the creation");
+    assert!(err.starts_with("chdir /nonexistent: "), "{err}");
+
+    let b = Bundle::new(&["no-such-program"]);
+    let mut c = b.create().unwrap();
+    let err = c.start().unwrap_err();
+    assert_eq!(err, "exec \"no-such-program\": No such file or directory");
+    let (code, _, _) = c.wait();
+    assert_eq!(code, 127);
+}
+
+#[test]
+fn oom_score_adj_below_current_is_clamped_not_fatal() {
+    if skip() {
+        return;
+    }
+    let current: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let want = (current - 100).max(-1000);
+    let mut b = Bundle::new(&["cat", "/proc/self/oom_score_adj"]);
+    b.process(|p| {
+        p.set_oom_score_adj(Some(want));
+    });
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "stderr: {err}");
+    let got: i32 = out.trim().parse().unwrap();
+    // Without CAP_SYS_RESOURCE the value stays; with it, it is lowered.
+    assert!(
+        got == current || got == want,
+        "{got} (current {current}, wanted {want})"
+    );
+    if got == current && want != current {
+        assert!(err.contains("oom_score_adj"), "a note on stderr: {err}");
+    }
+}
