@@ -48,10 +48,38 @@ pub fn containerd_version() -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// What containerd's CRI plugin needs to run pod sandboxes (the pods bench): the pause
+/// image it runs as each sandbox, and CNI (plugin binaries + one conflist).
+#[derive(Debug, Clone, Default)]
+pub struct CriPods {
+    /// `host:port/pause:tag` in a local registry (pre-pulled before timing).
+    pub sandbox_image: String,
+    /// Where the CNI plugin binaries are (Debian: /usr/lib/cni).
+    pub cni_bin_dir: PathBuf,
+    /// The network conflist, written as `<dir>/cni/conf/10-bench.conflist`.
+    pub cni_conflist: String,
+}
+
 /// The config file for a containerd rooted at `dir`, logging at `log_level`; `plain_http`
 /// lists `host:port` registries its CRI plugin reaches over `http://host:port`.
 pub fn config_toml(dir: &Path, log_level: &str, plain_http: &[String]) -> String {
+    config_toml_with(dir, log_level, plain_http, None)
+}
+
+/// [`config_toml`], with the pause image and CNI bin dir of `pods` when given.
+pub fn config_toml_with(
+    dir: &Path,
+    log_level: &str,
+    plain_http: &[String],
+    pods: Option<&CriPods>,
+) -> String {
     let p = |rel: &str| format!("{:?}", dir.join(rel).to_string_lossy());
+    let sandbox_image = pods
+        .map(|c| c.sandbox_image.as_str())
+        .unwrap_or("berth-bench.invalid/pause:none");
+    let cni_bin = pods
+        .map(|c| format!("{:?}", c.cni_bin_dir.to_string_lossy()))
+        .unwrap_or_else(|| p("cni/bin"));
     let disabled: Vec<String> = DISABLED_PLUGINS.iter().map(|s| format!("{s:?}")).collect();
     let mut t = format!(
         "version = 2\n\
@@ -73,7 +101,7 @@ pub fn config_toml(dir: &Path, log_level: &str, plain_http: &[String]) -> String
          \n\
          [plugins.\"io.containerd.grpc.v1.cri\"]\n\
          restrict_oom_score_adj = true\n\
-         sandbox_image = \"berth-bench.invalid/pause:none\"\n\
+         sandbox_image = {sandbox_image:?}\n\
          \n\
          [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n\
          snapshotter = \"overlayfs\"\n\
@@ -87,7 +115,6 @@ pub fn config_toml(dir: &Path, log_level: &str, plain_http: &[String]) -> String
         sock = p("containerd.sock"),
         ttrpc = p("containerd.sock.ttrpc"),
         opt = p("opt"),
-        cni_bin = p("cni/bin"),
         cni_conf = p("cni/conf"),
     );
     for host in plain_http {
@@ -113,6 +140,15 @@ impl Containerd {
     /// Starts containerd (logging at `log_level`: info, debug, ...) and waits until its CRI
     /// plugin answers `Version`.
     pub async fn start(log_level: &str, plain_http: &[String]) -> Result<Self> {
+        Self::start_with(log_level, plain_http, None).await
+    }
+
+    /// [`Containerd::start`], set up to run pod sandboxes when `pods` is given.
+    pub async fn start_with(
+        log_level: &str,
+        plain_http: &[String],
+        pods: Option<&CriPods>,
+    ) -> Result<Self> {
         // "berth" in the name: leakcheck.sh finds the dir (and mounts in it) if we leak it.
         let dir = tempfile::Builder::new()
             .prefix("berth-bench-containerd-")
@@ -122,7 +158,13 @@ impl Containerd {
             std::fs::create_dir_all(d.join(sub))?;
         }
         let config_path = d.join("config.toml");
-        std::fs::write(&config_path, config_toml(d, log_level, plain_http))?;
+        std::fs::write(
+            &config_path,
+            config_toml_with(d, log_level, plain_http, pods),
+        )?;
+        if let Some(pods) = pods {
+            std::fs::write(d.join("cni/conf/10-bench.conflist"), &pods.cni_conflist)?;
+        }
         let log_path = d.join("containerd.log");
         let log = std::fs::File::create(&log_path)?;
         let mark = crate::unique_id("containerd");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::containerd::Containerd;
+use crate::bench::containerd::{Containerd, CriPods};
 use crate::bench::stats::Runtime;
 use crate::client::Images;
 use crate::cri::VersionRequest;
@@ -21,6 +21,10 @@ pub struct EnvOptions {
     pub containerd_log: String,
     /// Copy both daemons' logs here before their temp dirs are removed.
     pub logs_dir: Option<PathBuf>,
+    /// More berthd config: TOML tables only (e.g. `[network]`), appended after `[log]`.
+    pub berthd_toml: String,
+    /// Pause image and CNI for containerd's CRI plugin (phases that run pods).
+    pub containerd_pods: Option<CriPods>,
 }
 
 impl Default for EnvOptions {
@@ -30,6 +34,8 @@ impl Default for EnvOptions {
             berthd_log: "info,berth_image=debug".into(),
             containerd_log: "info".into(),
             logs_dir: None,
+            berthd_toml: String::new(),
+            containerd_pods: None,
         }
     }
 }
@@ -44,14 +50,17 @@ pub struct BenchEnv {
 impl BenchEnv {
     /// Starts berthd and containerd against an already running registry.
     pub async fn start(registry: Registry, opts: EnvOptions) -> Result<Self> {
-        let extra = format!("[log]\nlevel = {:?}\n", opts.berthd_log);
+        let extra = format!("[log]\nlevel = {:?}\n{}", opts.berthd_log, opts.berthd_toml);
         let berthd = Berthd::start_with(BerthdOptions::toml(extra))
             .await
             .context("start berthd")?;
-        let containerd =
-            Containerd::start(&opts.containerd_log, std::slice::from_ref(&registry.host))
-                .await
-                .context("start containerd")?;
+        let containerd = Containerd::start_with(
+            &opts.containerd_log,
+            std::slice::from_ref(&registry.host),
+            opts.containerd_pods.as_ref(),
+        )
+        .await
+        .context("start containerd")?;
         Ok(Self {
             registry,
             berthd,

@@ -8,6 +8,7 @@
 pub mod containerd;
 pub mod env;
 pub mod images;
+pub mod pods;
 pub mod pull;
 pub mod stats;
 pub mod uds;

@@ -40,6 +40,18 @@ pub fn median(samples: &[Duration]) -> Duration {
     }
 }
 
+/// Nearest-rank percentile (`p` in 0..=100): the smallest sample with at least p% of the
+/// samples at or below it; zero when empty. p99 of 60 samples is the largest one.
+pub fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut s = samples.to_vec();
+    s.sort();
+    if s.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
 pub fn min(samples: &[Duration]) -> Duration {
     samples.iter().copied().min().unwrap_or_default()
 }
@@ -132,6 +144,17 @@ mod tests {
         assert_eq!(median(&ms(&[40, 10, 20, 30])), Duration::from_millis(25));
         assert_eq!(median(&[]), Duration::ZERO);
         assert_eq!(min(&ms(&[30, 10, 20])), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&ms(&v), 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&ms(&v), 99.0), Duration::from_millis(99));
+        let v: Vec<u64> = (1..=60).collect();
+        assert_eq!(percentile(&ms(&v), 99.0), Duration::from_millis(60));
+        assert_eq!(percentile(&ms(&v), 50.0), Duration::from_millis(30));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
     }
 
     #[test]

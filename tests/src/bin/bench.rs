@@ -10,15 +10,19 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use berth_tests::bench::pods::{self, PodsOptions};
 use berth_tests::bench::pull::{self, PullOptions};
 
 const USAGE: &str = "usage: bench <phase> [options]
 
 phases:
   pull    PullImage of N distinct ~50 MB images on berthd and containerd
+  pods    RunPodSandbox/StopPodSandbox/RemovePodSandbox latency (p50, p99) on both
 
 options:
   --iterations N        measured iterations (default 5)
+  --pods N              pods: pods per runtime (default 60)
+  --block N             pods: pods per block, runtimes alternate per block (default 10)
   --logs DIR            copy berthd.log and containerd.log into DIR
   --berthd-log FILTER   berthd's log level (default \"info,berth_image=debug\")
   --containerd-log LVL  containerd's log level (default info; debug shows per-layer apply times)
@@ -26,7 +30,7 @@ options:
 env: BERTHD_BIN (berthd binary; default: cargo build of the debug berthd),
      CONTAINERD_BIN (default /usr/bin/containerd)";
 
-fn parse(args: &[String]) -> Result<(String, PullOptions)> {
+fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions)> {
     let mut it = args.iter();
     let phase = match it.next() {
         Some(p) if p == "-h" || p == "--help" => {
@@ -37,12 +41,15 @@ fn parse(args: &[String]) -> Result<(String, PullOptions)> {
         None => bail!("missing phase\n{USAGE}"),
     };
     let mut opts = PullOptions::default();
+    let mut pods = PodsOptions::default();
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
             "--iterations" | "-n" => {
                 opts.iterations = value()?.parse().context("--iterations takes a number")?;
             }
+            "--pods" => pods.pods = value()?.parse().context("--pods takes a number")?,
+            "--block" => pods.block = value()?.parse().context("--block takes a number")?,
             "--logs" => opts.env.logs_dir = Some(PathBuf::from(value()?)),
             "--berthd-log" => opts.env.berthd_log = value()?.clone(),
             "--containerd-log" => opts.env.containerd_log = value()?.clone(),
@@ -53,18 +60,22 @@ fn parse(args: &[String]) -> Result<(String, PullOptions)> {
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
     }
-    Ok((phase, opts))
+    pods.env = opts.env.clone();
+    Ok((phase, opts, pods))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (phase, opts) = parse(&args)?;
+    let (phase, opts, pods_opts) = parse(&args)?;
     match phase.as_str() {
         "pull" => {
             pull::run(&opts).await?;
         }
-        other => bail!("unknown phase {other:?} (later: pods, containers)\n{USAGE}"),
+        "pods" => {
+            pods::run(&pods_opts).await?;
+        }
+        other => bail!("unknown phase {other:?} (later: containers)\n{USAGE}"),
     }
     Ok(())
 }
