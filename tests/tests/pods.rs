@@ -722,3 +722,32 @@ fn pod_ids_are_found_in_logs() {
     let log = format!("WARN RunPodSandbox failed; undoing pod={id} error=x\n pod=\"{id}\" pod=zz");
     assert_eq!(pod_ids_in_log(&log), vec![id]);
 }
+
+pod_test!(pod_init_runs_in_the_pod_cgroup, init_cgroup_body);
+async fn init_cgroup_body() -> Result<()> {
+    // containerd and CRI-O start the sandbox's pause process in the pod cgroup, so what
+    // the pod's shared processes use is accounted (and limited) with the pod.
+    let t = PodTest::start().await?;
+    let mut c = t.rt().await?;
+    let id = t.run(&mut c, &PodSpec::new("cg", &t.net)).await?;
+    let info = rpc::info(&mut c, &id).await?;
+    let pid = info["pid"].as_i64().context("no pid in verbose info")?;
+    let cg = info["cgroup"]
+        .as_str()
+        .context("no cgroup in verbose info")?;
+    let dirs = berth_tests::pods::leaks::cgroup_dirs(cg);
+    ensure!(!dirs.is_empty(), "pod cgroup {cg} does not exist");
+    for dir in &dirs {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        ensure!(
+            procs.lines().any(|l| l.trim() == pid.to_string()),
+            "pod init {pid} is not in {} (its cgroups: {})",
+            dir.display(),
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .unwrap_or_default()
+                .replace('\n', " ")
+        );
+    }
+    drop(c);
+    t.finish().await
+}
