@@ -3,7 +3,10 @@
 #![allow(unsafe_code)]
 
 pub mod cgroup;
+pub mod containers;
+pub mod monitor;
 pub mod net;
 pub mod ns;
 pub mod podfiles;
+pub mod rootfs;
 pub mod runtime;

@@ -1,0 +1,66 @@
+//! The container cgroup operations the monitor needs: the OCI runtime's helpers
+//! ([`crate::runtime`]) plus listing a cgroup's processes for `kill --all`.
+
+use std::path::Path;
+
+use crate::cgroup::{DEFAULT_ROOT, LinuxCgroups};
+
+pub fn oom_kill_count(cgroups_path: Option<&str>) -> Option<u64> {
+    crate::runtime::oom_kill_count(cgroups_path?)
+}
+
+pub fn remove(cgroups_path: Option<&str>) -> Result<(), String> {
+    match cgroups_path {
+        Some(p) => crate::runtime::remove_cgroup(p).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// Applies OCI `linux.resources` (JSON) to the container's cgroup.
+pub fn apply(cgroups_path: Option<&str>, resources: &serde_json::Value) -> Result<(), String> {
+    let Some(path) = cgroups_path else {
+        return Err("the container has no cgroupsPath".into());
+    };
+    let res: oci_spec::runtime::LinuxResources = serde_json::from_value(resources.clone())
+        .map_err(|e| format!("invalid linux.resources: {e}"))?;
+    crate::runtime::apply_resources(path, &res).map_err(|e| e.to_string())
+}
+
+/// PIDs in the container's cgroup (the first hierarchy that lists any).
+pub fn procs(cgroups_path: Option<&str>) -> Vec<i32> {
+    let Some(path) = cgroups_path else {
+        return Vec::new();
+    };
+    let Ok(cg) = LinuxCgroups::new(DEFAULT_ROOT) else {
+        return Vec::new();
+    };
+    let Ok(dirs) = cg.dirs(path) else {
+        return Vec::new();
+    };
+    for dir in dirs {
+        let pids = read_procs(&dir.join("cgroup.procs"));
+        if !pids.is_empty() {
+            return pids;
+        }
+    }
+    Vec::new()
+}
+
+fn read_procs(file: &Path) -> Vec<i32> {
+    std::fs::read_to_string(file)
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// `linux.cgroupsPath` of a bundle's config.json.
+pub fn bundle_cgroups_path(bundle: &Path) -> Result<Option<String>, String> {
+    let file = bundle.join("config.json");
+    let text = std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let spec: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("parsing {}: {e}", file.display()))?;
+    Ok(spec
+        .pointer("/linux/cgroupsPath")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string))
+}

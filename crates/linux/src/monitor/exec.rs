@@ -1,0 +1,214 @@
+//! exec_sync: an extra process in a running container, started by
+//! `<exe> init --exec --pid <container pid> --process <file> [--cgroup <path>] --bundle <dir>`.
+//! Its stdout and stderr are collected (capped per stream) and sent back with the exit code
+//! when it ends, or when the timeout killed it.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::channel::{Channel, InitMsg};
+use super::container::Phase;
+use super::log::Stream;
+use super::protocol::{ErrorKind, ExecHeader, Response};
+use super::records;
+use super::server::Monitor;
+use super::sys;
+
+pub struct Exec {
+    pub client: u64,
+    pub init_pid: i32,
+    pub pid: Option<i32>,
+    pub sock: Option<Channel>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    max: usize,
+    pub deadline: Option<Instant>,
+    timed_out: bool,
+    process_file: PathBuf,
+}
+
+impl Exec {
+    fn pump(&mut self, stream: Stream) {
+        let (fd, buf) = match stream {
+            Stream::Stdout => (&mut self.stdout, &mut self.out),
+            Stream::Stderr => (&mut self.stderr, &mut self.err),
+        };
+        let Some(f) = fd.as_ref() else {
+            return;
+        };
+        // Read everything (the process must never block on a full pipe), keep the cap.
+        let (data, eof) = sys::read_available(f, 1 << 20);
+        let room = self.max.saturating_sub(buf.len());
+        buf.extend_from_slice(&data[..data.len().min(room)]);
+        if eof {
+            *fd = None;
+        }
+    }
+}
+
+impl Monitor {
+    pub fn exec(
+        &mut self,
+        client: u64,
+        id: &str,
+        process: &serde_json::Value,
+        timeout_ms: Option<u64>,
+        max_output: usize,
+    ) -> Option<Response> {
+        let Some(c) = self.containers.get(id) else {
+            return Some(Response::not_found(id));
+        };
+        let (true, Some(pid)) = (c.phase == Phase::Running && c.alive(), c.rec.pid) else {
+            return Some(Response::error(
+                ErrorKind::FailedPrecondition,
+                "is not running",
+            ));
+        };
+        let cgroup = c.rec.cgroups_path.clone();
+        let bundle = c.rec.bundle.clone();
+        let n = self.next_id();
+        let file = records::container_dir(&self.dir, id).join(format!("exec-{n}.json"));
+        match self.spawn_exec(&file, pid, cgroup, &bundle, process) {
+            Ok((init_pid, sock, stdout, stderr)) => {
+                let e = Exec {
+                    client,
+                    init_pid,
+                    pid: None,
+                    sock: Some(sock),
+                    stdout: Some(stdout),
+                    stderr,
+                    out: Vec::new(),
+                    err: Vec::new(),
+                    max: max_output,
+                    deadline: timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
+                    timed_out: false,
+                    process_file: file,
+                };
+                self.execs.insert(n, e);
+                None
+            }
+            Err(msg) => {
+                let _ = std::fs::remove_file(&file);
+                Some(Response::error(ErrorKind::Failed, msg))
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn spawn_exec(
+        &self,
+        file: &std::path::Path,
+        pid: i32,
+        cgroup: Option<String>,
+        bundle: &str,
+        process: &serde_json::Value,
+    ) -> Result<(i32, Channel, OwnedFd, Option<OwnedFd>), String> {
+        records::write_json(file, process)
+            .map_err(|e| format!("writing {}: {e}", file.display()))?;
+        let pipes = sys::child_stdio(false, false).map_err(|e| format!("creating stdio: {e}"))?;
+        let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let theirs: OwnedFd = theirs.into();
+        let mut args = vec![
+            "init".to_string(),
+            "--exec".into(),
+            "--pid".into(),
+            pid.to_string(),
+            "--process".into(),
+            file.to_string_lossy().into_owned(),
+            // The bundle gives the exec the container's seccomp profile.
+            "--bundle".into(),
+            bundle.to_string(),
+        ];
+        if let Some(cg) = cgroup {
+            args.extend(["--cgroup".to_string(), cg]);
+        }
+        let init_pid = sys::spawn_with_fd3(&self.exe, &args, pipes.child, &theirs)
+            .map_err(|e| format!("spawning {} init --exec: {e}", self.exe.display()))?;
+        let sock = Channel::new(ours).map_err(|e| format!("sync socket: {e}"))?;
+        Ok((init_pid, sock, pipes.stdout, pipes.stderr))
+    }
+
+    pub fn exec_sock_event(&mut self, n: u64) {
+        let Some(e) = self.execs.get_mut(&n) else {
+            return;
+        };
+        let Some(ch) = &mut e.sock else {
+            return;
+        };
+        let (msgs, eof) = ch.read();
+        for msg in msgs {
+            match msg {
+                InitMsg::Pid { pid } if pid > 0 && e.pid.is_none() => {
+                    e.pid = Some(pid);
+                    if let Some(code) = self.unclaimed.remove(&pid).map(|(c, _)| c) {
+                        return self.exec_exited(n, code);
+                    }
+                }
+                InitMsg::Error { message } => return self.exec_failed(n, message),
+                _ => {}
+            }
+        }
+        if eof {
+            e.sock = None;
+            if e.pid.is_none() {
+                self.exec_failed(
+                    n,
+                    "the exec init exited without starting the process".into(),
+                );
+            }
+        }
+    }
+
+    fn exec_failed(&mut self, n: u64, message: String) {
+        let Some(e) = self.execs.remove(&n) else {
+            return;
+        };
+        let _ = sys::kill(e.pid.unwrap_or(e.init_pid), libc::SIGKILL);
+        let _ = std::fs::remove_file(&e.process_file);
+        let msg = format!("exec failed: {message}");
+        self.reply(e.client, &Response::error(ErrorKind::Failed, msg), &[]);
+    }
+
+    pub fn exec_output_event(&mut self, n: u64, stream: Stream) {
+        if let Some(e) = self.execs.get_mut(&n) {
+            e.pump(stream);
+        }
+    }
+
+    pub fn exec_exited(&mut self, n: u64, code: i32) {
+        let Some(mut e) = self.execs.remove(&n) else {
+            return;
+        };
+        // What the process wrote before it ended is in the pipes; descendants that keep
+        // them open are not waited for.
+        e.pump(Stream::Stdout);
+        e.pump(Stream::Stderr);
+        let _ = std::fs::remove_file(&e.process_file);
+        let header = ExecHeader {
+            exit_code: code,
+            timed_out: e.timed_out,
+            stdout_len: e.out.len(),
+            stderr_len: e.err.len(),
+        };
+        let resp = Response {
+            ok: true,
+            exec: Some(header),
+            ..Default::default()
+        };
+        self.reply(e.client, &resp, &[&e.out, &e.err]);
+    }
+
+    pub fn exec_deadlines(&mut self, now: Instant) {
+        for e in self.execs.values_mut() {
+            if e.deadline.is_some_and(|d| d <= now) {
+                e.deadline = None;
+                e.timed_out = true;
+                let _ = sys::kill(e.pid.unwrap_or(e.init_pid), libc::SIGKILL);
+            }
+        }
+    }
+}

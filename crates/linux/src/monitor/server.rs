@@ -1,0 +1,389 @@
+//! The monitor's single-threaded event loop: poll(2) over the listening socket, a
+//! signalfd, client connections, init sync sockets and output pipes. Every child is reaped
+//! here (waitpid(-1)); exits are matched to containers and execs by PID.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::container::Container;
+use super::exec::Exec;
+use super::log::Stream;
+use super::protocol::{Request, Response};
+use super::sys;
+
+/// A request line longer than this closes the connection.
+const MAX_REQUEST: usize = 64 << 20;
+/// How long a reaped PID nobody claimed yet is kept (its pid message may still be queued).
+const UNCLAIMED_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Listener,
+    Signals,
+    Client(u64),
+    InitSock(String),
+    Output(String, Stream),
+    Pidfd(String),
+    ExecSock(u64),
+    ExecOutput(u64, Stream),
+}
+
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// A request is being served; the next line waits.
+    busy: bool,
+}
+
+pub struct Monitor {
+    pub dir: PathBuf,
+    pub exe: PathBuf,
+    listener: UnixListener,
+    signals: SignalFd,
+    clients: HashMap<u64, Client>,
+    next_id: u64,
+    pub containers: BTreeMap<String, Container>,
+    pub execs: HashMap<u64, Exec>,
+    /// Exit codes of reaped PIDs no container or exec claimed (yet).
+    pub unclaimed: HashMap<i32, (i32, Instant)>,
+    /// A `shutdown` waiting for the containers to die: its client.
+    pub shutdown: Option<u64>,
+    /// Set once the monitor should exit after the current iteration.
+    pub exit: bool,
+}
+
+impl Monitor {
+    pub fn new(dir: PathBuf, exe: PathBuf, listener: UnixListener, signals: SignalFd) -> Self {
+        Monitor {
+            dir,
+            exe,
+            listener,
+            signals,
+            clients: HashMap::new(),
+            next_id: 1,
+            containers: BTreeMap::new(),
+            execs: HashMap::new(),
+            unclaimed: HashMap::new(),
+            shutdown: None,
+            exit: false,
+        }
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Serves until a shutdown completes.
+    pub fn run(&mut self) {
+        while !self.exit {
+            let (mut fds, tokens) = self.poll_set();
+            let timeout = self.poll_timeout();
+            if let Err(e) = sys::poll(&mut fds, timeout) {
+                eprintln!("monitor: poll: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            for (pfd, token) in fds.iter().zip(tokens) {
+                if pfd.revents != 0 {
+                    self.handle(token, pfd.revents);
+                }
+            }
+            self.reap();
+            self.check_deadlines();
+            self.serve_buffered();
+            self.check_shutdown();
+        }
+    }
+
+    fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Token>) {
+        let mut fds = Vec::new();
+        let mut tokens = Vec::new();
+        let mut add = |fd: BorrowedFd<'_>, events: i16, t: Token| {
+            fds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events,
+                revents: 0,
+            });
+            tokens.push(t);
+        };
+        add(self.listener.as_fd(), libc::POLLIN, Token::Listener);
+        add(self.signals.as_fd(), libc::POLLIN, Token::Signals);
+        for (id, c) in &self.clients {
+            let ev = if c.busy { 0 } else { libc::POLLIN };
+            add(c.stream.as_fd(), ev, Token::Client(*id));
+        }
+        for (id, c) in &self.containers {
+            if let Some(ch) = &c.sock {
+                add(ch.fd(), libc::POLLIN, Token::InitSock(id.clone()));
+            }
+            if let Some(o) = &c.stdout {
+                add(
+                    o.as_fd(),
+                    libc::POLLIN,
+                    Token::Output(id.clone(), Stream::Stdout),
+                );
+            }
+            if let Some(o) = &c.stderr {
+                add(
+                    o.as_fd(),
+                    libc::POLLIN,
+                    Token::Output(id.clone(), Stream::Stderr),
+                );
+            }
+            if let Some(p) = &c.pidfd {
+                add(p.as_fd(), libc::POLLIN, Token::Pidfd(id.clone()));
+            }
+        }
+        for (id, e) in &self.execs {
+            if let Some(ch) = &e.sock {
+                add(ch.fd(), libc::POLLIN, Token::ExecSock(*id));
+            }
+            if let Some(o) = &e.stdout {
+                add(
+                    o.as_fd(),
+                    libc::POLLIN,
+                    Token::ExecOutput(*id, Stream::Stdout),
+                );
+            }
+            if let Some(o) = &e.stderr {
+                add(
+                    o.as_fd(),
+                    libc::POLLIN,
+                    Token::ExecOutput(*id, Stream::Stderr),
+                );
+            }
+        }
+        (fds, tokens)
+    }
+
+    fn poll_timeout(&self) -> i32 {
+        let deadlines = self
+            .containers
+            .values()
+            .filter_map(|c| c.deadline)
+            .chain(self.execs.values().filter_map(|e| e.deadline));
+        match deadlines.min() {
+            None if self.unclaimed.is_empty() => -1,
+            None => 5_000,
+            Some(d) => {
+                let ms = d.saturating_duration_since(Instant::now()).as_millis();
+                ms.clamp(1, 5_000) as i32
+            }
+        }
+    }
+
+    fn handle(&mut self, token: Token, revents: i16) {
+        match token {
+            Token::Listener => self.accept(),
+            Token::Signals => {
+                // SIGCHLD only wakes us: reap() runs every iteration. SIGTERM, SIGINT and
+                // SIGHUP are ignored: containers outlive whoever sends them.
+                while let Ok(Some(_)) = self.signals.read_signal() {}
+            }
+            Token::Client(id) => self.client_event(id, revents),
+            Token::InitSock(id) => self.init_sock_event(&id),
+            Token::Output(id, stream) => self.output_event(&id, stream),
+            Token::Pidfd(id) => self.pidfd_event(&id),
+            Token::ExecSock(id) => self.exec_sock_event(id),
+            Token::ExecOutput(id, stream) => self.exec_output_event(id, stream),
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    // Replies are written blocking (bounded): exec output can be 32 MiB.
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+                    let id = self.next_id();
+                    self.clients.insert(
+                        id,
+                        Client {
+                            stream,
+                            buf: Vec::new(),
+                            busy: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn client_event(&mut self, id: u64, revents: i16) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if c.busy {
+            // Only HUP/ERR are polled for: the client went away; its answer is dropped.
+            self.clients.remove(&id);
+            return;
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        match c.stream.read(&mut chunk) {
+            Ok(0) => {
+                self.clients.remove(&id);
+            }
+            Ok(n) => {
+                c.buf.extend_from_slice(&chunk[..n]);
+                if c.buf.len() > MAX_REQUEST {
+                    self.clients.remove(&id);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                self.clients.remove(&id);
+            }
+        }
+        let _ = revents;
+    }
+
+    /// Serves every complete request line of idle clients.
+    fn serve_buffered(&mut self) {
+        let ready: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.busy && c.buf.contains(&b'\n'))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            let Some(c) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            let Some(nl) = c.buf.iter().position(|b| *b == b'\n') else {
+                continue;
+            };
+            let line: Vec<u8> = c.buf.drain(..=nl).collect();
+            c.busy = true;
+            let answer = match serde_json::from_slice::<Request>(&line[..nl]) {
+                Ok(req) => self.dispatch(id, req),
+                Err(e) => Some(Response::error(
+                    super::protocol::ErrorKind::InvalidArgument,
+                    format!("unreadable request: {e}"),
+                )),
+            };
+            if let Some(resp) = answer {
+                self.reply(id, &resp, &[]);
+            }
+        }
+    }
+
+    /// Serves one request; None when the answer comes later (via [`Monitor::reply`]).
+    fn dispatch(&mut self, client: u64, req: Request) -> Option<Response> {
+        match req {
+            Request::Create {
+                id,
+                bundle,
+                handler,
+                stdio,
+            } => self.create(client, id, bundle.into(), handler, stdio),
+            Request::Start { id } => self.start(client, &id),
+            Request::Kill { id, signal, all } => Some(self.kill(&id, signal, all)),
+            Request::State { id } => Some(match self.containers.get(&id) {
+                Some(c) => Response::with_state(c.state()),
+                None => Response::not_found(&id),
+            }),
+            Request::Wait { id } => self.wait(client, &id),
+            Request::Exec {
+                id,
+                process,
+                timeout_ms,
+                max_output,
+            } => self.exec(client, &id, &process, timeout_ms, max_output),
+            Request::Update { id, resources } => Some(self.update(&id, &resources)),
+            Request::ReopenLog { id } => Some(self.reopen_log(&id)),
+            Request::Delete { id } => self.delete(client, &id),
+            Request::Shutdown { kill } => self.request_shutdown(client, kill),
+            Request::List => Some(Response {
+                ok: true,
+                ids: Some(self.containers.keys().cloned().collect()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Answers `client` (if still connected) with `resp` followed by raw `tail` bytes.
+    pub fn reply(&mut self, client: u64, resp: &Response, tail: &[&[u8]]) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        let mut line = serde_json::to_vec(resp).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+        line.push(b'\n');
+        let mut ok = c.stream.write_all(&line).is_ok();
+        for t in tail {
+            ok = ok && c.stream.write_all(t).is_ok();
+        }
+        if ok {
+            c.busy = false;
+        } else {
+            self.clients.remove(&client);
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), 128 + sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("monitor: waitpid: {e}");
+                    break;
+                }
+            };
+            if !self.claim_exit(pid, code) {
+                self.unclaimed.insert(pid, (code, Instant::now()));
+            }
+        }
+        self.unclaimed
+            .retain(|_, (_, at)| at.elapsed() < UNCLAIMED_TTL);
+    }
+
+    /// Hands an exit to its container or exec; false when nobody knows the PID (yet).
+    pub fn claim_exit(&mut self, pid: i32, code: i32) -> bool {
+        let container = self
+            .containers
+            .iter()
+            .find(|(_, c)| c.rec.pid == Some(pid) && !c.reaped)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = container {
+            self.container_exited(&id, code);
+            return true;
+        }
+        let exec = self
+            .execs
+            .iter()
+            .find(|(_, e)| e.pid == Some(pid))
+            .map(|(id, _)| *id);
+        if let Some(id) = exec {
+            self.exec_exited(id, code);
+            return true;
+        }
+        // The intermediate init processes: their exit says nothing about the container,
+        // unless the init reported itself as the process (its pid message is still queued).
+        self.containers
+            .values()
+            .any(|c| c.init_pid == pid && c.rec.pid.is_some())
+            || self
+                .execs
+                .values()
+                .any(|e| e.init_pid == pid && e.pid.is_some())
+    }
+
+    /// A reaped PID that nobody claimed yet: taken from the map when its pid message comes.
+    pub fn take_unclaimed(&mut self, pid: i32) -> Option<i32> {
+        self.unclaimed.remove(&pid).map(|(code, _)| code)
+    }
+}
