@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use berth_linux::cgroup::{CgroupMode, mode};
 use berth_linux::runtime::{apply_resources, oom_kill_count, remove_cgroup};
-use oci_spec::runtime::{LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxMemory, LinuxPids, LinuxResources};
 use runtime_support::{Bundle, skip};
 
 fn resources(memory: i64, pids: i64) -> LinuxResources {
@@ -88,6 +88,61 @@ fn limits_applied_joined_updated_and_removed() {
     assert!(!pids.parent().unwrap().exists());
     remove_cgroup(&cg).unwrap(); // idempotent
     assert_eq!(oom_kill_count(&cg), None);
+}
+
+/// runc's default device rules: deny all, mknod of anything, then the standard nodes.
+fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    serde_json::from_value(serde_json::json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "access": "m"},
+        {"allow": true, "type": "b", "access": "m"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"}
+    ]))
+    .unwrap()
+}
+
+#[test]
+fn v1_device_rules() {
+    if skip() || mode() != CgroupMode::V1 {
+        return; // v2 device control needs eBPF, which berth does not do
+    }
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "head -c 3 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; \
+         echo x > /dev/berth-kmsg 2>/dev/null || echo kmsg-denied",
+    ]);
+    b.linux(|l| {
+        let mut r = LinuxResources::default();
+        r.set_devices(Some(default_device_rules()));
+        l.set_resources(Some(r));
+        let dev: oci_spec::runtime::LinuxDevice = serde_json::from_value(serde_json::json!(
+            {"path": "/dev/berth-kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 438}
+        ))
+        .unwrap();
+        l.set_devices(Some(vec![dev]));
+    });
+    let cg = b.cgroups_path.clone();
+    let mut c = b.create().unwrap();
+    let list = read(&host_file(&cg, "devices", "devices.list", ""));
+    assert!(
+        list.contains("c 1:3 rwm") && !list.contains("a *:* rwm"),
+        "{list}"
+    );
+    c.start().unwrap();
+    let (code, out, err) = c.wait();
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(
+        out.contains("null-ok") && out.contains("kmsg-denied"),
+        "{out} {err}"
+    );
 }
 
 #[test]

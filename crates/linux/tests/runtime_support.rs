@@ -127,7 +127,7 @@ impl Bundle {
         self.spec.set_mounts(Some(ms));
     }
 
-    fn write(&self) {
+    pub fn write(&self) {
         let text = serde_json::to_vec_pretty(&self.spec).unwrap();
         std::fs::write(self.path().join("config.json"), text).unwrap();
     }

@@ -190,9 +190,12 @@ pub fn set_identity(p: &Process, seccomp: bool) -> Result<Identity> {
         caps::set(None, CapSet::Effective, &eff).step("set effective capabilities")?;
         caps::set(None, CapSet::Permitted, &perm).step("set permitted capabilities")?;
         caps::clear(None, CapSet::Ambient).step("clear ambient capabilities")?;
+        // Like runc: an ambient capability needs to be permitted and inheritable too; one
+        // that cannot be raised is left out with a note, not an error.
         for cap in amb {
-            caps::raise(None, CapSet::Ambient, cap)
-                .step(format!("raise ambient capability {cap}"))?;
+            if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+                eprintln!("berth init: ambient capability {cap} left out: {e}");
+            }
         }
     } else if seccomp && !nnp && !uid.is_root() {
         // No capability changes asked; a non-root user only kept permitted ones (KEEPCAPS).
