@@ -12,6 +12,7 @@ mod cgroups;
 mod channel;
 mod container;
 mod exec;
+mod init_events;
 mod lifecycle;
 pub mod log;
 pub mod protocol;

@@ -1,0 +1,115 @@
+//! Messages from a container's init on fd 3: its process's PID, ready, errors, and the
+//! EOF that means the user's program was exec'd.
+
+use super::sys;
+
+use super::cgroups;
+use super::channel::InitMsg;
+use super::container::Phase;
+use super::protocol::{ErrorKind, Response};
+use super::records;
+use super::server::Monitor;
+
+impl Monitor {
+    pub fn init_sock_event(&mut self, id: &str) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        let Some(ch) = &mut c.sock else {
+            return;
+        };
+        let (msgs, eof) = ch.read();
+        for msg in msgs {
+            self.init_msg(id, msg);
+        }
+        if eof {
+            self.init_eof(id);
+        }
+    }
+
+    fn init_msg(&mut self, id: &str, msg: InitMsg) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        match msg {
+            InitMsg::Pid { pid } if c.rec.pid.is_none() && pid > 0 => {
+                c.rec.pid = Some(pid);
+                c.rec.pid_start = records::live_start_time(pid);
+                if let Some(code) = self.take_unclaimed(pid) {
+                    self.container_exited(id, code);
+                }
+            }
+            InitMsg::Ready if c.phase == Phase::Creating => {
+                c.phase = Phase::Created;
+                c.deadline = None;
+                c.rec.oom_base = cgroups::oom_kill_count(c.rec.cgroups_path.as_deref());
+                let dir = records::container_dir(&self.dir, id);
+                let written = records::write_json(&dir.join(records::STATE_FILE), &c.rec);
+                let resp = match written {
+                    Ok(()) => Response::with_state(c.state()),
+                    Err(e) => Response::error(ErrorKind::Failed, format!("saving state: {e}")),
+                };
+                if let Some(client) = c.pending_create.take() {
+                    self.reply(client, &resp, &[]);
+                }
+            }
+            InitMsg::Error { message } => match c.phase {
+                Phase::Creating => self.fail_create(id, message),
+                Phase::Starting => {
+                    // The process exits 127; its exit is recorded as usual.
+                    c.phase = Phase::Created;
+                    c.deadline = None;
+                    if let Some(client) = c.pending_start.take() {
+                        self.reply(client, &Response::error(ErrorKind::Failed, message), &[]);
+                    }
+                }
+                _ => eprintln!("monitor: container {id}: init: {message}"),
+            },
+            _ => {}
+        }
+    }
+
+    fn init_eof(&mut self, id: &str) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        c.sock = None;
+        match c.phase {
+            Phase::Creating => {
+                self.fail_create(id, "the init exited before the container was ready".into())
+            }
+            Phase::Starting => {
+                // The sync socket is close-on-exec: EOF means the user's program runs.
+                c.phase = Phase::Running;
+                c.deadline = None;
+                c.rec.started_at = Some(records::now_ns());
+                let dir = records::container_dir(&self.dir, id);
+                let resp = match records::write_json(&dir.join(records::STATE_FILE), &c.rec) {
+                    Ok(()) => Response::with_state(c.state()),
+                    Err(e) => Response::error(ErrorKind::Failed, format!("saving state: {e}")),
+                };
+                if let Some(client) = c.pending_start.take() {
+                    self.reply(client, &resp, &[]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Creation failed: tell the client, kill what was started, wait for delete.
+    pub fn fail_create(&mut self, id: &str, message: String) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        let _ = c.signal(libc::SIGKILL, false);
+        if c.init_pid > 0 {
+            let _ = sys::kill(c.init_pid, libc::SIGKILL);
+        }
+        c.phase = Phase::Failed;
+        c.deadline = None;
+        c.sock = None;
+        if let Some(client) = c.pending_create.take() {
+            self.reply(client, &Response::error(ErrorKind::Failed, message), &[]);
+        }
+    }
+}
