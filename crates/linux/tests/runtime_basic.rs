@@ -103,3 +103,27 @@ fn oom_score_adj_below_current_is_clamped_not_fatal() {
         assert!(err.contains("oom_score_adj"), "a note on stderr: {err}");
     }
 }
+
+#[test]
+fn terminal_is_the_controlling_tty_and_console() {
+    if skip() {
+        return;
+    }
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "test -t 0 && echo stdin-tty; test -c /dev/console && echo console; \
+         echo tty_nr=$(cut -d' ' -f7 /proc/self/stat); echo sid=$(cut -d' ' -f6 /proc/self/stat)",
+    ]);
+    b.process(|p| {
+        p.set_terminal(Some(true));
+    });
+    let (code, out, err) = b.run();
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("stdin-tty") && out.contains("console"),
+        "{out}"
+    );
+    assert!(!out.contains("tty_nr=0"), "a controlling terminal: {out}");
+    assert!(out.contains("sid=1"), "its own session: {out}");
+}

@@ -135,6 +135,12 @@ impl Bundle {
     /// Runs the init up to `ready` (or its error).
     pub fn create(&self) -> Result<Container, String> {
         self.write();
+        let tty = self
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
         let args = [
             "init",
             "--bundle",
@@ -142,7 +148,7 @@ impl Bundle {
             "--id",
             &self.id,
         ];
-        spawn(&args, true).map(|mut c| {
+        spawn_with(&args, true, tty).map(|mut c| {
             c.cgroups_path = Some(self.cgroups_path.clone());
             c
         })
@@ -176,9 +182,16 @@ pub struct Container {
 
 fn reader(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
     std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
+        // A pty master reports EIO once the last slave closes: the end, like EOF.
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
     })
 }
 
@@ -198,15 +211,29 @@ fn recv(sock: &UnixStream) -> Option<SyncMessage> {
 /// Spawns `berth-test-init <args>` with fd 3 = sync socket and piped stdio; reads `pid`
 /// and, when `until_ready`, `ready`.
 pub fn spawn(args: &[&str], until_ready: bool) -> Result<Container, String> {
+    spawn_with(args, until_ready, false)
+}
+
+/// [`spawn`], with a pty slave as stdio when `tty` (the output is read from the master).
+pub fn spawn_with(args: &[&str], until_ready: bool, tty: bool) -> Result<Container, String> {
     subreaper();
     let (ours, theirs) = UnixStream::pair().unwrap();
     let theirs_fd: OwnedFd = theirs.into();
     let raw = theirs_fd.as_raw_fd();
     let mut cmd = Command::new(INIT);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args);
+    let mut master = None;
+    if tty {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stderr(Stdio::from(pty.slave));
+        master = Some(std::fs::File::from(pty.master));
+    } else {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
     // SAFETY: dup2 is async-signal-safe; raw stays open in the parent until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
@@ -218,8 +245,14 @@ pub fn spawn(args: &[&str], until_ready: bool) -> Result<Container, String> {
     }
     let mut child = cmd.spawn().unwrap();
     drop(theirs_fd);
-    let out = reader(child.stdout.take().unwrap());
-    let err = reader(child.stderr.take().unwrap());
+    drop(cmd); // closes the parent's copies of the pty slave
+    let (out, err) = match master {
+        Some(m) => (reader(m), reader(std::io::empty())),
+        None => (
+            reader(child.stdout.take().unwrap()),
+            reader(child.stderr.take().unwrap()),
+        ),
+    };
     let first = recv(&ours);
     let status = child.wait().unwrap();
     let mut c = Container {

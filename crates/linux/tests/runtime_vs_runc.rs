@@ -14,7 +14,7 @@ use runtime_support::{Bundle, skip};
 
 const RUNC: &str = "/usr/bin/runc";
 
-const SCRIPT: &str = "grep -E '^(Cap|NoNewPrivs|Seccomp):' /proc/self/status; id; hostname; \
+const SCRIPT: &str = "grep -E '^(Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/self/status; id; hostname; \
     echo pid=$$; unshare -n true 2>/dev/null; echo unshare=$?; ls -A /dev; \
     cut -d' ' -f2 /proc/self/mounts | sort";
 

@@ -160,13 +160,17 @@ fn dev_symlinks(rootfs: &Path) -> Result<()> {
     if std::fs::symlink_metadata(&ptmx).is_ok() {
         std::fs::remove_file(&ptmx).step(format!("remove {}", ptmx.display()))?;
     }
-    let links = [
+    let mut links = vec![
         ("pts/ptmx", "ptmx"),
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
         ("/proc/self/fd/1", "stdout"),
         ("/proc/self/fd/2", "stderr"),
     ];
+    // runc adds /dev/core where the kernel has /proc/kcore (a masked path in containers).
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
     for (target, name) in links {
         match symlink(target, dev.join(name)) {
             Ok(()) => {}
