@@ -110,4 +110,6 @@ fn same_view_as_runc() {
         ours.contains(&"unshare=1") && ours.contains(&"pid=1"),
         "{ours:?}"
     );
+    // CHOWN (0), KILL (5), SETUID (7).
+    assert!(ours.contains(&"CapEff:\t00000000000000a1"), "{ours:?}");
 }
