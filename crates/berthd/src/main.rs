@@ -61,8 +61,15 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 fn main() -> std::process::ExitCode {
     // The pod init (PID 1 of a pod's PID namespace) is berthd re-executed; it must fork
     // before any thread exists, so it is dispatched before argument parsing and runtimes.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "pod-init") {
-        berth_linux::ns::init::pod_init_main();
+    // So are the per-pod monitor and the container init (`runc init`'s counterpart).
+    let args: Vec<String> = std::env::args().collect();
+    let rest = args.get(2..).unwrap_or_default();
+    match args.get(1).map(String::as_str) {
+        Some("pod-init") => berth_linux::ns::init::pod_init_main(),
+        Some("monitor") => berth_linux::monitor::monitor_main(rest),
+        Some("init") if rest.iter().any(|a| a == "--exec") => berth_linux::runtime::exec_main(rest),
+        Some("init") => berth_linux::runtime::init_main(rest),
+        _ => {}
     }
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use berth_core::config::Config;
+use berth_core::container::CgroupVersion;
 use berth_core::pod::ports::Network;
-use berth_cri::PodPorts;
-use berth_linux::cgroup::{DEFAULT_ROOT, LinuxCgroups};
+use berth_cri::{ContainerPorts, PodPorts};
+use berth_linux::cgroup::{CgroupMode, DEFAULT_ROOT, LinuxCgroups};
+use berth_linux::containers::LinuxContainerRuntime;
 use berth_linux::net::{BridgeNetwork, CniNetwork};
 use berth_linux::ns::LinuxNamespaces;
 use berth_linux::podfiles::LinuxPodFiles;
+use berth_linux::rootfs::OverlayRootfs;
 
 pub fn build(cfg: &Config) -> anyhow::Result<PodPorts> {
     let state_dir = cfg.root_dir.join("network");
@@ -25,5 +28,19 @@ pub fn build(cfg: &Config) -> anyhow::Result<PodPorts> {
         files: Arc::new(LinuxPodFiles::new()),
         cgroups: Arc::new(cgroups),
         network,
+    })
+}
+
+pub fn containers(cfg: &Config) -> anyhow::Result<ContainerPorts> {
+    // Monitors and container inits are berthd itself, re-executed.
+    let exe = std::env::current_exe().context("locating the berthd binary")?;
+    let cgroup_version = match berth_linux::cgroup::mode() {
+        CgroupMode::V2 => CgroupVersion::V2,
+        CgroupMode::V1 => CgroupVersion::V1,
+    };
+    Ok(ContainerPorts {
+        runtime: Arc::new(LinuxContainerRuntime::new(cfg.run_dir.clone(), exe)),
+        rootfs: Arc::new(OverlayRootfs::new()),
+        cgroup_version,
     })
 }

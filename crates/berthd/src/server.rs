@@ -35,9 +35,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             "BERTHD_FAULT_INJECT is set: RunPodSandbox will fail after this step"
         );
     }
+    let container_ports = crate::ports::containers(&cfg)?;
     let cri = Cri::new(
         images,
         ports,
+        container_ports,
         RuntimeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             config: cfg.clone(),

@@ -40,13 +40,13 @@ async fn serves_version_status_and_runtime_config() {
         rc.linux.unwrap().cgroup_driver,
         berth_api::cri::CgroupDriver::Cgroupfs as i32
     );
-    // Container RPCs are refused honestly until they exist.
+    // Streaming RPCs are refused honestly until they exist.
     let e = c
-        .list_containers(berth_api::cri::ListContainersRequest::default())
+        .attach(berth_api::cri::AttachRequest::default())
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("ListContainers"), "{}", e.message());
+    assert!(e.message().contains("Attach"), "{}", e.message());
 }
 
 #[test]

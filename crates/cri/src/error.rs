@@ -31,10 +31,20 @@ pub fn pod_error_status(e: berth_core::pod::ports::PodError) -> Status {
     }
 }
 
-pub fn store_status(e: crate::pods::store::StoreError) -> Status {
-    use crate::pods::store::StoreError;
+pub fn store_status(e: crate::records::StoreError) -> Status {
+    use crate::records::StoreError;
     match e {
         e @ StoreError::Ambiguous(_) => Status::invalid_argument(e.to_string()),
         e => Status::internal(e.to_string()),
+    }
+}
+
+pub fn runtime_error_status(e: berth_core::runtime::RuntimeError) -> Status {
+    use berth_core::runtime::RuntimeError;
+    match e {
+        e @ RuntimeError::NotFound(_) => Status::not_found(e.to_string()),
+        RuntimeError::InvalidArgument(m) => Status::invalid_argument(m),
+        e @ RuntimeError::FailedPrecondition { .. } => Status::failed_precondition(e.to_string()),
+        e @ RuntimeError::Failed { .. } => Status::internal(e.to_string()),
     }
 }

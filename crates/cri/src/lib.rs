@@ -2,9 +2,11 @@
 //! each RPC lives in its own file under `rpc/`. The one error → `tonic::Status` mapping is
 //! in `error.rs`. This crate sees only `berth-core`'s ports; berthd injects the real ones.
 
+pub mod containers;
 mod error;
 mod image_service;
 pub mod pods;
+mod records;
 mod rpc;
 mod runtime_service;
 
@@ -14,9 +16,12 @@ use berth_api::cri::image_service_server::ImageServiceServer;
 use berth_api::cri::runtime_service_server::RuntimeServiceServer;
 use berth_core::config::Config;
 use berth_core::image::ImageStore;
+pub use containers::ContainerPorts;
+use containers::Containers;
 pub use pods::PodPorts;
-pub use pods::store::StoreError;
-use pods::{PodStore, Pods};
+use pods::Pods;
+pub use records::StoreError;
+use records::{ContainerStore, PodStore};
 
 pub use error::image_error_status;
 
@@ -32,6 +37,7 @@ pub struct Cri {
     pub(crate) images: Arc<dyn ImageStore>,
     pub(crate) info: RuntimeInfo,
     pub(crate) pods: Pods,
+    pub(crate) containers: Containers,
 }
 
 /// The RuntimeService half.
@@ -47,6 +53,7 @@ impl Cri {
     pub async fn new(
         images: Arc<dyn ImageStore>,
         ports: PodPorts,
+        container_ports: ContainerPorts,
         info: RuntimeInfo,
         fault_inject: Option<String>,
     ) -> Result<Arc<Self>, StoreError> {
@@ -61,8 +68,25 @@ impl Cri {
             info.config.runtime.pod_shm_size,
             fault_inject,
         );
+        let (cstore, unreadable) =
+            ContainerStore::open(&info.config.root_dir.join("containers-meta"))?;
+        for e in unreadable {
+            tracing::error!(error = %e, "skipping a container record");
+        }
+        let containers = Containers::new(
+            cstore,
+            container_ports,
+            info.config.root_dir.join("containers"),
+        );
+        // Containers first: a pod is only judged once its containers' exits are known.
+        containers::recovery::reconcile(&containers).await;
         pods::recovery::reconcile(&pods).await;
-        Ok(Arc::new(Self { images, info, pods }))
+        Ok(Arc::new(Self {
+            images,
+            info,
+            pods,
+            containers,
+        }))
     }
 
     /// The two tonic services, ready to add to a server.

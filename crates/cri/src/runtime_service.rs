@@ -68,51 +68,69 @@ impl RuntimeService for RuntimeSvc {
     }
     async fn create_container(
         &self,
-        _: Request<CreateContainerRequest>,
+        r: Request<CreateContainerRequest>,
     ) -> R<CreateContainerResponse> {
-        Err(not_yet("CreateContainer", CTRS))
+        rpc::create_container::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn start_container(
         &self,
-        _: Request<StartContainerRequest>,
+        r: Request<StartContainerRequest>,
     ) -> R<StartContainerResponse> {
-        Err(not_yet("StartContainer", CTRS))
+        rpc::start_container::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
-    async fn stop_container(&self, _: Request<StopContainerRequest>) -> R<StopContainerResponse> {
-        Err(not_yet("StopContainer", CTRS))
+    async fn stop_container(&self, r: Request<StopContainerRequest>) -> R<StopContainerResponse> {
+        rpc::stop_container::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn remove_container(
         &self,
-        _: Request<RemoveContainerRequest>,
+        r: Request<RemoveContainerRequest>,
     ) -> R<RemoveContainerResponse> {
-        Err(not_yet("RemoveContainer", CTRS))
+        rpc::remove_container::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn list_containers(
         &self,
-        _: Request<ListContainersRequest>,
+        r: Request<ListContainersRequest>,
     ) -> R<ListContainersResponse> {
-        Err(not_yet("ListContainers", CTRS))
+        rpc::list_containers::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn container_status(
         &self,
-        _: Request<ContainerStatusRequest>,
+        r: Request<ContainerStatusRequest>,
     ) -> R<ContainerStatusResponse> {
-        Err(not_yet("ContainerStatus", CTRS))
+        rpc::container_status::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn update_container_resources(
         &self,
-        _: Request<UpdateContainerResourcesRequest>,
+        r: Request<UpdateContainerResourcesRequest>,
     ) -> R<UpdateContainerResourcesResponse> {
-        Err(not_yet("UpdateContainerResources", CTRS))
+        rpc::update_container_resources::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn reopen_container_log(
         &self,
-        _: Request<ReopenContainerLogRequest>,
+        r: Request<ReopenContainerLogRequest>,
     ) -> R<ReopenContainerLogResponse> {
-        Err(not_yet("ReopenContainerLog", CTRS))
+        rpc::reopen_container_log::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
-    async fn exec_sync(&self, _: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
-        Err(not_yet("ExecSync", CTRS))
+    async fn exec_sync(&self, r: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
+        rpc::exec_sync::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn exec(&self, _: Request<ExecRequest>) -> R<ExecResponse> {
         Err(not_yet("Exec", CTRS))

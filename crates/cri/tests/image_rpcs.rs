@@ -22,6 +22,7 @@ async fn clients(
     let cri = berth_cri::Cri::new(
         store,
         common::ports(&ledger),
+        env.container_ports(),
         berth_cri::RuntimeInfo {
             version: "test".into(),
             config: env.config(),
@@ -156,9 +157,6 @@ async fn bad_input_gets_the_right_code() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let e = rt
-        .create_container(CreateContainerRequest::default())
-        .await
-        .unwrap_err();
+    let e = rt.attach(AttachRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
 }

@@ -124,6 +124,21 @@ fn mount_shm(req: &PodFilesRequest) -> Result<(), PodError> {
 fn remove_blocking(dir: &Path) -> Result<(), PodError> {
     unmount_all(&dir.join("shm"))?;
     let canon = mountinfo::canonical(dir);
+    // Everything below the pod dir is the pod's own (shm, namespace pins). A pin can come
+    // back for a moment through mount propagation from a container's mount namespace that
+    // is still being torn down, so unmount what is left, deepest first, a few times.
+    for _ in 0..50 {
+        let mut left =
+            mountinfo::mounts_under(&canon).map_err(|e| failed("read mountinfo", dir, e))?;
+        if left.is_empty() {
+            break;
+        }
+        left.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
+        for m in &left {
+            unmount_all(&m.mount_point)?;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let left = mountinfo::mounts_under(&canon).map_err(|e| failed("read mountinfo", dir, e))?;
     if let Some(m) = left.first() {
         // Never delete through a live mount (that would empty the node's /dev/shm).

@@ -3,7 +3,6 @@
 
 pub mod convert;
 pub mod recovery;
-pub mod store;
 pub mod teardown;
 
 use std::collections::HashMap;
@@ -12,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_core::pod::ports::{Cgroups, Namespaces, Network, PodFiles};
 
-pub use store::PodStore;
+pub use crate::records::PodStore;
 
 /// The OS edge as the pod RPCs see it.
 #[derive(Clone)]

@@ -5,7 +5,8 @@ use berth_api::cri::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 use tonic::Status;
 
 use crate::Cri;
-use crate::error::{pod_error_status, store_status};
+use crate::containers::lifecycle;
+use crate::error::{pod_error_status, runtime_error_status, store_status};
 use crate::pods::teardown::release_all;
 
 pub async fn handle(
@@ -29,6 +30,9 @@ pub async fn handle(
     let Some(rec) = pods.store.get(&rec.id) else {
         return Ok(RemovePodSandboxResponse {});
     };
+    lifecycle::remove_pod_containers(&cri.containers, &rec.id)
+        .await
+        .map_err(runtime_error_status)?;
     release_all(pods, &rec).await.map_err(pod_error_status)?;
     pods.store.delete(&rec.id).map_err(store_status)?;
     drop(lock);

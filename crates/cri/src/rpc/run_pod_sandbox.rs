@@ -32,7 +32,7 @@ pub async fn handle(cri: &Cri, req: RunPodSandboxRequest) -> Result<RunPodSandbo
     let key = rec.name_key();
     let lock = loop {
         let names = pods.names.lock().await;
-        if let Some(existing) = pods.store.by_name_key(&key) {
+        if let Some(existing) = pods.store.find(|r| r.name_key() == key) {
             drop(names);
             if existing.state == PodState::Creating {
                 // The first request is still working: wait for it, then look again.

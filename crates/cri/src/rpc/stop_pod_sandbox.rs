@@ -6,7 +6,8 @@ use berth_core::pod::record::PodState;
 use tonic::Status;
 
 use crate::Cri;
-use crate::error::{pod_error_status, store_status};
+use crate::containers::lifecycle;
+use crate::error::{pod_error_status, runtime_error_status, store_status};
 use crate::pods::teardown::stop_network;
 
 pub async fn handle(
@@ -30,7 +31,9 @@ pub async fn handle(
     let Some(mut rec) = pods.store.get(&rec.id) else {
         return Ok(StopPodSandboxResponse {});
     };
-    // Containers of the pod are stopped here once berth runs containers.
+    lifecycle::stop_pod_containers(&cri.containers, &rec.id)
+        .await
+        .map_err(runtime_error_status)?;
     stop_network(pods, &rec).await.map_err(pod_error_status)?;
     if rec.state != PodState::NotReady {
         rec.transition(PodState::NotReady)

@@ -11,14 +11,18 @@ use async_trait::async_trait;
 use berth_api::cri::image_service_client::ImageServiceClient;
 use berth_api::cri::runtime_service_client::RuntimeServiceClient;
 use berth_core::config::Config;
+use berth_core::container::CgroupVersion;
 use berth_core::image::{FsUsage, Image, ImageError, ImageStore, RegistryAuth};
 use berth_core::pod::ipam::{Allocations, Subnet};
 use berth_core::pod::ports::*;
 use berth_core::pod::record::PodNamespaces;
 use berth_core::pod::sysctl::SysctlNs;
+use berth_core::runtime::*;
 use berth_core::{Digest, Reference};
-use berth_cri::{Cri, PodPorts, RuntimeInfo};
+use berth_cri::{ContainerPorts, Cri, PodPorts, RuntimeInfo};
 use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::time::Duration;
 use tonic::transport::{Channel, Endpoint, Server};
 
 #[derive(Default)]
@@ -119,7 +123,9 @@ impl Namespaces for Fake {
             net: Some(req.pin_dir.join("net")),
             ipc: Some(req.pin_dir.join("ipc")),
             uts: Some(req.pin_dir.join("uts")),
-            init_pid: None,
+            init_pid: (req.modes.pid == berth_core::pod::record::NamespaceMode::Pod)
+                .then(std::process::id)
+                .map(|p| p as i32),
             init_start_time: None,
         })
     }
@@ -218,10 +224,163 @@ pub fn ports(ledger: &Arc<Ledger>) -> PodPorts {
     }
 }
 
+/// A fake runtime: processes are entries in a map; `sleep`-like programs run until killed,
+/// anything else exits 0 at start; a program named `missing` cannot be exec'd.
+#[derive(Default)]
+pub struct FakeRuntime {
+    pub procs: Mutex<HashMap<String, ProcessState>>,
+    pub args: Mutex<HashMap<String, Vec<String>>>,
+    pub released_pods: Mutex<Vec<String>>,
+    pub updates: Mutex<Vec<serde_json::Value>>,
+}
+
+fn state(status: ProcessStatus) -> ProcessState {
+    ProcessState {
+        status,
+        pid: Some(4242),
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        oom_killed: false,
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for FakeRuntime {
+    async fn create(&self, req: &CreateRequest) -> Result<ProcessState, RuntimeError> {
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(req.bundle.join("config.json")).unwrap())
+                .unwrap();
+        let args: Vec<String> = serde_json::from_value(spec["process"]["args"].clone()).unwrap();
+        self.args
+            .lock()
+            .unwrap()
+            .insert(req.container_id.clone(), args);
+        let st = state(ProcessStatus::Created);
+        self.procs
+            .lock()
+            .unwrap()
+            .insert(req.container_id.clone(), st.clone());
+        Ok(st)
+    }
+    async fn start(&self, _: &str, id: &str) -> Result<ProcessState, RuntimeError> {
+        let args = self
+            .args
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        if args.first().map(String::as_str) == Some("missing") {
+            return Err(RuntimeError::failed(
+                "exec",
+                "exec \"missing\": no such file or directory",
+            ));
+        }
+        let mut procs = self.procs.lock().unwrap();
+        let st = procs
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        st.started_at = Some(1);
+        if args.iter().any(|a| a.contains("sleep")) {
+            st.status = ProcessStatus::Running;
+        } else {
+            st.status = ProcessStatus::Exited;
+            st.exit_code = Some(if args.iter().any(|a| a == "false") {
+                1
+            } else {
+                0
+            });
+            st.finished_at = Some(2);
+        }
+        Ok(st.clone())
+    }
+    async fn kill(&self, _: &str, id: &str, signal: i32, _: bool) -> Result<(), RuntimeError> {
+        let mut procs = self.procs.lock().unwrap();
+        let st = procs
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        if st.status != ProcessStatus::Exited {
+            st.status = ProcessStatus::Exited;
+            st.exit_code = Some(128 + signal);
+            st.finished_at = Some(3);
+        }
+        Ok(())
+    }
+    async fn wait(&self, p: &str, id: &str, _: Duration) -> Result<ProcessState, RuntimeError> {
+        self.state(p, id).await
+    }
+    async fn state(&self, _: &str, id: &str) -> Result<ProcessState, RuntimeError> {
+        Ok(self
+            .procs
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| state(ProcessStatus::Unknown)))
+    }
+    async fn delete(&self, _: &str, id: &str) -> Result<(), RuntimeError> {
+        self.procs.lock().unwrap().remove(id);
+        Ok(())
+    }
+    async fn exec_sync(&self, _: &str, req: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
+        let args: Vec<String> = serde_json::from_value(req.process["args"].clone()).unwrap();
+        Ok(ExecOutput {
+            stdout: args.join(" ").into_bytes(),
+            stderr: vec![],
+            exit_code: 0,
+            timed_out: false,
+        })
+    }
+    async fn update(&self, _: &str, _: &str, r: &Resources) -> Result<(), RuntimeError> {
+        self.updates.lock().unwrap().push(r.clone());
+        Ok(())
+    }
+    async fn reopen_log(&self, _: &str, _: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn release_pod(&self, pod_id: &str) -> Result<(), RuntimeError> {
+        self.released_pods.lock().unwrap().push(pod_id.into());
+        Ok(())
+    }
+}
+
+/// A fake rootfs: a directory with a passwd file; the ledger tracks it.
+pub struct FakeRootfs(pub Arc<Ledger>);
+
+#[async_trait]
+impl Rootfs for FakeRootfs {
+    async fn mount(&self, dir: &Path, _: &[PathBuf], _: bool) -> Result<PathBuf, RuntimeError> {
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        self.0
+            .held
+            .lock()
+            .unwrap()
+            .insert(format!("rootfs:{}", dir.display()));
+        Ok(rootfs)
+    }
+    async fn remove(&self, dir: &Path) -> Result<(), RuntimeError> {
+        let _ = std::fs::remove_dir_all(dir);
+        self.0
+            .held
+            .lock()
+            .unwrap()
+            .remove(&format!("rootfs:{}", dir.display()));
+        Ok(())
+    }
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub ledger: Arc<Ledger>,
     pub store: Arc<FakeStore>,
+    pub runtime: Arc<FakeRuntime>,
 }
 
 impl Env {
@@ -230,6 +389,15 @@ impl Env {
             dir: tempfile::tempdir().unwrap(),
             ledger: Arc::new(Ledger::default()),
             store: Arc::new(FakeStore::default()),
+            runtime: Arc::new(FakeRuntime::default()),
+        }
+    }
+
+    pub fn container_ports(&self) -> ContainerPorts {
+        ContainerPorts {
+            runtime: self.runtime.clone(),
+            rootfs: Arc::new(FakeRootfs(self.ledger.clone())),
+            cgroup_version: CgroupVersion::V1,
         }
     }
 
@@ -245,6 +413,7 @@ impl Env {
         Cri::new(
             self.store.clone(),
             ports(&self.ledger),
+            self.container_ports(),
             RuntimeInfo {
                 version: "test".into(),
                 config: self.config(),

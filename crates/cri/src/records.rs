@@ -1,4 +1,5 @@
-//! Pod records on disk (`<root_dir>/pods/<id>.json`, temp → fsync → rename) and in memory.
+//! Records on disk (`<dir>/<id>.json`, temp → fsync → rename) and in memory: one store for
+//! pods, one for containers.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -6,18 +7,58 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use berth_core::container::record::{CONTAINER_RECORD_VERSION, ContainerRecord};
 use berth_core::pod::record::{PodRecord, RECORD_VERSION};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What a store needs of a record.
+pub trait Record: Serialize + DeserializeOwned + Clone {
+    const VERSION: u32;
+    fn id(&self) -> &str;
+    fn version(&self) -> u32;
+    fn created_at(&self) -> i64;
+}
+
+impl Record for PodRecord {
+    const VERSION: u32 = RECORD_VERSION;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+}
+
+impl Record for ContainerRecord {
+    const VERSION: u32 = CONTAINER_RECORD_VERSION;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+}
+
+pub type PodStore = RecordStore<PodRecord>;
+pub type ContainerStore = RecordStore<ContainerRecord>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("pod store {path}: {error}")]
+    #[error("record store {path}: {error}")]
     Io {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("pod record {path} is unreadable: {error}")]
+    #[error("record {path} is unreadable: {error}")]
     Corrupt { path: PathBuf, error: String },
-    #[error("pod id prefix {0:?} matches more than one pod")]
+    #[error("id prefix {0:?} matches more than one")]
     Ambiguous(String),
 }
 
@@ -28,17 +69,17 @@ fn io(path: &Path, error: std::io::Error) -> StoreError {
     }
 }
 
-pub struct PodStore {
+pub struct RecordStore<T> {
     dir: PathBuf,
-    pods: Mutex<HashMap<String, PodRecord>>,
+    records: Mutex<HashMap<String, T>>,
 }
 
-impl PodStore {
+impl<T: Record> RecordStore<T> {
     /// Loads every record. Unreadable records are reported, not fatal: berthd keeps serving
     /// the others and the file is left for a person to inspect.
     pub fn open(dir: &Path) -> Result<(Self, Vec<StoreError>), StoreError> {
         fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let mut pods = HashMap::new();
+        let mut records = HashMap::new();
         let mut bad = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let entry = entry.map_err(|e| io(dir, e))?;
@@ -52,18 +93,18 @@ impl PodStore {
                 continue;
             }
             let rec = fs::read(&path).map_err(|e| io(&path, e)).and_then(|b| {
-                serde_json::from_slice::<PodRecord>(&b).map_err(|e| StoreError::Corrupt {
+                serde_json::from_slice::<T>(&b).map_err(|e| StoreError::Corrupt {
                     path: path.clone(),
                     error: e.to_string(),
                 })
             });
             match rec {
-                Ok(r) if r.version == RECORD_VERSION => {
-                    pods.insert(r.id.clone(), r);
+                Ok(r) if r.version() == T::VERSION => {
+                    records.insert(r.id().to_string(), r);
                 }
                 Ok(r) => bad.push(StoreError::Corrupt {
                     path,
-                    error: format!("record version {} is not {RECORD_VERSION}", r.version),
+                    error: format!("record version {} is not {}", r.version(), T::VERSION),
                 }),
                 Err(e) => bad.push(e),
             }
@@ -71,20 +112,20 @@ impl PodStore {
         Ok((
             Self {
                 dir: dir.to_path_buf(),
-                pods: Mutex::new(pods),
+                records: Mutex::new(records),
             },
             bad,
         ))
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodRecord>> {
-        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, T>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Persists then publishes a record.
-    pub fn put(&self, rec: &PodRecord) -> Result<(), StoreError> {
-        let path = self.dir.join(format!("{}.json", rec.id));
-        let tmp = self.dir.join(format!("{}.json.tmp", rec.id));
+    pub fn put(&self, rec: &T) -> Result<(), StoreError> {
+        let path = self.dir.join(format!("{}.json", rec.id()));
+        let tmp = self.dir.join(format!("{}.json.tmp", rec.id()));
         let data = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             error: e.to_string(),
@@ -96,7 +137,7 @@ impl PodStore {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        self.map().insert(rec.id.clone(), rec.clone());
+        self.map().insert(rec.id().to_string(), rec.clone());
         Ok(())
     }
 
@@ -111,12 +152,12 @@ impl PodStore {
         Ok(())
     }
 
-    pub fn get(&self, id: &str) -> Option<PodRecord> {
+    pub fn get(&self, id: &str) -> Option<T> {
         self.map().get(id).cloned()
     }
 
     /// By full id or unique prefix, as crictl lets people type.
-    pub fn resolve(&self, id: &str) -> Result<Option<PodRecord>, StoreError> {
+    pub fn resolve(&self, id: &str) -> Result<Option<T>, StoreError> {
         let map = self.map();
         if let Some(r) = map.get(id) {
             return Ok(Some(r.clone()));
@@ -124,7 +165,7 @@ impl PodStore {
         if id.is_empty() {
             return Ok(None);
         }
-        let mut found = map.values().filter(|r| r.id.starts_with(id));
+        let mut found = map.values().filter(|r| r.id().starts_with(id));
         let first = found.next().cloned();
         if found.next().is_some() {
             return Err(StoreError::Ambiguous(id.to_string()));
@@ -132,13 +173,14 @@ impl PodStore {
         Ok(first)
     }
 
-    pub fn by_name_key(&self, key: &str) -> Option<PodRecord> {
-        self.map().values().find(|r| r.name_key() == key).cloned()
+    pub fn find(&self, pred: impl Fn(&T) -> bool) -> Option<T> {
+        self.map().values().find(|r| pred(r)).cloned()
     }
 
-    pub fn list(&self) -> Vec<PodRecord> {
-        let mut v: Vec<PodRecord> = self.map().values().cloned().collect();
-        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    /// All records, oldest first.
+    pub fn list(&self) -> Vec<T> {
+        let mut v: Vec<T> = self.map().values().cloned().collect();
+        v.sort_by(|a, b| a.created_at().cmp(&b.created_at()).then(a.id().cmp(b.id())));
         v
     }
 }

@@ -1,0 +1,62 @@
+//! Containers: the record store, per-container locks, the runtime ports, lifecycle steps
+//! shared by several RPCs, and start-up recovery. RPCs are in `rpc/*container*.rs`.
+
+pub mod convert;
+pub mod host;
+pub mod lifecycle;
+pub mod recovery;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use berth_core::container::CgroupVersion;
+use berth_core::runtime::{ContainerRuntime, Rootfs};
+
+use crate::records::ContainerStore;
+
+/// The OS edge as the container RPCs see it.
+#[derive(Clone)]
+pub struct ContainerPorts {
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub rootfs: Arc<dyn Rootfs>,
+    /// The node's cgroup version (shapes the spec's resources).
+    pub cgroup_version: CgroupVersion,
+}
+
+pub struct Containers {
+    pub store: ContainerStore,
+    pub ports: ContainerPorts,
+    /// Bundles live in `<root_dir>/containers/<id>`: they hold the writable layer, which
+    /// must survive a berthd restart.
+    pub bundles: PathBuf,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serialises name reservation.
+    pub names: tokio::sync::Mutex<()>,
+}
+
+impl Containers {
+    pub fn new(store: ContainerStore, ports: ContainerPorts, bundles: PathBuf) -> Self {
+        Self {
+            store,
+            ports,
+            bundles,
+            locks: Mutex::new(HashMap::new()),
+            names: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn lock_of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    pub fn forget_lock(&self, id: &str) {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.remove(id);
+    }
+
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.bundles.join(id)
+    }
+}

@@ -1,0 +1,43 @@
+//! `ContainerStatus`: the record, synced with the runtime first.
+
+use std::collections::HashMap;
+
+use berth_api::cri::{ContainerStatusRequest, ContainerStatusResponse};
+use tonic::Status;
+
+use crate::Cri;
+use crate::containers::{convert, lifecycle};
+use crate::error::store_status;
+
+pub async fn handle(
+    cri: &Cri,
+    req: ContainerStatusRequest,
+) -> Result<ContainerStatusResponse, Status> {
+    let c = &cri.containers;
+    let mut rec = c
+        .store
+        .resolve(&req.container_id)
+        .map_err(store_status)?
+        .ok_or_else(|| Status::not_found(format!("container {:?} not found", req.container_id)))?;
+    if let Err(e) = lifecycle::refresh(c, &mut rec).await {
+        tracing::warn!(container = %rec.id, error = %e, "could not reach the container's monitor");
+    }
+    let mut info = HashMap::new();
+    if req.verbose {
+        let state = c.ports.runtime.state(&rec.pod_id, &rec.id).await.ok();
+        let v = serde_json::json!({
+            "id": rec.id,
+            "sandboxID": rec.pod_id,
+            "pid": state.as_ref().and_then(|s| s.pid),
+            "bundle": rec.bundle,
+            "handler": rec.handler,
+            "config": rec.config,
+            "stopSignal": rec.stop_signal,
+        });
+        info.insert("info".to_string(), v.to_string());
+    }
+    Ok(ContainerStatusResponse {
+        status: Some(convert::status(&rec)),
+        info,
+    })
+}

@@ -1,0 +1,276 @@
+//! `CreateContainer`: rootfs, spec, bundle, runtime create — undone in reverse on failure.
+
+use std::path::PathBuf;
+
+use berth_api::cri::{CreateContainerRequest, CreateContainerResponse};
+use berth_core::container::record::{
+    CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, container_name_key,
+};
+use berth_core::container::{self, CgroupCaps, ContainerInput, ImageConfig, SeccompProfile};
+use berth_core::image::Image;
+use berth_core::pod::record::{PodRecord, PodState};
+use berth_core::runtime::{CreateRequest, RuntimeError, StdioConfig};
+use sha2::{Digest as _, Sha256};
+use tonic::Status;
+
+use crate::Cri;
+use crate::containers::lifecycle::now_ns;
+use crate::containers::{Containers, convert, host};
+use crate::error::{runtime_error_status, store_status};
+use crate::pods::convert::sorted;
+
+pub async fn handle(
+    cri: &Cri,
+    req: CreateContainerRequest,
+) -> Result<CreateContainerResponse, Status> {
+    let invalid = |m: String| Status::invalid_argument(format!("CreateContainer: {m}"));
+    let pod = cri
+        .pods
+        .store
+        .resolve(&req.pod_sandbox_id)
+        .map_err(store_status)?
+        .ok_or_else(|| {
+            Status::not_found(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
+        })?;
+    if pod.state != PodState::Ready {
+        return Err(Status::failed_precondition(format!(
+            "pod sandbox {} is not ready (stopped or being created)",
+            pod.id
+        )));
+    }
+    let cfg = req
+        .config
+        .ok_or_else(|| invalid("config is missing".into()))?;
+    let meta = cfg
+        .metadata
+        .clone()
+        .ok_or_else(|| invalid("config.metadata is missing".into()))?;
+    if meta.name.is_empty() {
+        return Err(invalid("config.metadata.name is empty".into()));
+    }
+    let image_name = cfg
+        .image
+        .as_ref()
+        .map(|i| i.image.clone())
+        .unwrap_or_default();
+    if image_name.is_empty() {
+        return Err(invalid("config.image.image is empty".into()));
+    }
+    let target_pid = target_pid(cri, &cfg).await;
+    let ccfg = convert::config(&cfg, target_pid).map_err(invalid)?;
+    let image = cri.images.find(&image_name).ok_or_else(|| {
+        Status::not_found(format!(
+            "image {image_name:?} is not present on this node; pull it first"
+        ))
+    })?;
+    let c = &cri.containers;
+
+    // Reserve the name.
+    let key = container_name_key(&meta.name, &pod.id, meta.attempt);
+    let names = c.names.lock().await;
+    if let Some(existing) = c.store.find(|r| r.name_key() == key) {
+        return Err(Status::already_exists(format!(
+            "container name {:?} (attempt {}) in pod {} is already taken by container {}",
+            meta.name, meta.attempt, pod.id, existing.id
+        )));
+    }
+    let id = new_id(&key);
+    let log_path = (!pod.log_directory.is_empty() && !cfg.log_path.is_empty())
+        .then(|| PathBuf::from(&pod.log_directory).join(&cfg.log_path));
+    let mut rec = ContainerRecord {
+        version: CONTAINER_RECORD_VERSION,
+        id: id.clone(),
+        pod_id: pod.id.clone(),
+        name: meta.name.clone(),
+        attempt: meta.attempt,
+        state: ContainerState::Creating,
+        image: image_name.clone(),
+        image_id: image.id.to_string(),
+        image_ref: image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.to_string()),
+        created_at: now_ns(),
+        started_at: 0,
+        finished_at: 0,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        labels: sorted(&cfg.labels),
+        annotations: sorted(&cfg.annotations),
+        log_path,
+        log_path_cri: cfg.log_path.clone(),
+        bundle: c.bundle(&id),
+        stop_signal: None,
+        handler: pod.runtime_handler.clone(),
+        config: ccfg,
+    };
+    let lock = c.lock_of(&id).lock_owned().await;
+    c.store.put(&rec).map_err(store_status)?;
+    drop(names);
+
+    let res = create(cri, c, &pod, &image, &mut rec).await;
+    let out = match res {
+        Ok(()) => Ok(CreateContainerResponse {
+            container_id: id.clone(),
+        }),
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "CreateContainer failed; undoing");
+            let rt = c.ports.runtime.delete(&rec.pod_id, &rec.id).await;
+            let fs = c.ports.rootfs.remove(&rec.bundle).await;
+            if rt.is_ok() && fs.is_ok() {
+                let _ = c.store.delete(&id);
+                c.forget_lock(&id);
+            } else {
+                tracing::error!(container = %id, runtime = ?rt.err(), rootfs = ?fs.err(), "undo incomplete; recovery retries at start");
+            }
+            Err(e)
+        }
+    };
+    drop(lock);
+    out
+}
+
+/// `namespace_options.target_id`: the pid of that (running) container.
+async fn target_pid(cri: &Cri, cfg: &berth_api::cri::ContainerConfig) -> Option<i32> {
+    let target = cfg
+        .linux
+        .as_ref()?
+        .security_context
+        .as_ref()?
+        .namespace_options
+        .as_ref()?
+        .target_id
+        .clone();
+    if target.is_empty() {
+        return None;
+    }
+    let rec = cri.containers.store.resolve(&target).ok()??;
+    cri.containers
+        .ports
+        .runtime
+        .state(&rec.pod_id, &rec.id)
+        .await
+        .ok()?
+        .pid
+}
+
+fn new_id(key: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = Sha256::new();
+    h.update(b"container:");
+    h.update(key.as_bytes());
+    h.update(now_ns().to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    hex::encode(h.finalize())
+}
+
+fn pod_privileged(pod: &PodRecord) -> bool {
+    pod.config
+        .pointer("/linux/security_context/privileged")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+async fn create(
+    cri: &Cri,
+    c: &Containers,
+    pod: &PodRecord,
+    image: &Image,
+    rec: &mut ContainerRecord,
+) -> Result<(), Status> {
+    let rt_status = runtime_error_status;
+    let rootfs = c
+        .ports
+        .rootfs
+        .mount(&rec.bundle, &image.snapshots, false)
+        .await
+        .map_err(rt_status)?;
+    let image_config = ImageConfig::from_json(&image.config)
+        .map_err(|e| Status::failed_precondition(format!("image {}: {e}", image.id)))?;
+    rec.stop_signal = image_config.stop_signal.clone();
+    let passwd = host::image_file(&rootfs, "etc/passwd");
+    let group = host::image_file(&rootfs, "etc/group");
+    let mut device_nodes = Vec::new();
+    for d in &rec.config.devices {
+        device_nodes.extend(host::device_nodes(&d.host_path));
+    }
+    let host_devices = if rec.config.security.privileged {
+        host::walk(std::path::Path::new("/dev"))
+    } else {
+        Vec::new()
+    };
+    let seccomp_localhost = match &rec.config.security.seccomp {
+        Some(SeccompProfile::Localhost(path)) => {
+            Some(std::fs::read_to_string(path).map_err(|e| {
+                Status::invalid_argument(format!("seccomp profile {path:?} cannot be read: {e}"))
+            })?)
+        }
+        _ => None,
+    };
+    let node_hostname = host::node_hostname();
+    let spec = container::build(&ContainerInput {
+        id: &rec.id,
+        config: &rec.config,
+        pod,
+        pod_privileged: pod_privileged(pod),
+        image: &image_config,
+        image_name: &rec.image,
+        passwd: passwd.as_deref(),
+        group: group.as_deref(),
+        rootfs: std::path::Path::new("rootfs"),
+        cgroup_driver: cri.info.config.runtime.cgroup_driver,
+        cgroups: CgroupCaps {
+            version: c.ports.cgroup_version,
+            swap: true,
+            hugetlb: true,
+        },
+        node_hostname: &node_hostname,
+        pids_limit: None,
+        device_nodes: &device_nodes,
+        host_devices: &host_devices,
+        seccomp_localhost: seccomp_localhost.as_deref(),
+    })
+    .map_err(|e| Status::invalid_argument(format!("CreateContainer {}: {e}", rec.name)))?;
+    let json = serde_json::to_vec_pretty(&spec).map_err(|e| Status::internal(e.to_string()))?;
+    write_atomic(&rec.bundle.join("config.json"), &json)
+        .map_err(|e| rt_status(RuntimeError::failed("writing config.json", e)))?;
+    if let Some(log) = &rec.log_path
+        && let Some(dir) = log.parent()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Status::internal(format!("creating log directory {}: {e}", dir.display()))
+        })?;
+    }
+    c.ports
+        .runtime
+        .create(&CreateRequest {
+            pod_id: rec.pod_id.clone(),
+            container_id: rec.id.clone(),
+            bundle: rec.bundle.clone(),
+            handler: rec.handler.clone(),
+            stdio: StdioConfig {
+                log_path: rec.log_path.clone(),
+                tty: rec.config.tty,
+                stdin: rec.config.stdin,
+                stdin_once: rec.config.stdin_once,
+            },
+        })
+        .await
+        .map_err(rt_status)?;
+    rec.transition(ContainerState::Created)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    c.store.put(rec).map_err(store_status)
+}
+
+fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

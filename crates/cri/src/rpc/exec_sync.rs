@@ -1,0 +1,65 @@
+//! `ExecSync`: a command in the container's namespaces and cgroup, with its user and env.
+
+use std::time::Duration;
+
+use berth_api::cri::{ExecSyncRequest, ExecSyncResponse};
+use berth_core::container::record::ContainerState;
+use berth_core::runtime::ExecRequest;
+use tonic::Status;
+
+use crate::Cri;
+use crate::error::{runtime_error_status, store_status};
+
+/// containerd's cap on each of stdout and stderr.
+pub const MAX_OUTPUT: usize = 16 << 20;
+
+pub async fn handle(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse, Status> {
+    if req.cmd.is_empty() {
+        return Err(Status::invalid_argument("ExecSync: cmd is empty"));
+    }
+    let c = &cri.containers;
+    let rec = c
+        .store
+        .resolve(&req.container_id)
+        .map_err(store_status)?
+        .ok_or_else(|| Status::not_found(format!("container {:?} not found", req.container_id)))?;
+    if rec.state != ContainerState::Running {
+        return Err(Status::failed_precondition(format!(
+            "container {} is not running ({:?})",
+            rec.id, rec.state
+        )));
+    }
+    // The container's own process settings (user, env, caps...), with the new args.
+    let spec: serde_json::Value = std::fs::read(rec.bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| Status::internal(format!("container {}: config.json unreadable", rec.id)))?;
+    let mut process = spec.get("process").cloned().unwrap_or_default();
+    process["args"] = serde_json::json!(req.cmd);
+    process["terminal"] = serde_json::json!(false);
+    let out = c
+        .ports
+        .runtime
+        .exec_sync(
+            &rec.pod_id,
+            &ExecRequest {
+                container_id: rec.id.clone(),
+                process,
+                timeout: (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64)),
+                max_output: MAX_OUTPUT,
+            },
+        )
+        .await
+        .map_err(runtime_error_status)?;
+    if out.timed_out {
+        return Err(Status::deadline_exceeded(format!(
+            "ExecSync {:?} in container {} timed out after {}s",
+            req.cmd, rec.id, req.timeout
+        )));
+    }
+    Ok(ExecSyncResponse {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        exit_code: out.exit_code,
+    })
+}
