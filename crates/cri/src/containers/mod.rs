@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use berth_core::container::CgroupVersion;
 use berth_core::runtime::{ContainerRuntime, Rootfs};
 
+use berth_core::container::record::ContainerRecord;
+
+use crate::error::store_status;
 use crate::records::ContainerStore;
 
 /// The OS edge as the container RPCs see it.
@@ -54,6 +57,14 @@ impl Containers {
     pub fn forget_lock(&self, id: &str) {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.remove(id);
+    }
+
+    /// The container named by a CRI request (full id or unique prefix), or NotFound.
+    pub fn resolve(&self, id: &str) -> Result<ContainerRecord, tonic::Status> {
+        self.store
+            .resolve(id)
+            .map_err(store_status)?
+            .ok_or_else(|| tonic::Status::not_found(format!("container {id:?} not found")))
     }
 
     pub fn bundle(&self, id: &str) -> PathBuf {

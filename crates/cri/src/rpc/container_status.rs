@@ -7,18 +7,13 @@ use tonic::Status;
 
 use crate::Cri;
 use crate::containers::{convert, lifecycle};
-use crate::error::store_status;
 
 pub async fn handle(
     cri: &Cri,
     req: ContainerStatusRequest,
 ) -> Result<ContainerStatusResponse, Status> {
     let c = &cri.containers;
-    let mut rec = c
-        .store
-        .resolve(&req.container_id)
-        .map_err(store_status)?
-        .ok_or_else(|| Status::not_found(format!("container {:?} not found", req.container_id)))?;
+    let mut rec = c.resolve(&req.container_id)?;
     if let Err(e) = lifecycle::refresh(c, &mut rec).await {
         tracing::warn!(container = %rec.id, error = %e, "could not reach the container's monitor");
     }

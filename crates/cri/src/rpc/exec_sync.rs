@@ -8,7 +8,7 @@ use berth_core::runtime::ExecRequest;
 use tonic::Status;
 
 use crate::Cri;
-use crate::error::{runtime_error_status, store_status};
+use crate::error::runtime_error_status;
 
 /// containerd's cap on each of stdout and stderr.
 pub const MAX_OUTPUT: usize = 16 << 20;
@@ -18,11 +18,7 @@ pub async fn handle(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse,
         return Err(Status::invalid_argument("ExecSync: cmd is empty"));
     }
     let c = &cri.containers;
-    let rec = c
-        .store
-        .resolve(&req.container_id)
-        .map_err(store_status)?
-        .ok_or_else(|| Status::not_found(format!("container {:?} not found", req.container_id)))?;
+    let rec = c.resolve(&req.container_id)?;
     if rec.state != ContainerState::Running {
         return Err(Status::failed_precondition(format!(
             "container {} is not running ({:?})",

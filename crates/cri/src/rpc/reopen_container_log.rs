@@ -5,18 +5,14 @@ use berth_core::container::record::ContainerState;
 use tonic::Status;
 
 use crate::Cri;
-use crate::error::{runtime_error_status, store_status};
+use crate::error::runtime_error_status;
 
 pub async fn handle(
     cri: &Cri,
     req: ReopenContainerLogRequest,
 ) -> Result<ReopenContainerLogResponse, Status> {
     let c = &cri.containers;
-    let rec = c
-        .store
-        .resolve(&req.container_id)
-        .map_err(store_status)?
-        .ok_or_else(|| Status::not_found(format!("container {:?} not found", req.container_id)))?;
+    let rec = c.resolve(&req.container_id)?;
     if rec.state != ContainerState::Running {
         return Err(Status::failed_precondition(format!(
             "container {} is not running",

@@ -13,11 +13,7 @@ pub async fn handle(
     req: StartContainerRequest,
 ) -> Result<StartContainerResponse, Status> {
     let c = &cri.containers;
-    let rec = c
-        .store
-        .resolve(&req.container_id)
-        .map_err(store_status)?
-        .ok_or_else(|| Status::not_found(format!("container {:?} not found", req.container_id)))?;
+    let rec = c.resolve(&req.container_id)?;
     let _lock = c.lock_of(&rec.id).lock_owned().await;
     let mut rec = c
         .store

@@ -14,11 +14,7 @@ pub async fn handle(
     req: UpdateContainerResourcesRequest,
 ) -> Result<UpdateContainerResourcesResponse, Status> {
     let c = &cri.containers;
-    let rec = c
-        .store
-        .resolve(&req.container_id)
-        .map_err(store_status)?
-        .ok_or_else(|| Status::not_found(format!("container {:?} not found", req.container_id)))?;
+    let rec = c.resolve(&req.container_id)?;
     let Some(linux) = req.linux else {
         return Ok(UpdateContainerResourcesResponse {});
     };
