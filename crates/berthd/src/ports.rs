@@ -39,7 +39,10 @@ pub fn containers(cfg: &Config) -> anyhow::Result<ContainerPorts> {
         CgroupMode::V1 => CgroupVersion::V1,
     };
     Ok(ContainerPorts {
-        runtime: Arc::new(LinuxContainerRuntime::new(cfg.run_dir.clone(), exe)),
+        runtime: Arc::new(
+            LinuxContainerRuntime::new(cfg.run_dir.clone(), exe)
+                .with_oci_runtimes(cfg.runtime.oci_runtimes.clone()),
+        ),
         rootfs: Arc::new(OverlayRootfs::new()),
         cgroup_version,
     })

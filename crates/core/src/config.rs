@@ -83,6 +83,10 @@ pub struct RuntimeConfig {
     pub handlers: Vec<String>,
     /// Size of each pod's private /dev/shm tmpfs, in bytes.
     pub pod_shm_size: u64,
+    /// Extra OCI runtimes (runc-compatible CLIs) by handler name → absolute binary path.
+    /// A pod naming one of these in `runtime_handler` (and listed in `handlers`) gets its
+    /// containers run by that binary instead of berth's own runtime ("berth" / "").
+    pub oci_runtimes: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,8 +193,12 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             cgroup_driver: CgroupDriver::Cgroupfs,
-            handlers: vec!["berth".into()],
+            handlers: vec!["berth".into(), "runc".into(), "crun".into()],
             pod_shm_size: 64 << 20,
+            oci_runtimes: BTreeMap::from([
+                ("crun".into(), "/usr/bin/crun".into()),
+                ("runc".into(), "/usr/bin/runc".into()),
+            ]),
         }
     }
 }
@@ -355,6 +363,27 @@ impl Config {
                 format!("{h:?}: handler names must not be empty"),
             ));
         }
+        for (name, bin) in &self.runtime.oci_runtimes {
+            let key = format!("runtime.oci_runtimes.{name}");
+            if name.is_empty() || name == "berth" {
+                return Err(bad(
+                    &key,
+                    "handler name must be non-empty and not \"berth\" (berth's own runtime)".into(),
+                ));
+            }
+            absolute(&key, bin)?;
+        }
+        if let Some(h) = self
+            .runtime
+            .handlers
+            .iter()
+            .find(|h| *h != "berth" && !self.runtime.oci_runtimes.contains_key(*h))
+        {
+            return Err(bad(
+                "runtime.handlers",
+                format!("{h:?} has no runtime.oci_runtimes entry (its binary)"),
+            ));
+        }
         for (host, reg) in &self.registries {
             let key = format!("registries.\"{host}\"");
             if host.is_empty() || host.contains('/') {
@@ -429,6 +458,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("root_dir") && e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn oci_runtimes_parse_and_validate() {
+        let c = Config::from_toml(
+            "[runtime]\nhandlers = [\"berth\", \"kata\"]\n[runtime.oci_runtimes]\nkata = \"/opt/kata/bin/runtime\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.runtime.oci_runtimes["kata"],
+            PathBuf::from("/opt/kata/bin/runtime")
+        );
+        let e = Config::from_toml("[runtime.oci_runtimes]\nrunc = \"runc\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("runtime.oci_runtimes.runc") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = Config::from_toml("[runtime]\nhandlers = [\"youki\"]\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("youki") && e.contains("oci_runtimes"), "{e}");
     }
 
     #[test]

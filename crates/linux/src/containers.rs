@@ -3,7 +3,12 @@
 //! keeps no connection: every call connects, sends one JSON line and reads the answer, so
 //! a restarted berthd reattaches to running pods just by using their sockets. When a
 //! pod's monitor is gone, container state comes from the records on disk.
+//!
+//! A container's CRI runtime handler picks what sets it up: "" and "berth" are berth's
+//! own runtime (`<exe> init`), other names the external OCI runtimes (runc, crun) given
+//! by [`LinuxContainerRuntime::with_oci_runtimes`]. The monitor runs them all the same way.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,6 +33,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct LinuxContainerRuntime {
     run_dir: PathBuf,
     exe: PathBuf,
+    /// External OCI runtimes by handler name.
+    oci_runtimes: BTreeMap<String, PathBuf>,
     /// Monitor starts are rare and quick; one at a time keeps two from racing for a pod.
     starting: tokio::sync::Mutex<()>,
 }
@@ -50,7 +57,28 @@ impl LinuxContainerRuntime {
         Self {
             run_dir,
             exe: berthd_exe,
+            oci_runtimes: BTreeMap::new(),
             starting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Handler name → binary of a runc-compatible OCI runtime (config
+    /// `runtime.oci_runtimes`), for containers whose pod names that handler.
+    pub fn with_oci_runtimes(mut self, runtimes: BTreeMap<String, PathBuf>) -> Self {
+        self.oci_runtimes = runtimes;
+        self
+    }
+
+    /// The binary of `handler`: None for berth's own runtime.
+    fn runtime_of(&self, handler: &str) -> Result<Option<String>, RuntimeError> {
+        if matches!(handler, "" | "berth") {
+            return Ok(None);
+        }
+        match self.oci_runtimes.get(handler) {
+            Some(bin) => Ok(Some(bin.to_string_lossy().into_owned())),
+            None => Err(RuntimeError::InvalidArgument(format!(
+                "handler {handler:?} has no OCI runtime (runtime.oci_runtimes in berth.toml)"
+            ))),
         }
     }
 
@@ -204,23 +232,15 @@ fn or_not_found<T>(r: Result<T, Conn>, id: &str) -> Result<T, RuntimeError> {
     }
 }
 
-fn check_handler(handler: &str) -> Result<(), RuntimeError> {
-    match handler {
-        "" | "berth" => Ok(()),
-        other => Err(RuntimeError::InvalidArgument(format!(
-            "handler {other} is not supported yet"
-        ))),
-    }
-}
-
 #[async_trait]
 impl ContainerRuntime for LinuxContainerRuntime {
     async fn create(&self, req: &CreateRequest) -> Result<ProcessState, RuntimeError> {
-        check_handler(&req.handler)?;
+        let runtime = self.runtime_of(&req.handler)?;
         let wire = Request::Create {
             id: req.container_id.clone(),
             bundle: req.bundle.to_string_lossy().into_owned(),
             handler: req.handler.clone(),
+            runtime,
             stdio: req.stdio.clone(),
         };
         let r = self

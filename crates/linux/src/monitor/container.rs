@@ -11,6 +11,7 @@ use berth_core::runtime::{ProcessState, ProcessStatus, StdioConfig};
 use super::cgroups;
 use super::channel::{Channel, MonitorMsg};
 use super::log::{LineSplitter, LogFile, Stream};
+use super::oci;
 use super::protocol::{ErrorKind, Response};
 use super::records::{self, ContainerRecord, ExitRecord};
 use super::server::Monitor;
@@ -55,6 +56,8 @@ pub struct Container {
     pub waiters: Vec<u64>,
     pub pending_delete: Vec<u64>,
     pub deadline: Option<Instant>,
+    /// External runtime with a tty: where its `create` sends the pty master.
+    pub console: Option<(std::os::unix::net::UnixListener, PathBuf)>,
 }
 
 impl Container {
@@ -78,6 +81,7 @@ impl Container {
             waiters: Vec::new(),
             pending_delete: Vec::new(),
             deadline: None,
+            console: None,
         }
     }
 
@@ -171,6 +175,7 @@ impl Monitor {
         id: String,
         bundle: PathBuf,
         handler: String,
+        runtime: Option<String>,
         stdio: StdioConfig,
     ) -> Option<Response> {
         if !valid_id(&id) {
@@ -179,10 +184,11 @@ impl Monitor {
                 format!("invalid container id {id:?}"),
             ));
         }
-        if !matches!(handler.as_str(), "" | "berth") {
+        let external = oci::is_external(&handler);
+        if external && (runtime.is_none() || !valid_id(&handler)) {
             return Some(Response::error(
                 ErrorKind::InvalidArgument,
-                format!("handler {handler} is not supported yet"),
+                format!("handler {handler:?} has no OCI runtime binary (runtime.oci_runtimes)"),
             ));
         }
         if let Some(c) = self.containers.get(&id) {
@@ -201,7 +207,11 @@ impl Monitor {
                 "already exists in this pod's monitor; delete it first",
             ));
         }
-        match self.spawn_init(&id, &bundle, handler, stdio) {
+        let spawned = match runtime.filter(|_| external) {
+            Some(bin) => self.spawn_oci_create(&id, &bundle, handler, bin, stdio),
+            None => self.spawn_init(&id, &bundle, handler, stdio),
+        };
+        match spawned {
             Ok(mut c) => {
                 c.pending_create = Some(client);
                 self.containers.insert(id, c);
@@ -249,6 +259,7 @@ impl Monitor {
             id: id.to_string(),
             bundle: bundle.to_string_lossy().into_owned(),
             handler,
+            runtime: None,
             stdio,
             cgroups_path,
             pid: None,
@@ -271,6 +282,9 @@ impl Monitor {
         let Some(c) = self.containers.get_mut(id) else {
             return Some(Response::not_found(id));
         };
+        if c.rec.runtime.is_some() && c.phase == Phase::Created {
+            return self.start_oci(client, id);
+        }
         match c.phase {
             Phase::Created => {}
             Phase::Running => return Some(Response::with_state(c.state())),
@@ -309,6 +323,14 @@ impl Monitor {
         };
         c.reaped = true;
         c.pidfd = None;
+        // An external runtime's `start` may be reaped after the process it started: the
+        // process ran, so the start succeeded.
+        let started = c.phase == Phase::Starting && c.rec.runtime.is_some();
+        if started {
+            c.rec.started_at = Some(records::now_ns());
+            let dir = records::container_dir(&self.dir, id);
+            let _ = records::write_json(&dir.join(records::STATE_FILE), &c.rec);
+        }
         match c.phase {
             Phase::Creating => {
                 let msg = format!("the container process exited ({code}) during creation");
@@ -339,8 +361,13 @@ impl Monitor {
         let waiters = std::mem::take(&mut c.waiters);
         let deletes = std::mem::take(&mut c.pending_delete);
         if let Some(client) = start {
-            let msg = format!("the container process exited ({code}) while starting");
-            self.reply(client, &Response::error(ErrorKind::Failed, msg), &[]);
+            let resp = if started {
+                Response::with_state(state.clone())
+            } else {
+                let msg = format!("the container process exited ({code}) while starting");
+                Response::error(ErrorKind::Failed, msg)
+            };
+            self.reply(client, &resp, &[]);
         }
         for client in waiters {
             self.reply(client, &Response::with_state(state.clone()), &[]);

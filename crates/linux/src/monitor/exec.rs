@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::channel::{Channel, InitMsg};
 use super::container::Phase;
 use super::log::Stream;
+use super::oci::{Helper, OciCli};
 use super::protocol::{ErrorKind, ExecHeader, Response};
 use super::records;
 use super::server::Monitor;
@@ -28,7 +29,10 @@ pub struct Exec {
     max: usize,
     pub deadline: Option<Instant>,
     timed_out: bool,
-    process_file: PathBuf,
+    pub process_file: PathBuf,
+    /// Run by an external runtime's `exec --detach` (its PID file: `process_file` with
+    /// extension "pid").
+    pub oci: Option<OciCli>,
 }
 
 impl Exec {
@@ -70,15 +74,28 @@ impl Monitor {
         };
         let cgroup = c.rec.cgroups_path.clone();
         let bundle = c.rec.bundle.clone();
+        let cli = OciCli::of(&self.dir, &c.rec);
         let n = self.next_id();
         let file = records::container_dir(&self.dir, id).join(format!("exec-{n}.json"));
-        match self.spawn_exec(&file, pid, cgroup, &bundle, process) {
+        let spawned = match &cli {
+            Some(cli) => records::write_json(&file, process)
+                .map_err(|e| format!("writing {}: {e}", file.display()))
+                .and_then(|()| self.spawn_oci_exec(cli, id, &file))
+                .map(|(pid, stdout, stderr)| (pid, None, stdout, stderr)),
+            None => self
+                .spawn_exec(&file, pid, cgroup, &bundle, process)
+                .map(|(pid, sock, stdout, stderr)| (pid, Some(sock), stdout, stderr)),
+        };
+        match spawned {
             Ok((init_pid, sock, stdout, stderr)) => {
+                if cli.is_some() {
+                    self.helpers.insert(init_pid, Helper::Exec(n));
+                }
                 let e = Exec {
                     client,
                     init_pid,
                     pid: None,
-                    sock: Some(sock),
+                    sock,
                     stdout: Some(stdout),
                     stderr,
                     out: Vec::new(),
@@ -87,6 +104,7 @@ impl Monitor {
                     deadline: timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
                     timed_out: false,
                     process_file: file,
+                    oci: cli,
                 };
                 self.execs.insert(n, e);
                 None
@@ -163,12 +181,13 @@ impl Monitor {
         }
     }
 
-    fn exec_failed(&mut self, n: u64, message: String) {
+    pub fn exec_failed(&mut self, n: u64, message: String) {
         let Some(e) = self.execs.remove(&n) else {
             return;
         };
         let _ = sys::kill(e.pid.unwrap_or(e.init_pid), libc::SIGKILL);
         let _ = std::fs::remove_file(&e.process_file);
+        let _ = std::fs::remove_file(e.process_file.with_extension("pid"));
         let msg = format!("exec failed: {message}");
         self.reply(e.client, &Response::error(ErrorKind::Failed, msg), &[]);
     }
@@ -188,6 +207,7 @@ impl Monitor {
         e.pump(Stream::Stdout);
         e.pump(Stream::Stderr);
         let _ = std::fs::remove_file(&e.process_file);
+        let _ = std::fs::remove_file(e.process_file.with_extension("pid"));
         let header = ExecHeader {
             exit_code: code,
             timed_out: e.timed_out,

@@ -39,20 +39,7 @@ impl Monitor {
                     self.container_exited(id, code);
                 }
             }
-            InitMsg::Ready if c.phase == Phase::Creating => {
-                c.phase = Phase::Created;
-                c.deadline = None;
-                c.rec.oom_base = cgroups::oom_kill_count(c.rec.cgroups_path.as_deref());
-                let dir = records::container_dir(&self.dir, id);
-                let written = records::write_json(&dir.join(records::STATE_FILE), &c.rec);
-                let resp = match written {
-                    Ok(()) => Response::with_state(c.state()),
-                    Err(e) => Response::error(ErrorKind::Failed, format!("saving state: {e}")),
-                };
-                if let Some(client) = c.pending_create.take() {
-                    self.reply(client, &resp, &[]);
-                }
-            }
+            InitMsg::Ready if c.phase == Phase::Creating => self.mark_created(id),
             InitMsg::Error { message } => match c.phase {
                 Phase::Creating => self.fail_create(id, message),
                 Phase::Starting => {
@@ -78,21 +65,45 @@ impl Monitor {
             Phase::Creating => {
                 self.fail_create(id, "the init exited before the container was ready".into())
             }
-            Phase::Starting => {
-                // The sync socket is close-on-exec: EOF means the user's program runs.
-                c.phase = Phase::Running;
-                c.deadline = None;
-                c.rec.started_at = Some(records::now_ns());
-                let dir = records::container_dir(&self.dir, id);
-                let resp = match records::write_json(&dir.join(records::STATE_FILE), &c.rec) {
-                    Ok(()) => Response::with_state(c.state()),
-                    Err(e) => Response::error(ErrorKind::Failed, format!("saving state: {e}")),
-                };
-                if let Some(client) = c.pending_start.take() {
-                    self.reply(client, &resp, &[]);
-                }
-            }
+            // The sync socket is close-on-exec: EOF means the user's program runs.
+            Phase::Starting => self.mark_running(id),
             _ => {}
+        }
+    }
+
+    /// The container is set up and waits for start: record it, answer the create.
+    pub fn mark_created(&mut self, id: &str) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        c.phase = Phase::Created;
+        c.deadline = None;
+        c.rec.oom_base = cgroups::oom_kill_count(c.rec.cgroups_path.as_deref());
+        let dir = records::container_dir(&self.dir, id);
+        let resp = match records::write_json(&dir.join(records::STATE_FILE), &c.rec) {
+            Ok(()) => Response::with_state(c.state()),
+            Err(e) => Response::error(ErrorKind::Failed, format!("saving state: {e}")),
+        };
+        if let Some(client) = c.pending_create.take() {
+            self.reply(client, &resp, &[]);
+        }
+    }
+
+    /// The user's program runs: record it, answer the start.
+    pub fn mark_running(&mut self, id: &str) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        c.phase = Phase::Running;
+        c.deadline = None;
+        c.rec.started_at = Some(records::now_ns());
+        let dir = records::container_dir(&self.dir, id);
+        let resp = match records::write_json(&dir.join(records::STATE_FILE), &c.rec) {
+            Ok(()) => Response::with_state(c.state()),
+            Err(e) => Response::error(ErrorKind::Failed, format!("saving state: {e}")),
+        };
+        if let Some(client) = c.pending_start.take() {
+            self.reply(client, &resp, &[]);
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::cgroups;
 use super::container::{Container, Phase};
 use super::log::LogFile;
+use super::oci::OciCli;
 use super::protocol::{CONTAINERS, ErrorKind, Response};
 use super::records;
 use super::server::Monitor;
@@ -46,7 +47,11 @@ impl Monitor {
         if !c.alive() {
             return Response::error(ErrorKind::FailedPrecondition, "is not running");
         }
-        match cgroups::apply(c.rec.cgroups_path.as_deref(), resources) {
+        let applied = match OciCli::of(&self.dir, &c.rec) {
+            Some(cli) => cli.update(id, resources),
+            None => cgroups::apply(c.rec.cgroups_path.as_deref(), resources),
+        };
+        match applied {
             Ok(()) => Response::ok(),
             Err(e) => Response::error(ErrorKind::Failed, format!("updating resources: {e}")),
         }
@@ -99,6 +104,15 @@ impl Monitor {
             return Response::ok();
         };
         c.close_stdio();
+        if let Some((_, path)) = c.console.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        // The runtime's state (and its cgroup) go first; what it left is removed below.
+        if let Some(cli) = OciCli::of(&self.dir, &c.rec)
+            && let Err(e) = cli.delete(id)
+        {
+            return Response::error(ErrorKind::Failed, e);
+        }
         if let Err(e) = cgroups::remove(c.rec.cgroups_path.as_deref()) {
             return Response::error(ErrorKind::Failed, e);
         }

@@ -2,8 +2,9 @@
 //!
 //! One small single-threaded process per pod (no tokio), detached from berthd (double
 //! fork + setsid), so berthd can be killed and restarted while containers run on. It is
-//! the child subreaper of the pod's containers: it spawns `<exe> init` for each, owns
-//! their stdio (CRI log files), reaps them and writes each exit atomically to
+//! the child subreaper of the pod's containers: it spawns `<exe> init` for each (or has
+//! the pod's external OCI runtime, runc or crun, create it: [`oci`]), owns their stdio
+//! (CRI log files), reaps them and writes each exit atomically to
 //! `<dir>/containers/<id>/exit.json`. berthd talks to it over `<dir>/monitor.sock`
 //! ([`protocol`]); the monitor's PID is in `<dir>/monitor.pid`, its own diagnostics in
 //! `<dir>/monitor.log`.
@@ -15,6 +16,8 @@ mod exec;
 mod init_events;
 mod lifecycle;
 pub mod log;
+mod oci;
+mod oci_events;
 pub mod protocol;
 pub mod records;
 mod server;

@@ -25,6 +25,10 @@ pub enum Request {
         bundle: String,
         #[serde(default)]
         handler: String,
+        /// Binary of the external OCI runtime (runc, crun) that runs this container;
+        /// none for berth's own runtime (handler "" / "berth").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runtime: Option<String>,
         stdio: StdioConfig,
     },
     /// Lets the created process exec; answers once it did (or failed to).

@@ -24,6 +24,9 @@ pub struct ContainerRecord {
     pub id: String,
     pub bundle: String,
     pub handler: String,
+    /// The external OCI runtime's binary (runc, crun); none for berth's own runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     pub stdio: StdioConfig,
     /// `linux.cgroupsPath` of the bundle's config.json.
     pub cgroups_path: Option<String>,

@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use super::container::Container;
 use super::exec::Exec;
 use super::log::Stream;
+use super::oci::Helper;
 use super::protocol::{Request, Response};
 use super::sys;
 
@@ -53,6 +54,8 @@ pub struct Monitor {
     next_id: u64,
     pub containers: BTreeMap<String, Container>,
     pub execs: HashMap<u64, Exec>,
+    /// External runtime commands (runc/crun create, start, exec) still running, by PID.
+    pub helpers: HashMap<i32, Helper>,
     /// Exit codes of reaped PIDs no container or exec claimed (yet).
     pub unclaimed: HashMap<i32, (i32, Instant)>,
     /// A `shutdown` waiting for the containers to die: its client.
@@ -72,6 +75,7 @@ impl Monitor {
             next_id: 1,
             containers: BTreeMap::new(),
             execs: HashMap::new(),
+            helpers: HashMap::new(),
             unclaimed: HashMap::new(),
             shutdown: None,
             exit: false,
@@ -286,8 +290,9 @@ impl Monitor {
                 id,
                 bundle,
                 handler,
+                runtime,
                 stdio,
-            } => self.create(client, id, bundle.into(), handler, stdio),
+            } => self.create(client, id, bundle.into(), handler, runtime, stdio),
             Request::Start { id } => self.start(client, &id),
             Request::Kill { id, signal, all } => Some(self.kill(&id, signal, all)),
             Request::State { id } => Some(match self.containers.get(&id) {
@@ -353,6 +358,10 @@ impl Monitor {
 
     /// Hands an exit to its container or exec; false when nobody knows the PID (yet).
     pub fn claim_exit(&mut self, pid: i32, code: i32) -> bool {
+        if let Some(h) = self.helpers.remove(&pid) {
+            self.helper_exited(h, code);
+            return true;
+        }
         let container = self
             .containers
             .iter()

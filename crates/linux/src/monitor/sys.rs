@@ -221,3 +221,75 @@ pub fn set_subreaper() -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// Children start with an empty signal mask: the monitor blocks SIGCHLD, SIGTERM, ... for
+/// its signalfd, and a mask survives exec (berth's own init clears it itself; runc and crun
+/// would pass it on to containers).
+pub fn reset_sigmask(cmd: &mut Command) {
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe; the set lives on the
+    // child's stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Spawns `cmd` with the given fds 0-2; returns its PID. Not waited for here: the
+/// monitor's reaper collects it.
+pub fn spawn(mut cmd: Command, stdio: [OwnedFd; 3]) -> std::io::Result<i32> {
+    let [i, o, e] = stdio;
+    cmd.stdin(Stdio::from(i))
+        .stdout(Stdio::from(o))
+        .stderr(Stdio::from(e));
+    let child = cmd.spawn()?;
+    Ok(child.id() as i32)
+}
+
+/// Receives one file descriptor sent with SCM_RIGHTS (a console socket's pty master);
+/// any extra descriptors in the message are closed.
+pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
+    let mut data = [0u8; 4096];
+    // u64s: cmsg buffers must be aligned like cmsghdr.
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; its pointers are set to live buffers below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: recvmsg into the buffers described by msg, which outlive the call.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel just filled, within
+    // msg_controllen; each SCM_RIGHTS payload is an array of ints.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let p = libc::CMSG_DATA(c) as *const RawFd;
+                for k in 0..len / std::mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(p.add(k))));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if fds.is_empty() {
+        return Err(std::io::Error::other("no file descriptor in the message"));
+    }
+    Ok(fds.swap_remove(0))
+}
