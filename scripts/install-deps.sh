@@ -4,9 +4,10 @@
 set -euo pipefail
 
 # protobuf-compiler: builds; docker-registry, skopeo, busybox-static: test registry + images;
-# apache2-utils: htpasswd (bcrypt) for the auth registry; containerd, runc: reference runtimes;
+# apache2-utils: htpasswd (bcrypt) for the auth registry; containerd, runc: reference runtimes
+# (runc and crun also serve as the runc/crun runtime handlers);
 # containernetworking-plugins, nftables, iproute2: pod networking; openssl, jq: tooling.
-PACKAGES="protobuf-compiler docker-registry skopeo busybox-static containerd runc containernetworking-plugins nftables iptables iproute2 util-linux openssl jq apache2-utils"
+PACKAGES="protobuf-compiler docker-registry skopeo busybox-static containerd runc containernetworking-plugins nftables iptables iproute2 util-linux openssl jq apache2-utils crun"
 
 missing=()
 for p in $PACKAGES; do
