@@ -175,7 +175,7 @@ pub fn leaks() -> Vec<String> {
                 "berthtest",
                 "berthdummy",
                 "berth-test-net",
-                ": bth",
+                ": bthbe",
                 "berthcni",
             ]
             .iter()
