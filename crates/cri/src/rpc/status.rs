@@ -2,7 +2,10 @@
 
 use std::collections::HashMap;
 
-use berth_api::cri::{RuntimeCondition, RuntimeStatus, StatusRequest, StatusResponse};
+use berth_api::cri::{
+    RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
+    StatusResponse,
+};
 use tonic::Status;
 
 use crate::Cri;
@@ -39,7 +42,15 @@ pub fn handle(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions }),
         info,
-        runtime_handlers: Vec::new(),
+        // The default handler ("") and every configured one; none supports recursive
+        // read-only mounts or user namespaces yet.
+        runtime_handlers: std::iter::once(String::new())
+            .chain(cri.info.config.runtime.handlers.iter().cloned())
+            .map(|name| RuntimeHandler {
+                name,
+                features: Some(RuntimeHandlerFeatures::default()),
+            })
+            .collect(),
         features: None,
     })
 }
