@@ -148,7 +148,7 @@ async fn run(h: &str) -> Outcome {
     let rt = runtime(&env);
     let pod = format!("pod-{name}");
     let pod = pod.as_str();
-    let ids = ["script", "svc", "stubborn", "tty"];
+    let ids = ["script", "svc", "stubborn", "tty", "idle", "bad", "left"];
 
     // 1. A script: its output and exit code; the monitor is the process's parent.
     let req = bundle(&env, pod, "script", &["sh", "-c", SCRIPT], false, h).await;
@@ -259,16 +259,38 @@ async fn run(h: &str) -> Outcome {
     .await;
     let tty_out = stdout_lines(&env.log_path("tty"));
 
+    // 5. Created, never started: deleted as it is. Running: killed by the pod's release.
+    let req = bundle(&env, pod, "idle", &["sleep", "1000"], false, h).await;
+    let idle_pid = rt.create(&req).await.expect("create idle").pid.unwrap();
+    let req = bundle(&env, pod, "left", &["sleep", "1000"], false, h).await;
+    rt.create(&req).await.expect("create left");
+    let left_pid = rt
+        .start(pod, "left")
+        .await
+        .expect("start left")
+        .pid
+        .unwrap();
+
+    // 6. A program that does not exist: create or start fails, naming it; delete cleans up.
+    let req = bundle(&env, pod, "bad", &["/no/such/berth-program"], false, h).await;
+    let failed = match rt.create(&req).await {
+        Err(e) => e.to_string(),
+        Ok(_) => rt.start(pod, "bad").await.unwrap_err().to_string(),
+    };
+    eprintln!("{name}: missing program: {failed}");
+    assert!(failed.contains("berth-program"), "{name}: {failed}");
+
     // Deleting: the runtime's state goes with the container.
-    for id in ids {
+    for id in &ids[..6] {
         rt.delete(pod, id).await.expect("delete");
     }
+    assert!(!alive(idle_pid), "{name}: idle container still runs");
     if !h.is_empty() {
         let left = oci(h, &env, pod, &["list", "-q"]);
-        assert_eq!(left.trim(), "", "{name}: containers left");
+        assert_eq!(left.trim(), "left", "{name}: containers left");
     }
     rt.release_pod(pod).await.expect("release");
-    assert!(!alive(mpid));
+    assert!(!alive(mpid) && !alive(left_pid));
     for id in ids {
         env.remove_bundle(id).await;
         assert!(cgroup_gone(id), "{name}: cgroup of {id} left");
