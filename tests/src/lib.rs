@@ -8,6 +8,7 @@ pub mod bench;
 pub mod berthd;
 pub mod certs;
 pub mod client;
+pub mod containers;
 pub mod images;
 pub mod pods;
 pub mod procs;
