@@ -725,8 +725,10 @@ fn pod_ids_are_found_in_logs() {
 
 pod_test!(pod_init_runs_in_the_pod_cgroup, init_cgroup_body);
 async fn init_cgroup_body() -> Result<()> {
-    // containerd and CRI-O start the sandbox's pause process in the pod cgroup, so what
-    // the pod's shared processes use is accounted (and limited) with the pod.
+    // containerd and CRI-O start the sandbox's pause process below the pod cgroup, so what
+    // the pod's shared processes use is accounted (and limited) with the pod. berth puts
+    // it in the leaf `<pod cgroup>/pod-init` (cgroup v2 forbids processes in a cgroup
+    // whose children, the containers, get controllers).
     let t = PodTest::start().await?;
     let mut c = t.rt().await?;
     let id = t.run(&mut c, &PodSpec::new("cg", &t.net)).await?;
@@ -735,8 +737,9 @@ async fn init_cgroup_body() -> Result<()> {
     let cg = info["cgroup"]
         .as_str()
         .context("no cgroup in verbose info")?;
-    let dirs = berth_tests::pods::leaks::cgroup_dirs(cg);
-    ensure!(!dirs.is_empty(), "pod cgroup {cg} does not exist");
+    let leaf = format!("{cg}/pod-init");
+    let dirs = berth_tests::pods::leaks::cgroup_dirs(&leaf);
+    ensure!(!dirs.is_empty(), "pod init cgroup {leaf} does not exist");
     for dir in &dirs {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         ensure!(

@@ -47,7 +47,8 @@ async fn run_status_list_stop_remove() {
         .into_inner()
         .pod_sandbox_id;
     assert_eq!(id.len(), 64);
-    assert_eq!(env.ledger.held().len(), 4, "{:?}", env.ledger.held());
+    // cgroup, init leaf cgroup, namespaces, files, network.
+    assert_eq!(env.ledger.held().len(), 5, "{:?}", env.ledger.held());
 
     let st = c
         .pod_sandbox_status(PodSandboxStatusRequest {
@@ -287,7 +288,11 @@ async fn names_retries_and_bad_input() {
         2
     );
     // Nothing of the refused pods is held: 2 pods × 4 resources.
-    assert_eq!(env.ledger.held().len(), 8);
+    assert_eq!(
+        env.ledger.held().len(),
+        10,
+        "nothing of the refused pods is held: 2 pods x 5"
+    );
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), PodError> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(contents)?;
         f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.sync_all()?;
+        // No fsync: the pod dir is in the volatile run dir, gone after a reboot anyway.
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {

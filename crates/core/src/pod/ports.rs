@@ -86,8 +86,11 @@ pub trait PodFiles: Send + Sync {
 pub trait Cgroups: Send + Sync {
     /// Creates the pod cgroup at `path` (below the cgroup root; see `pod::cgroup`).
     async fn create_pod(&self, path: &str) -> Result<(), PodError>;
-    /// Removes it (killing nothing: it must be empty of processes). Idempotent.
+    /// Removes it and its child cgroups (killing nothing: they must be empty of
+    /// processes). Idempotent.
     async fn remove_pod(&self, path: &str) -> Result<(), PodError>;
+    /// Moves process `pid` into the cgroup at `path` (created before), in every hierarchy.
+    async fn add_process(&self, path: &str, pid: i32) -> Result<(), PodError>;
 }
 
 #[derive(Debug, Clone)]

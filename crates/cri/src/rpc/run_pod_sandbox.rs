@@ -180,6 +180,9 @@ fn new_id(key: &str, now: i64) -> String {
     hex::encode(h.finalize())
 }
 
+/// The leaf of the pod cgroup that holds the pod's init.
+pub const INIT_CGROUP: &str = "pod-init";
+
 fn fault(pods: &Pods, step: &'static str) -> Result<(), PodError> {
     if pods.fault_inject.as_deref() == Some(step) {
         return Err(PodError::failed(
@@ -213,6 +216,13 @@ async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
     rec.namespaces = p.namespaces.create(&ns_req).await?;
     persist(pods, rec)?;
     fault(pods, "namespaces")?;
+    // The pod's init is accounted with the pod, in a leaf of the pod cgroup: on cgroup v2
+    // a cgroup with processes cannot also hand controllers to its containers' cgroups.
+    if let (Some(cg), Some(pid)) = (&rec.cgroup, rec.namespaces.init_pid) {
+        let leaf = format!("{cg}/{INIT_CGROUP}");
+        p.cgroups.create_pod(&leaf).await?;
+        p.cgroups.add_process(&leaf, pid).await?;
+    }
 
     let sysctls = sysctl::validate(&rec.sysctls, &rec.modes)
         .map_err(|e| PodError::InvalidArgument(e.to_string()))?;
@@ -232,7 +242,7 @@ async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
             dir: rec.dir.clone(),
             resolv_conf: files::resolv_conf(&rec.dns),
             hosts,
-            hostname: files::hostname_file(&rec.hostname),
+            hostname: rec.hostname.clone(),
             private_shm: rec.modes.ipc != NamespaceMode::Node,
             shm_size_bytes: pods_shm_size(pods),
         })
@@ -243,7 +253,8 @@ async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
         let net = p.network.setup(&network_request(pods, rec)).await?;
         rec.ip = net.ip;
         rec.additional_ips = net.additional_ips;
-        persist(pods, rec)?;
+        // Not persisted here: the network keeps its own state by pod id, and the final
+        // write below records the IPs.
         fault(pods, "network")?;
         p.files
             .write_hosts(&rec.dir, &files::hosts(&rec.hostname, rec.ip))

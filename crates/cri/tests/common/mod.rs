@@ -180,7 +180,19 @@ impl Cgroups for Fake {
         self.0.acquire("cgroup", path.to_string())
     }
     async fn remove_pod(&self, path: &str) -> Result<(), PodError> {
-        self.0.release("cgroup", path);
+        let held: Vec<String> = self.0.held().into_iter().collect();
+        for h in held {
+            if h == format!("cgroup:{path}") || h.starts_with(&format!("cgroup:{path}/")) {
+                self.0.held.lock().unwrap().remove(&h);
+            }
+        }
+        Ok(())
+    }
+    async fn add_process(&self, path: &str, _pid: i32) -> Result<(), PodError> {
+        assert!(
+            self.0.held().contains(&format!("cgroup:{path}")),
+            "join a cgroup that exists"
+        );
         Ok(())
     }
 }

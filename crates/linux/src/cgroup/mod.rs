@@ -246,6 +246,24 @@ impl Cgroups for LinuxCgroups {
             .await
             .map_err(|e| PodError::failed("remove pod cgroup", e))?
     }
+
+    async fn add_process(&self, path: &str, pid: i32) -> Result<(), PodError> {
+        let dirs = self.dirs(path)?;
+        tokio::task::spawn_blocking(move || {
+            for dir in dirs {
+                let procs = dir.join("cgroup.procs");
+                std::fs::write(&procs, pid.to_string()).map_err(|e| {
+                    PodError::failed(
+                        "join pod cgroup",
+                        format!("pid {pid} → {}: {e}", procs.display()),
+                    )
+                })?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| PodError::failed("join pod cgroup", e))?
+    }
 }
 
 #[cfg(test)]

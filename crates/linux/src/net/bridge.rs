@@ -39,6 +39,8 @@ pub struct BridgeNetwork {
     state_dir: PathBuf,
     lock: Arc<tokio::sync::Mutex<()>>,
     nft: Option<PathBuf>,
+    /// The nft batch last applied by this instance (None: unknown or deleted).
+    applied: std::sync::Mutex<Option<serde_json::Value>>,
 }
 
 /// The host side of a pod's veth pair: `bth` + the first 11 characters of the pod id
@@ -83,6 +85,7 @@ impl BridgeNetwork {
             lock: dir_lock(&state_dir),
             state_dir,
             nft: nft::find_nft(),
+            applied: std::sync::Mutex::new(None),
         };
         // Fail at startup, not at the first pod, when the state files are unreadable.
         me.load()?;
@@ -114,6 +117,7 @@ impl BridgeNetwork {
             if let Some(nft) = &self.nft {
                 nft::apply(nft, &nft::render_delete(&self.bridge)).await?;
             }
+            self.set_applied(None);
             return host.delete_link(&self.bridge).await.map_err(netlink_failed);
         }
         let mut subnets = st.v4.live_subnets();
@@ -130,7 +134,24 @@ impl BridgeNetwork {
                 ports: &e.ports,
             })
             .collect();
-        nft::apply(self.nft()?, &nft::render(&self.bridge, &subnets, &pods)).await
+        let batch = nft::render(&self.bridge, &subnets, &pods);
+        // Most pods publish no ports: the table is then unchanged and reloading it (10–20 ms
+        // of `nft`) is skipped. berthd is the only writer of this table.
+        if self.applied_is(&batch) {
+            return Ok(());
+        }
+        nft::apply(self.nft()?, &batch).await?;
+        self.set_applied(Some(batch));
+        Ok(())
+    }
+
+    fn applied_is(&self, batch: &serde_json::Value) -> bool {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        applied.as_ref() == Some(batch)
+    }
+
+    fn set_applied(&self, batch: Option<serde_json::Value>) {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = batch;
     }
 
     /// Removes everything of `pod_id` (veth, addresses, rules) and, with the last pod,
