@@ -263,11 +263,30 @@ fn cstrings<'a>(what: &str, items: impl Iterator<Item = &'a [u8]>) -> Result<Vec
         .collect()
 }
 
+/// The home directory of `uid` in /etc/passwd.
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid) && !f[5].is_empty())
+            .then(|| f[5].to_string())
+    })
+}
+
 /// The final step: seccomp (with the CAP_SYS_ADMIN dance), then execve. Returns only on
 /// failure, with the message for the monitor.
 pub fn exec(p: &Process, filter: Option<&Filter>, identity: &Identity) -> InitError {
     let args = p.args().clone().unwrap_or_default();
-    let env = p.env().clone().unwrap_or_default();
+    let mut env = p.env().clone().unwrap_or_default();
+    // As runc: a process without HOME gets its user's home from the image's /etc/passwd
+    // (we are past pivot_root), else "/".
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let uid = nix::unistd::getuid().as_raw();
+        env.push(format!(
+            "HOME={}",
+            home_of(uid).unwrap_or_else(|| "/".into())
+        ));
+    }
     let Some(arg0) = args.first() else {
         return InitError::new("exec", "process.args is empty");
     };
