@@ -16,6 +16,30 @@ for p in $PACKAGES; do
   fi
 done
 
+# The cgroup v2 test lane (../shared/tools/vm-lane.sh) boots qemu. On machines whose
+# qemu-utils comes from bookworm-backports, qemu-system-x86 must come from there too (the
+# stable one conflicts with it), so install it here from the same suite.
+APT=(apt-get -o DPkg::Lock::Timeout=600)
+LANE="$(dirname "$0")/../../shared/tools/vm-lane.sh"
+if [ -e "$LANE" ] && ! command -v qemu-system-x86_64 >/dev/null && [ "$(id -u)" = 0 ]; then
+  if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo; then
+    if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      uri=$(grep -rhs '^URIs:' /etc/apt/sources.list.d/debian.sources | head -n1 | awk '{print $2}')
+      cat > /etc/apt/sources.list.d/bookworm-backports.sources <<SRC
+Types: deb
+URIs: ${uri:-http://deb.debian.org/debian}
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    fi
+    echo "install-deps: installing qemu-system-x86 from bookworm-backports (vm lane)"
+    "${APT[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends \
+      -t bookworm-backports qemu-system-x86 kmod
+  fi
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present"
   exit 0
@@ -27,7 +51,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 echo "install-deps: installing ${missing[*]}"
-APT=(apt-get -o DPkg::Lock::Timeout=600)
 "${APT[@]}" update -qq
 DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 echo "install-deps: done"
