@@ -848,3 +848,63 @@ async fn crictl_body() -> Result<()> {
     crictl(&["rmp", &pod_id])?;
     t.finish().await
 }
+
+// berthd with the harness's default run dir (`/tmp/berthd-test-XXXXXX/run`): a pod
+// monitor's socket path there is longer than a unix socket address holds (108 bytes).
+ctr_test!(containers_with_a_long_run_dir, long_run_dir_body);
+async fn long_run_dir_body() -> Result<()> {
+    use berth_tests::containers::{CtrSpec, ctest_net};
+    use berth_tests::pods::{PodSpec, PodTest, rpc as prpc};
+    let reg = berth_tests::Registry::start()?;
+    let img = reg.push(&berth_tests::images::build(
+        berth_tests::TestImage::Busybox,
+    )?)?;
+    let t = PodTest::start_on(ctest_net(), "", Vec::new()).await?;
+    let mut ic = t.d.images().await?;
+    berth_tests::client::pull(&mut ic, &img.reference, None).await?;
+    let mut c = t.rt().await?;
+    let spec = PodSpec::new("long", &t.net);
+    let pod = t.run(&mut c, &spec).await?;
+    let ctr = CtrSpec::new("c", &img.reference).cmd(&["sleep", "3600"]);
+    let sock = t
+        .run_dir
+        .join("pods")
+        .join(&pod)
+        .join("monitor/monitor.sock");
+    match rpc::create(&mut c, &pod, &ctr.config, &spec.config).await {
+        Ok(id) => {
+            rpc::start(&mut c, &id).await?;
+            rpc::stop(&mut c, &id, 0).await?;
+            rpc::remove(&mut c, &id).await?;
+        }
+        Err(s) => known_bug(
+            false,
+            &format!(
+                "CreateContainer fails when the pod monitor's socket path ({} bytes: {sock:?}) \
+                 exceeds sun_path: {:?}: {}",
+                sock.as_os_str().len(),
+                s.code(),
+                s.message()
+            ),
+        )?,
+    }
+    // Whatever happened, the pod must go.
+    let gone = match prpc::stop(&mut c, &pod).await {
+        Ok(()) => prpc::remove(&mut c, &pod).await,
+        Err(s) => Err(s),
+    };
+    if let Err(s) = gone {
+        known_bug(
+            false,
+            &format!(
+                "a pod whose monitor could not start cannot be removed: {:?}: {}",
+                s.code(),
+                s.message()
+            ),
+        )?;
+        // PodTest's drop force-cleans what the pod left.
+        return Ok(());
+    }
+    drop(c);
+    t.finish().await
+}

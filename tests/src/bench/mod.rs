@@ -6,9 +6,12 @@
 //! [`stats::Comparison`] per operation, prints its tables and shuts the env down.
 
 pub mod containerd;
+pub mod containers;
+pub mod containers_report;
 pub mod env;
 pub mod images;
 pub mod pods;
+pub mod procmem;
 pub mod pull;
 pub mod stats;
 pub mod uds;

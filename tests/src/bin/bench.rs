@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use berth_tests::bench::containers::{self, ContainersOptions};
 use berth_tests::bench::pods::{self, PodsOptions};
 use berth_tests::bench::pull::{self, PullOptions};
 
@@ -18,11 +19,17 @@ const USAGE: &str = "usage: bench <phase> [options]
 phases:
   pull    PullImage of N distinct ~50 MB images on berthd and containerd
   pods    RunPodSandbox/StopPodSandbox/RemovePodSandbox latency (p50, p99) on both
+  containers
+          CreateContainer+StartContainer latency (p50, p99) and per-pod memory (berth's
+          monitor vs containerd's shim, RSS and PSS) with 10 and 50 pods, on both
 
 options:
   --iterations N        measured iterations (default 5)
   --pods N              pods: pods per runtime (default 60)
-  --block N             pods: pods per block, runtimes alternate per block (default 10)
+  --block N             pods/containers: pods (containers) per block, runtimes alternate
+                        per block (default 10)
+  --containers N        containers: containers per runtime (default 60)
+  --pod-counts A,B      containers: pod counts of the memory phase (default 10,50)
   --logs DIR            copy berthd.log and containerd.log into DIR
   --berthd-log FILTER   berthd's log level (default \"info,berth_image=debug\")
   --containerd-log LVL  containerd's log level (default info; debug shows per-layer apply times)
@@ -30,7 +37,7 @@ options:
 env: BERTHD_BIN (berthd binary; default: cargo build of the debug berthd),
      CONTAINERD_BIN (default /usr/bin/containerd)";
 
-fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions)> {
+fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions, ContainersOptions)> {
     let mut it = args.iter();
     let phase = match it.next() {
         Some(p) if p == "-h" || p == "--help" => {
@@ -42,6 +49,7 @@ fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions)> {
     };
     let mut opts = PullOptions::default();
     let mut pods = PodsOptions::default();
+    let mut ctrs = ContainersOptions::default();
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -49,7 +57,20 @@ fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions)> {
                 opts.iterations = value()?.parse().context("--iterations takes a number")?;
             }
             "--pods" => pods.pods = value()?.parse().context("--pods takes a number")?,
-            "--block" => pods.block = value()?.parse().context("--block takes a number")?,
+            "--block" => {
+                pods.block = value()?.parse().context("--block takes a number")?;
+                ctrs.block = pods.block;
+            }
+            "--containers" => {
+                ctrs.containers = value()?.parse().context("--containers takes a number")?;
+            }
+            "--pod-counts" => {
+                ctrs.pod_counts = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--pod-counts takes numbers: 10,50")?;
+            }
             "--logs" => opts.env.logs_dir = Some(PathBuf::from(value()?)),
             "--berthd-log" => opts.env.berthd_log = value()?.clone(),
             "--containerd-log" => opts.env.containerd_log = value()?.clone(),
@@ -61,13 +82,14 @@ fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions)> {
         }
     }
     pods.env = opts.env.clone();
-    Ok((phase, opts, pods))
+    ctrs.env = opts.env.clone();
+    Ok((phase, opts, pods, ctrs))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (phase, opts, pods_opts) = parse(&args)?;
+    let (phase, opts, pods_opts, ctrs_opts) = parse(&args)?;
     match phase.as_str() {
         "pull" => {
             pull::run(&opts).await?;
@@ -75,7 +97,10 @@ async fn main() -> Result<()> {
         "pods" => {
             pods::run(&pods_opts).await?;
         }
-        other => bail!("unknown phase {other:?} (later: containers)\n{USAGE}"),
+        "containers" => {
+            containers::run(&ctrs_opts).await?;
+        }
+        other => bail!("unknown phase {other:?}\n{USAGE}"),
     }
     Ok(())
 }
