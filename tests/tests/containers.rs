@@ -180,13 +180,8 @@ async fn process_body() -> Result<()> {
     ensure!(get(&m, "hostname") == "proc", "{out}");
     // `sh -c script a b`: $0 is a, $1 is b.
     ensure!(get(&m, "argv") == "arg-a,arg-b,", "command + args: {out}");
-    known_bug(
-        get(&m, "home") == "/home/tester",
-        &format!(
-            "HOME is not set from the image's /etc/passwd when the env lacks it (runc sets it): got {:?}",
-            get(&m, "home")
-        ),
-    )?;
+    // HOME from the image's /etc/passwd when the env lacks it, as runc sets it.
+    ensure!(get(&m, "home") == "/home/tester", "HOME: {out}");
 
     // A working dir missing from the image is created, as runc does (mkdir -p in the
     // container's root before chdir).
@@ -641,25 +636,10 @@ async fn differential_body() -> Result<()> {
         let runc: Vec<String> = outs[1].iter().map(norm).collect();
         let only_berth: Vec<&String> = berth.iter().filter(|l| !runc.contains(l)).collect();
         let only_runc: Vec<&String> = runc.iter().filter(|l| !berth.contains(l)).collect();
-        // HOME: runc sets it from /etc/passwd; reported (see env_user_groups_and_workdir).
-        let home = |v: &[&String]| v.iter().all(|l| l.starts_with("HOME="));
-        known_bug(
-            only_berth.is_empty() && only_runc.is_empty(),
-            &format!("{what}: HOME differs: berth {only_berth:?}, runc {only_runc:?}"),
-        )?;
         ensure!(
-            home(&only_berth) && home(&only_runc),
-            "{what}: only under berth: {only_berth:?}; only under runc: {only_runc:?}"
-        );
-        let strip = |v: &[String]| -> Vec<String> {
-            v.iter()
-                .filter(|l| !l.starts_with("HOME="))
-                .cloned()
-                .collect()
-        };
-        ensure!(
-            strip(&berth) == strip(&runc),
-            "{what}: same lines, other order:\nberth {berth:?}\nrunc {runc:?}"
+            berth == runc,
+            "{what}: only under berth: {only_berth:?}; only under runc: {only_runc:?}\n\
+             berth {berth:?}\nrunc {runc:?}"
         );
         eprintln!("differential {what}: {} lines compared", runc.len());
     }
