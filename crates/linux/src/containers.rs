@@ -91,18 +91,25 @@ impl LinuxContainerRuntime {
     /// exists but nothing serves it (it died: a new one recovers its containers).
     async fn connect(&self, pod_id: &str, start: bool) -> Result<UnixStream, Conn> {
         let dir = self.monitor_dir(pod_id);
-        if let Ok(s) = UnixStream::connect(dir.join(SOCKET)).await {
+        let sock = dir.join(SOCKET);
+        // The socket path may exceed sockaddr_un's 108 bytes under a long run dir; the
+        // directory may not exist before the monitor is started, so resolve it each time.
+        let connect = || async {
+            let addr = crate::sockpath::SockPath::new(&sock)?;
+            UnixStream::connect(addr.path()).await
+        };
+        if let Ok(s) = connect().await {
             return Ok(s);
         }
         if !start && !dir.join(CONTAINERS).is_dir() {
             return Err(Conn::NoMonitor);
         }
         let _guard = self.starting.lock().await;
-        if let Ok(s) = UnixStream::connect(dir.join(SOCKET)).await {
+        if let Ok(s) = connect().await {
             return Ok(s);
         }
         self.start_monitor(pod_id, &dir).await?;
-        UnixStream::connect(dir.join(SOCKET)).await.map_err(|e| {
+        connect().await.map_err(|e| {
             Conn::Err(RuntimeError::failed(
                 "connect to pod monitor",
                 format!("{}: {e}", dir.join(SOCKET).display()),

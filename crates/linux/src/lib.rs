@@ -10,3 +10,4 @@ pub mod ns;
 pub mod podfiles;
 pub mod rootfs;
 pub mod runtime;
+pub mod sockpath;

@@ -52,6 +52,23 @@ fn read_procs(file: &Path) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// SIGKILLs every process left in the container's cgroup (children that outlived the main
+/// process: in a shared PID namespace they are reparented to the pod's init, not killed with
+/// it), until it is empty or ~2 s have passed. containerd's shim does the same when a
+/// container's init exits.
+pub fn kill_all(cgroups_path: Option<&str>) {
+    for _ in 0..200 {
+        let pids = procs(cgroups_path);
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            let _ = super::sys::kill(pid, libc::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// `linux.cgroupsPath` of a bundle's config.json.
 pub fn bundle_cgroups_path(bundle: &Path) -> Result<Option<String>, String> {
     let file = bundle.join("config.json");

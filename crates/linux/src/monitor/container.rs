@@ -338,6 +338,8 @@ impl Monitor {
             }
             Phase::Failed | Phase::Stopped => {}
             _ => {
+                // The container ends with its main process: what it left behind goes too.
+                cgroups::kill_all(c.rec.cgroups_path.as_deref());
                 c.pump(Stream::Stdout);
                 c.pump(Stream::Stderr);
                 let after = cgroups::oom_kill_count(c.rec.cgroups_path.as_deref());

@@ -113,6 +113,7 @@ impl Monitor {
         {
             return Response::error(ErrorKind::Failed, e);
         }
+        cgroups::kill_all(c.rec.cgroups_path.as_deref());
         if let Err(e) = cgroups::remove(c.rec.cgroups_path.as_deref()) {
             return Response::error(ErrorKind::Failed, e);
         }

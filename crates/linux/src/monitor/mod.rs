@@ -176,14 +176,16 @@ fn setup(args: &MonitorArgs) -> Result<Setup, String> {
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("signalfd: {e}"))?;
     let sock = dir.join(SOCKET);
-    if UnixStream::connect(&sock).is_ok() {
+    let addr = crate::sockpath::SockPath::new(&sock)
+        .map_err(|e| format!("socket path {}: {e}", sock.display()))?;
+    if UnixStream::connect(addr.path()).is_ok() {
         // Another monitor serves this pod (a concurrent start won the race).
         let pid = std::fs::read_to_string(dir.join(PID_FILE)).unwrap_or_default();
         return Ok(Setup::AlreadyRunning(pid.trim().to_string()));
     }
     let _ = std::fs::remove_file(&sock);
     let listener =
-        UnixListener::bind(&sock).map_err(|e| format!("binding {}: {e}", sock.display()))?;
+        UnixListener::bind(addr.path()).map_err(|e| format!("binding {}: {e}", sock.display()))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("listener: {e}"))?;

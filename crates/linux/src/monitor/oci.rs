@@ -216,7 +216,10 @@ pub fn absolute_cgroups_path(bundle: &Path) -> Result<(), String> {
 pub fn console_listener(monitor_dir: &Path, n: u64) -> Result<(UnixListener, PathBuf), String> {
     let path = monitor_dir.join(format!("c{n}.sock"));
     let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    let addr = crate::sockpath::SockPath::new(&path)
+        .map_err(|e| format!("socket path {}: {e}", path.display()))?;
+    let l =
+        UnixListener::bind(addr.path()).map_err(|e| format!("binding {}: {e}", path.display()))?;
     l.set_nonblocking(true)
         .map_err(|e| format!("console socket: {e}"))?;
     Ok((l, path))

@@ -114,6 +114,13 @@ fn setup(
     let rootfs = std::fs::canonicalize(&rootfs).step(format!("rootfs {}", rootfs.display()))?;
     super::rootfs::prepare(spec, &rootfs, bundle, &cgroups)?;
     super::rootfs::pivot(&rootfs)?;
+    // As runc: a working directory the image lacks is created (as root, 0755) before the
+    // process drops to its user. A read-only rootfs makes this fail; chdir then reports it.
+    if let Some(p) = spec.process().as_ref()
+        && !p.cwd().exists()
+    {
+        let _ = std::fs::create_dir_all(p.cwd());
+    }
     if entered.new.contains(&LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(h).step(format!("sethostname {h:?}"))?;
