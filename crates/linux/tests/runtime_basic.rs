@@ -61,12 +61,13 @@ fn setup_and_exec_errors_name_the_step() {
     if skip() {
         return;
     }
+    // A missing cwd is created (as runc does); one below a regular file cannot be.
     let mut b = Bundle::new(&["true"]);
     b.process(|p| {
-        p.set_cwd("/nonexistent".into());
+        p.set_cwd("/bin/busybox/sub".into());
     });
-    let err = b.create().err().expect("a missing cwd fails the creation");
-    assert!(err.starts_with("chdir /nonexistent: "), "{err}");
+    let err = b.create().err().expect("an impossible cwd fails the creation");
+    assert!(err.starts_with("chdir /bin/busybox/sub: "), "{err}");
 
     let b = Bundle::new(&["no-such-program"]);
     let mut c = b.create().unwrap();
