@@ -22,9 +22,14 @@ pub fn build(cfg: &Config) -> anyhow::Result<PodPorts> {
         Arc::new(CniNetwork::new(&cfg.network, state_dir).context("CNI pod network")?)
     };
     let cgroups = LinuxCgroups::new(DEFAULT_ROOT).context("pod cgroups")?;
+    // Pod inits run as the small `berth-monitor` when installed beside berthd (see below).
+    let namespaces = match small_exe() {
+        Some(small) => LinuxNamespaces::with_init_exe(small),
+        None => LinuxNamespaces::new(),
+    };
     tracing::info!(mode = ?cgroups.mode(), driver = cfg.runtime.cgroup_driver.as_str(), "cgroups");
     Ok(PodPorts {
-        namespaces: Arc::new(LinuxNamespaces::new()),
+        namespaces: Arc::new(namespaces),
         files: Arc::new(LinuxPodFiles::new()),
         cgroups: Arc::new(cgroups),
         network,
@@ -38,12 +43,25 @@ pub fn containers(cfg: &Config) -> anyhow::Result<ContainerPorts> {
         CgroupMode::V2 => CgroupVersion::V2,
         CgroupMode::V1 => CgroupVersion::V1,
     };
+    let monitor_exe = small_exe().unwrap_or_else(|| exe.clone());
+    tracing::info!(monitor = %monitor_exe.display(), "pod monitors");
     Ok(ContainerPorts {
         runtime: Arc::new(
             LinuxContainerRuntime::new(cfg.run_dir.clone(), exe)
+                .with_monitor_exe(monitor_exe)
                 .with_oci_runtimes(cfg.runtime.oci_runtimes.clone()),
         ),
         rootfs: Arc::new(OverlayRootfs::new()),
         cgroup_version,
     })
+}
+
+/// `berth-monitor` beside berthd, when installed: the pod monitor and pod init entry points
+/// in a binary without the daemon's code, whose smaller relocated image costs less memory in
+/// every pod (measured: 0.70 vs 1.18 MB PSS per monitor).
+fn small_exe() -> Option<std::path::PathBuf> {
+    let small = std::env::current_exe()
+        .ok()?
+        .with_file_name("berth-monitor");
+    small.is_file().then_some(small)
 }

@@ -32,7 +32,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct LinuxContainerRuntime {
     run_dir: PathBuf,
+    /// Runs container inits (`<exe> init ...`); monitors are given it.
     exe: PathBuf,
+    /// Runs the monitors (`<monitor_exe> monitor ...`): berthd itself, or a small binary
+    /// that dispatches the same entry points and costs less memory per pod.
+    monitor_exe: PathBuf,
     /// External OCI runtimes by handler name.
     oci_runtimes: BTreeMap<String, PathBuf>,
     /// Monitor starts are rare and quick; one at a time keeps two from racing for a pod.
@@ -56,6 +60,7 @@ impl LinuxContainerRuntime {
     pub fn new(run_dir: PathBuf, berthd_exe: PathBuf) -> Self {
         Self {
             run_dir,
+            monitor_exe: berthd_exe.clone(),
             exe: berthd_exe,
             oci_runtimes: BTreeMap::new(),
             starting: tokio::sync::Mutex::new(()),
@@ -64,6 +69,11 @@ impl LinuxContainerRuntime {
 
     /// Handler name → binary of a runc-compatible OCI runtime (config
     /// `runtime.oci_runtimes`), for containers whose pod names that handler.
+    pub fn with_monitor_exe(mut self, exe: PathBuf) -> Self {
+        self.monitor_exe = exe;
+        self
+    }
+
     pub fn with_oci_runtimes(mut self, runtimes: BTreeMap<String, PathBuf>) -> Self {
         self.oci_runtimes = runtimes;
         self
@@ -124,7 +134,7 @@ impl LinuxContainerRuntime {
             dir: dir.to_path_buf(),
             exe: self.exe.clone(),
         };
-        let run = tokio::process::Command::new(&self.exe)
+        let run = tokio::process::Command::new(&self.monitor_exe)
             .args(args.to_args())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -133,13 +143,19 @@ impl LinuxContainerRuntime {
         let out = tokio::time::timeout(START_TIMEOUT, run)
             .await
             .map_err(|_| RuntimeError::failed(step, "no answer within 10s"))?
-            .map_err(|e| RuntimeError::failed(step, format!("{}: {e}", self.exe.display())))?;
+            .map_err(|e| {
+                RuntimeError::failed(step, format!("{}: {e}", self.monitor_exe.display()))
+            })?;
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
         match line.strip_prefix("ready") {
             Some(_) if out.status.success() => Ok(()),
             _ => Err(RuntimeError::failed(
                 step,
-                format!("{} monitor: {line} ({})", self.exe.display(), out.status),
+                format!(
+                    "{} monitor: {line} ({})",
+                    self.monitor_exe.display(),
+                    out.status
+                ),
             )),
         }
     }
