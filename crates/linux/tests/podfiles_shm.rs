@@ -175,6 +175,9 @@ async fn remove_never_deletes_through_a_foreign_mount() {
     .unwrap();
     pf.remove(&dir).await.unwrap();
     assert!(!dir.exists());
-    assert!(host.join("keep").exists(), "the bind-mounted host data survives");
+    assert!(
+        host.join("keep").exists(),
+        "the bind-mounted host data survives"
+    );
     assert!(mounts_below(tmp.path()).is_empty());
 }

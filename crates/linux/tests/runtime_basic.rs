@@ -66,7 +66,10 @@ fn setup_and_exec_errors_name_the_step() {
     b.process(|p| {
         p.set_cwd("/bin/busybox/sub".into());
     });
-    let err = b.create().err().expect("an impossible cwd fails the creation");
+    let err = b
+        .create()
+        .err()
+        .expect("an impossible cwd fails the creation");
     assert!(err.starts_with("chdir /bin/busybox/sub: "), "{err}");
 
     let b = Bundle::new(&["no-such-program"]);
