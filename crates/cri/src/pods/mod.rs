@@ -61,6 +61,27 @@ impl Pods {
         locks.entry(id.to_string()).or_default().clone()
     }
 
+    /// For Stop/Remove: the pod named by a request, locked and re-read under the lock;
+    /// None when it does not exist (both RPCs are idempotent). `method` names the RPC in
+    /// the error for an empty id.
+    pub async fn locked(
+        &self,
+        method: &str,
+        id: &str,
+    ) -> Result<Option<(tokio::sync::OwnedMutexGuard<()>, berth_core::pod::PodRecord)>, tonic::Status>
+    {
+        if id.is_empty() {
+            return Err(tonic::Status::invalid_argument(format!(
+                "{method}: pod_sandbox_id is empty"
+            )));
+        }
+        let Some(rec) = self.store.resolve(id).map_err(crate::error::store_status)? else {
+            return Ok(None);
+        };
+        let lock = self.lock_of(&rec.id).lock_owned().await;
+        Ok(self.store.get(&rec.id).map(|r| (lock, r)))
+    }
+
     /// Forgets the lock of a removed pod.
     pub fn forget_lock(&self, id: &str) {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());

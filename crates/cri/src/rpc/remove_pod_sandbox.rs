@@ -13,21 +13,8 @@ pub async fn handle(
     cri: &Cri,
     req: RemovePodSandboxRequest,
 ) -> Result<RemovePodSandboxResponse, Status> {
-    if req.pod_sandbox_id.is_empty() {
-        return Err(Status::invalid_argument(
-            "RemovePodSandbox: pod_sandbox_id is empty",
-        ));
-    }
     let pods = &cri.pods;
-    let Some(rec) = pods
-        .store
-        .resolve(&req.pod_sandbox_id)
-        .map_err(store_status)?
-    else {
-        return Ok(RemovePodSandboxResponse {});
-    };
-    let lock = pods.lock_of(&rec.id).lock_owned().await;
-    let Some(rec) = pods.store.get(&rec.id) else {
+    let Some((lock, rec)) = pods.locked("RemovePodSandbox", &req.pod_sandbox_id).await? else {
         return Ok(RemovePodSandboxResponse {});
     };
     lifecycle::remove_pod_containers(&cri.containers, &rec.id)

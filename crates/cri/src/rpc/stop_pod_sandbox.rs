@@ -14,21 +14,8 @@ pub async fn handle(
     cri: &Cri,
     req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Status> {
-    if req.pod_sandbox_id.is_empty() {
-        return Err(Status::invalid_argument(
-            "StopPodSandbox: pod_sandbox_id is empty",
-        ));
-    }
     let pods = &cri.pods;
-    let Some(rec) = pods
-        .store
-        .resolve(&req.pod_sandbox_id)
-        .map_err(store_status)?
-    else {
-        return Ok(StopPodSandboxResponse {});
-    };
-    let _lock = pods.lock_of(&rec.id).lock_owned().await;
-    let Some(mut rec) = pods.store.get(&rec.id) else {
+    let Some((_lock, mut rec)) = pods.locked("StopPodSandbox", &req.pod_sandbox_id).await? else {
         return Ok(StopPodSandboxResponse {});
     };
     lifecycle::stop_pod_containers(&cri.containers, &rec.id)
