@@ -33,6 +33,7 @@ pub struct Config {
     pub image: ImageConfig,
     pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
+    pub streaming: StreamingConfig,
     pub log: LogConfig,
     /// Per-registry settings, keyed by host[:port] as written in image references
     /// (`docker.io`, `127.0.0.1:5000`).
@@ -104,6 +105,20 @@ pub struct NetworkConfig {
     pub cni_bin_dir: PathBuf,
 }
 
+/// The HTTP server that carries Exec, Attach and PortForward sessions (the URLs those RPCs
+/// answer). It is served with TLS when `grpc.tcp` is enabled (same certificate and client CA).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// IP:port to listen on; port 0 picks a free port at start-up.
+    pub address: String,
+    /// Seconds a URL handed out by Exec/Attach/PortForward stays valid (used once).
+    pub token_ttl_secs: u64,
+    /// Seconds a finished exec waits for its output to drain (processes it left behind
+    /// may hold its stdout open) before the session ends.
+    pub drain_timeout_secs: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupDriver {
@@ -148,6 +163,7 @@ impl Default for Config {
             image: ImageConfig::default(),
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
+            streaming: StreamingConfig::default(),
             log: LogConfig::default(),
             registries: BTreeMap::new(),
         }
@@ -211,6 +227,16 @@ impl Default for NetworkConfig {
             subnet_v6: String::new(),
             cni_conf_dir: PathBuf::new(),
             cni_bin_dir: "/usr/lib/cni".into(),
+        }
+    }
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:0".into(),
+            token_ttl_secs: 60,
+            drain_timeout_secs: 2,
         }
     }
 }
@@ -298,6 +324,25 @@ impl Config {
                 }
                 absolute(key, p)?;
             }
+        }
+        let st = &self.streaming;
+        if st.address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "streaming.address",
+                format!("{:?} is not an IP:port address", st.address),
+            ));
+        }
+        if !(1..=3600).contains(&st.token_ttl_secs) {
+            return Err(bad(
+                "streaming.token_ttl_secs",
+                format!("{} is out of range 1..=3600", st.token_ttl_secs),
+            ));
+        }
+        if st.drain_timeout_secs > 300 {
+            return Err(bad(
+                "streaming.drain_timeout_secs",
+                format!("{} is out of range 0..=300", st.drain_timeout_secs),
+            ));
         }
         let n = self.image.max_concurrent_downloads;
         if !(1..=64).contains(&n) {

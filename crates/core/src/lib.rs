@@ -8,6 +8,7 @@ pub mod image;
 pub mod pod;
 pub mod reference;
 pub mod runtime;
+pub mod stream;
 
 pub use digest::Digest;
 pub use reference::Reference;

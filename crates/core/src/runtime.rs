@@ -129,6 +129,19 @@ pub trait ContainerRuntime: Send + Sync {
         resources: &Resources,
     ) -> Result<(), RuntimeError>;
     async fn reopen_log(&self, pod_id: &str, container_id: &str) -> Result<(), RuntimeError>;
+    /// Starts a process in a running container with its stdio streamed (see
+    /// [`crate::stream`]); answers once it runs.
+    async fn exec_stream(
+        &self,
+        pod_id: &str,
+        req: &crate::stream::ExecStreamRequest,
+    ) -> Result<crate::stream::StdioSession, RuntimeError>;
+    /// Joins a running container's stdio. Several attachers may be joined at once.
+    async fn attach(
+        &self,
+        pod_id: &str,
+        req: &crate::stream::AttachRequest,
+    ) -> Result<crate::stream::StdioSession, RuntimeError>;
     /// Ends the pod's monitor once the pod has no containers left. Idempotent.
     async fn release_pod(&self, pod_id: &str) -> Result<(), RuntimeError>;
 }

@@ -372,6 +372,24 @@ impl ContainerRuntime for LinuxContainerRuntime {
         or_not_found(self.call_ok(pod_id, id, &req).await, id)
     }
 
+    async fn exec_stream(
+        &self,
+        _pod_id: &str,
+        _req: &berth_core::stream::ExecStreamRequest,
+    ) -> Result<berth_core::stream::StdioSession, RuntimeError> {
+        // PLACEHOLDER(streaming): replaced by the monitor's streamed exec.
+        Err(RuntimeError::failed("exec", "streamed exec is being wired"))
+    }
+
+    async fn attach(
+        &self,
+        _pod_id: &str,
+        _req: &berth_core::stream::AttachRequest,
+    ) -> Result<berth_core::stream::StdioSession, RuntimeError> {
+        // PLACEHOLDER(streaming): replaced by the monitor's attach.
+        Err(RuntimeError::failed("attach", "attach is being wired"))
+    }
+
     async fn release_pod(&self, pod_id: &str) -> Result<(), RuntimeError> {
         let dir = self.monitor_dir(pod_id);
         if !dir.exists() {

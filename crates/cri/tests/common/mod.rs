@@ -351,6 +351,20 @@ impl ContainerRuntime for FakeRuntime {
     async fn reopen_log(&self, _: &str, _: &str) -> Result<(), RuntimeError> {
         Ok(())
     }
+    async fn exec_stream(
+        &self,
+        _: &str,
+        req: &berth_core::stream::ExecStreamRequest,
+    ) -> Result<berth_core::stream::StdioSession, RuntimeError> {
+        fake_session(format!("exec {}\n", req.process["args"]).into_bytes())
+    }
+    async fn attach(
+        &self,
+        _: &str,
+        req: &berth_core::stream::AttachRequest,
+    ) -> Result<berth_core::stream::StdioSession, RuntimeError> {
+        fake_session(format!("attach {}\n", req.container_id).into_bytes())
+    }
     async fn release_pod(&self, pod_id: &str) -> Result<(), RuntimeError> {
         self.released_pods.lock().unwrap().push(pod_id.into());
         Ok(())
@@ -470,4 +484,19 @@ pub async fn serve(cri: Arc<Cri>) -> (RuntimeServiceClient<Channel>, ImageServic
         RuntimeServiceClient::new(ch.clone()),
         ImageServiceClient::new(ch),
     )
+}
+
+/// A session whose stdout holds `out` and whose process "exits" 0 at once.
+fn fake_session(out: Vec<u8>) -> Result<berth_core::stream::StdioSession, RuntimeError> {
+    use std::io::Write;
+    let (r, mut w) = std::io::pipe().unwrap();
+    w.write_all(&out).unwrap();
+    drop(w);
+    Ok(berth_core::stream::StdioSession {
+        stdin: None,
+        stdout: Some(r.into()),
+        stderr: None,
+        resize: None,
+        exit: Box::pin(async { Ok(0) }),
+    })
 }
