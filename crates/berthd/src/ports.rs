@@ -36,7 +36,10 @@ pub fn build(cfg: &Config) -> anyhow::Result<PodPorts> {
     })
 }
 
-pub fn containers(cfg: &Config) -> anyhow::Result<ContainerPorts> {
+pub fn containers(
+    cfg: &Config,
+    streams: Arc<dyn berth_core::stream::StreamService>,
+) -> anyhow::Result<ContainerPorts> {
     // Monitors and container inits are berthd itself, re-executed.
     let exe = std::env::current_exe().context("locating the berthd binary")?;
     let cgroup_version = match berth_linux::cgroup::mode() {
@@ -52,6 +55,7 @@ pub fn containers(cfg: &Config) -> anyhow::Result<ContainerPorts> {
                 .with_oci_runtimes(cfg.runtime.oci_runtimes.clone()),
         ),
         rootfs: Arc::new(OverlayRootfs::new()),
+        streams,
         cgroup_version,
     })
 }

@@ -1,5 +1,6 @@
 //! The composition root: the one place that knows the real image store and listeners.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,7 +36,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             "BERTHD_FAULT_INJECT is set: RunPodSandbox will fail after this step"
         );
     }
-    let container_ports = crate::ports::containers(&cfg)?;
+    let container_ports = crate::ports::containers(&cfg, Arc::new(NoStreams))?;
     let cri = Cri::new(
         images,
         ports,
@@ -107,4 +108,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     drop(cri);
     tracing::info!("berthd stopped");
     result
+}
+
+/// PLACEHOLDER(streaming): replaced by the streaming server when it lands.
+struct NoStreams;
+
+impl berth_core::stream::StreamService for NoStreams {
+    fn register(
+        &self,
+        _: berth_core::stream::StreamRequest,
+    ) -> Result<String, berth_core::stream::StreamError> {
+        Err(berth_core::stream::StreamError::Unavailable(
+            "being wired".into(),
+        ))
+    }
 }

@@ -10,8 +10,6 @@ use crate::error::not_yet;
 use crate::{RuntimeSvc, rpc};
 
 type R<T> = Result<Response<T>, Status>;
-const PODS: &str = "pod sandboxes";
-const CTRS: &str = "containers";
 const STATS: &str = "pod and container statistics";
 
 #[tonic::async_trait]
@@ -132,14 +130,14 @@ impl RuntimeService for RuntimeSvc {
             .await
             .map(Response::new)
     }
-    async fn exec(&self, _: Request<ExecRequest>) -> R<ExecResponse> {
-        Err(not_yet("Exec", CTRS))
+    async fn exec(&self, r: Request<ExecRequest>) -> R<ExecResponse> {
+        rpc::exec::handle(&self.0, r.into_inner()).map(Response::new)
     }
-    async fn attach(&self, _: Request<AttachRequest>) -> R<AttachResponse> {
-        Err(not_yet("Attach", CTRS))
+    async fn attach(&self, r: Request<AttachRequest>) -> R<AttachResponse> {
+        rpc::attach::handle(&self.0, r.into_inner()).map(Response::new)
     }
-    async fn port_forward(&self, _: Request<PortForwardRequest>) -> R<PortForwardResponse> {
-        Err(not_yet("PortForward", PODS))
+    async fn port_forward(&self, r: Request<PortForwardRequest>) -> R<PortForwardResponse> {
+        rpc::port_forward::handle(&self.0, r.into_inner()).map(Response::new)
     }
     async fn container_stats(
         &self,

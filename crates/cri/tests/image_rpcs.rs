@@ -158,5 +158,5 @@ async fn bad_input_gets_the_right_code() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = rt.attach(AttachRequest::default()).await.unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
+    assert_eq!(e.code(), Code::InvalidArgument);
 }

@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod host;
 pub mod lifecycle;
+pub mod process;
 pub mod recovery;
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_core::container::CgroupVersion;
 use berth_core::runtime::{ContainerRuntime, Rootfs};
+use berth_core::stream::StreamService;
 
 use berth_core::container::record::ContainerRecord;
 
@@ -23,6 +25,8 @@ use crate::records::ContainerStore;
 pub struct ContainerPorts {
     pub runtime: Arc<dyn ContainerRuntime>,
     pub rootfs: Arc<dyn Rootfs>,
+    /// Hands out the URLs of Exec, Attach and PortForward sessions.
+    pub streams: Arc<dyn StreamService>,
     /// The node's cgroup version (shapes the spec's resources).
     pub cgroup_version: CgroupVersion,
 }

@@ -8,6 +8,7 @@ use berth_core::runtime::ExecRequest;
 use tonic::Status;
 
 use crate::Cri;
+use crate::containers::process::exec_process;
 use crate::error::runtime_error_status;
 
 /// containerd's cap on each of stdout and stderr.
@@ -25,14 +26,7 @@ pub async fn handle(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse,
             rec.id, rec.state
         )));
     }
-    // The container's own process settings (user, env, caps...), with the new args.
-    let spec: serde_json::Value = std::fs::read(rec.bundle.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| Status::internal(format!("container {}: config.json unreadable", rec.id)))?;
-    let mut process = spec.get("process").cloned().unwrap_or_default();
-    process["args"] = serde_json::json!(req.cmd);
-    process["terminal"] = serde_json::json!(false);
+    let process = exec_process(&rec, &req.cmd, false)?;
     let out = c
         .ports
         .runtime

@@ -1,8 +1,10 @@
 //! One file per RPC. Each exposes `handle`, taking the shared state and the request message.
 
+pub mod attach;
 pub mod container_status;
 pub mod convert;
 pub mod create_container;
+pub mod exec;
 pub mod exec_sync;
 pub mod image_fs_info;
 pub mod image_status;
@@ -10,6 +12,7 @@ pub mod list_containers;
 pub mod list_images;
 pub mod list_pod_sandbox;
 pub mod pod_sandbox_status;
+pub mod port_forward;
 pub mod pull_image;
 pub mod remove_container;
 pub mod remove_image;
@@ -21,6 +24,7 @@ pub mod start_container;
 pub mod status;
 pub mod stop_container;
 pub mod stop_pod_sandbox;
+pub mod stream_common;
 pub mod update_container_resources;
 pub mod update_runtime_config;
 pub mod version;

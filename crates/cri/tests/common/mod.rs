@@ -407,6 +407,7 @@ pub struct Env {
     pub ledger: Arc<Ledger>,
     pub store: Arc<FakeStore>,
     pub runtime: Arc<FakeRuntime>,
+    pub streams: Arc<FakeStreams>,
 }
 
 impl Env {
@@ -416,6 +417,7 @@ impl Env {
             ledger: Arc::new(Ledger::default()),
             store: Arc::new(FakeStore::default()),
             runtime: Arc::new(FakeRuntime::default()),
+            streams: Arc::new(FakeStreams::default()),
         }
     }
 
@@ -423,6 +425,7 @@ impl Env {
         ContainerPorts {
             runtime: self.runtime.clone(),
             rootfs: Arc::new(FakeRootfs(self.ledger.clone())),
+            streams: self.streams.clone(),
             cgroup_version: CgroupVersion::V1,
         }
     }
@@ -499,4 +502,21 @@ fn fake_session(out: Vec<u8>) -> Result<berth_core::stream::StdioSession, Runtim
         resize: None,
         exit: Box::pin(async { Ok(0) }),
     })
+}
+
+/// Records what the streaming RPCs registered; answers `http://streams.test/<n>`.
+#[derive(Default)]
+pub struct FakeStreams {
+    pub registered: Mutex<Vec<berth_core::stream::StreamRequest>>,
+}
+
+impl berth_core::stream::StreamService for FakeStreams {
+    fn register(
+        &self,
+        req: berth_core::stream::StreamRequest,
+    ) -> Result<String, berth_core::stream::StreamError> {
+        let mut r = self.registered.lock().unwrap();
+        r.push(req);
+        Ok(format!("http://streams.test/{}", r.len()))
+    }
 }
