@@ -134,6 +134,19 @@ impl CtrSpec {
         self
     }
 
+    /// A terminal for the container's stdio (`tty: true`).
+    pub fn tty(mut self) -> Self {
+        self.config.tty = true;
+        self
+    }
+
+    /// An open stdin (`stdin: true`), closed after the first attacher leaves with `once`.
+    pub fn stdin(mut self, once: bool) -> Self {
+        self.config.stdin = true;
+        self.config.stdin_once = once;
+        self
+    }
+
     pub fn readonly_rootfs(mut self) -> Self {
         self.security().readonly_rootfs = true;
         self
