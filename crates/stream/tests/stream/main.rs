@@ -1,0 +1,5 @@
+//! The streaming server end to end, over real sockets, with fake sessions on real pipes.
+
+mod common;
+mod http;
+mod ws;
