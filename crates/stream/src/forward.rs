@@ -114,7 +114,12 @@ pub async fn forward(
 /// The channel flavour of WebSocket port-forward: port i on channels 2i (data) and
 /// 2i+1 (error), each opened by the port number (2 bytes, little endian). The connection
 /// closes once every port's forward has ended.
-pub async fn serve_ws_channels(mut mux: ChannelMux, ports: Vec<u16>, target: Target, close_signals: bool) {
+pub async fn serve_ws_channels(
+    mut mux: ChannelMux,
+    ports: Vec<u16>,
+    target: Target,
+    close_signals: bool,
+) {
     let mut forwards = tokio::task::JoinSet::new();
     for (i, port) in ports.into_iter().enumerate() {
         let (data_ch, err_ch) = ((2 * i) as u8, (2 * i + 1) as u8);
@@ -129,7 +134,15 @@ pub async fn serve_ws_channels(mut mux: ChannelMux, ports: Vec<u16>, target: Tar
         forwards.spawn(async move {
             // Without v5 close signals the client cannot end its side: the pod's EOF ends
             // the forward.
-            forward(&target, port, Box::new(rd), Box::new(wr), Box::new(err), !close_signals).await;
+            forward(
+                &target,
+                port,
+                Box::new(rd),
+                Box::new(wr),
+                Box::new(err),
+                !close_signals,
+            )
+            .await;
         });
     }
     let gone = mux.gone();

@@ -67,16 +67,27 @@ fn kind_of(req: &StreamRequest) -> &'static str {
 pub async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<String> {
     let path = req.uri().path().trim_start_matches('/').to_string();
     let Some((kind, token)) = path.split_once('/') else {
-        return text(StatusCode::NOT_FOUND, format!("no streaming endpoint at /{path}"));
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no streaming endpoint at /{path}"),
+        );
     };
     let kind: &'static str = match kind {
         "exec" => "exec",
         "attach" => "attach",
         "portforward" => "portforward",
-        _ => return text(StatusCode::NOT_FOUND, format!("no streaming endpoint at /{path}")),
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("no streaming endpoint at /{path}"),
+            );
+        }
     };
     if token.is_empty() || token.contains('/') {
-        return text(StatusCode::NOT_FOUND, format!("no streaming endpoint at /{path}"));
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no streaming endpoint at /{path}"),
+        );
     }
     if req.method() != Method::GET && req.method() != Method::POST {
         return text(
@@ -102,12 +113,12 @@ pub async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response
     let (resp, transport) = if is_websocket(req.headers()) {
         match websocket_handshake(&req, portforward) {
             Ok(ok) => ok,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         }
     } else {
         match spdy_handshake(req.headers(), portforward) {
             Ok(ok) => ok,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -131,7 +142,11 @@ pub async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response
     resp
 }
 
-type Handshake = Result<(Response<String>, Transport), Response<String>>;
+type Handshake = Result<(Response<String>, Transport), Box<Response<String>>>;
+
+fn refuse(status: StatusCode, body: impl Into<String>) -> Box<Response<String>> {
+    Box::new(text(status, body))
+}
 
 fn spdy_handshake(headers: &HeaderMap, portforward: bool) -> Handshake {
     let server = if portforward {
@@ -141,7 +156,7 @@ fn spdy_handshake(headers: &HeaderMap, portforward: bool) -> Handshake {
     };
     let client = protocol::header_list(headers, PROTOCOL_VERSION);
     if client.is_empty() {
-        return Err(text(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             "unable to upgrade: header X-Stream-Protocol-Version is missing or empty \
              (streaming requests upgrade to SPDY/3.1 or websocket)",
@@ -158,10 +173,10 @@ fn spdy_handshake(headers: &HeaderMap, portforward: bool) -> Handshake {
             resp.headers_mut()
                 .append(ACCEPTED_VERSIONS, HeaderValue::from_static(p));
         }
-        return Err(resp);
+        return Err(Box::new(resp));
     };
     if !header_has(headers, CONNECTION, "upgrade") || !header_has(headers, UPGRADE, "spdy/3.1") {
-        return Err(text(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             "unable to upgrade: missing upgrade headers in request (Connection: Upgrade, Upgrade: SPDY/3.1)",
         ));
@@ -178,16 +193,16 @@ fn spdy_handshake(headers: &HeaderMap, portforward: bool) -> Handshake {
 fn websocket_handshake(req: &Request<Incoming>, portforward: bool) -> Handshake {
     let headers = req.headers();
     if req.method() != Method::GET {
-        return Err(text(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             "websocket upgrades must use GET",
         ));
     }
     let Some(key) = headers.get("sec-websocket-key") else {
-        return Err(text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key"));
+        return Err(refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key"));
     };
     if headers.get("sec-websocket-version").map(|v| v.as_bytes()) != Some(b"13") {
-        return Err(text(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             "unsupported Sec-WebSocket-Version: 13 is required",
         ));
@@ -206,7 +221,7 @@ fn websocket_handshake(req: &Request<Incoming>, portforward: bool) -> Handshake 
         match protocol::negotiate(&client, server) {
             Some(p) => p,
             None => {
-                return Err(text(
+                return Err(refuse(
                     StatusCode::FORBIDDEN,
                     format!(
                         "requested protocol(s) are not supported: {client:?}; supports {server:?}"
@@ -220,12 +235,12 @@ fn websocket_handshake(req: &Request<Incoming>, portforward: bool) -> Handshake 
         ports = match protocol::query_ports(req.uri().query()) {
             Ok(p) if p.len() <= 127 => p,
             Ok(p) => {
-                return Err(text(
+                return Err(refuse(
                     StatusCode::BAD_REQUEST,
                     format!("{} ports asked; at most 127 fit the channels", p.len()),
                 ));
             }
-            Err(e) => return Err(text(StatusCode::BAD_REQUEST, e)),
+            Err(e) => return Err(refuse(StatusCode::BAD_REQUEST, e)),
         };
     }
     let mut resp = Response::new(String::new());

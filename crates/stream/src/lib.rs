@@ -82,13 +82,12 @@ impl StreamServer {
         runtime: Arc<dyn ContainerRuntime>,
         forwarder: Arc<dyn PortForwarder>,
     ) -> Result<Arc<StreamServer>, StreamServerError> {
-        let address: SocketAddr =
-            cfg.address
-                .parse()
-                .map_err(|e: std::net::AddrParseError| StreamServerError::Address {
-                    address: cfg.address.clone(),
-                    message: e.to_string(),
-                })?;
+        let address: SocketAddr = cfg.address.parse().map_err(|e: std::net::AddrParseError| {
+            StreamServerError::Address {
+                address: cfg.address.clone(),
+                message: e.to_string(),
+            }
+        })?;
         let acceptor = match &tls {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
@@ -132,7 +131,12 @@ impl StreamServer {
     /// Stops accepting, forgets pending tokens, ends the sessions in progress (an exec's
     /// process is killed with its session) and waits a little for them to finish.
     pub async fn shutdown(&self) {
-        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
         self.shared.cancel.cancel();
@@ -150,7 +154,12 @@ impl StreamServer {
 impl Drop for StreamServer {
     fn drop(&mut self) {
         self.shared.cancel.cancel();
-        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
     }
@@ -164,7 +173,9 @@ impl StreamService for StreamServer {
             StreamRequest::PortForward { .. } => "portforward",
         };
         if self.shared.cancel.is_cancelled() {
-            return Err(StreamError::Unavailable("the streaming server is shut down".into()));
+            return Err(StreamError::Unavailable(
+                "the streaming server is shut down".into(),
+            ));
         }
         let token = self.shared.tokens.insert(req)?;
         Ok(format!(
@@ -175,7 +186,8 @@ impl StreamService for StreamServer {
 }
 
 async fn sweep_loop(shared: Arc<Shared>, ttl: Duration) {
-    let mut tick = tokio::time::interval(ttl.clamp(Duration::from_secs(1), Duration::from_secs(30)));
+    let mut tick =
+        tokio::time::interval(ttl.clamp(Duration::from_secs(1), Duration::from_secs(30)));
     loop {
         tick.tick().await;
         shared.tokens.sweep();
@@ -207,7 +219,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
                         {
                             Ok(Ok(stream)) => serve_connection(stream, shared2).await,
                             Ok(Err(e)) => tracing::info!("streaming: TLS from {peer}: {e}"),
-                            Err(_) => tracing::info!("streaming: TLS from {peer}: handshake timed out"),
+                            Err(_) => {
+                                tracing::info!("streaming: TLS from {peer}: handshake timed out")
+                            }
                         }
                     }
                 }

@@ -86,7 +86,10 @@ pub fn ws_remotecommand(protocol: &str) -> WsRemoteCommand {
 pub enum WsPortForward {
     Tunnel,
     /// Channel 2i carries port i's data, 2i+1 its errors.
-    Channels { codec: Codec, close_signals: bool },
+    Channels {
+        codec: Codec,
+        close_signals: bool,
+    },
 }
 
 pub fn ws_portforward(protocol: &str) -> WsPortForward {
@@ -157,12 +160,18 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-stream-protocol-version", "a, b".parse().expect("value"));
         h.append("x-stream-protocol-version", "c".parse().expect("value"));
-        assert_eq!(header_list(&h, "x-stream-protocol-version"), ["a", "b", "c"]);
+        assert_eq!(
+            header_list(&h, "x-stream-protocol-version"),
+            ["a", "b", "c"]
+        );
     }
 
     #[test]
     fn ports_come_from_the_query() {
-        assert_eq!(query_ports(Some("port=80&port=81,82")), Ok(vec![80, 81, 82]));
+        assert_eq!(
+            query_ports(Some("port=80&port=81,82")),
+            Ok(vec![80, 81, 82])
+        );
         assert!(query_ports(Some("port=0")).is_err());
         assert!(query_ports(Some("port=x")).is_err());
         assert!(query_ports(None).is_err());

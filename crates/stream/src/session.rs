@@ -30,8 +30,13 @@ pub struct Deps {
 /// The transport an upgrade settled on.
 #[derive(Debug, Clone)]
 pub enum Transport {
-    Spdy { protocol: &'static str },
-    WebSocket { protocol: &'static str, ports: Vec<u16> },
+    Spdy {
+        protocol: &'static str,
+    },
+    WebSocket {
+        protocol: &'static str,
+        ports: Vec<u16>,
+    },
 }
 
 type Io = TokioIo<Upgraded>;
@@ -71,7 +76,9 @@ pub async fn run(io: Io, req: StreamRequest, transport: Transport, deps: Arc<Dep
     let started = Instant::now();
     let (kind, pod, container) = match &req {
         StreamRequest::Exec { pod_id, req } => ("exec", pod_id.clone(), req.container_id.clone()),
-        StreamRequest::Attach { pod_id, req } => ("attach", pod_id.clone(), req.container_id.clone()),
+        StreamRequest::Attach { pod_id, req } => {
+            ("attach", pod_id.clone(), req.container_id.clone())
+        }
         StreamRequest::PortForward { pod_id, .. } => ("portforward", pod_id.clone(), String::new()),
     };
     let (transport_name, protocol) = match &transport {
@@ -88,8 +95,12 @@ pub async fn run(io: Io, req: StreamRequest, transport: Transport, deps: Arc<Dep
             portforward(io, target, transport).await;
             "closed".to_string()
         }
-        (req, Transport::Spdy { protocol }) => describe(spdy_remotecommand(io, req, protocol, &deps).await),
-        (req, Transport::WebSocket { protocol, .. }) => describe(ws_remotecommand(io, req, protocol, &deps).await),
+        (req, Transport::Spdy { protocol }) => {
+            describe(spdy_remotecommand(io, req, protocol, &deps).await)
+        }
+        (req, Transport::WebSocket { protocol, .. }) => {
+            describe(ws_remotecommand(io, req, protocol, &deps).await)
+        }
     };
     tracing::info!(
         kind,
@@ -116,16 +127,26 @@ fn describe(ended: Option<Ended>) -> String {
 async fn open_session(
     req: &StreamRequest,
     deps: &Deps,
-) -> (Result<berth_core::stream::StdioSession, berth_core::runtime::RuntimeError>, Kind) {
+) -> (
+    Result<berth_core::stream::StdioSession, berth_core::runtime::RuntimeError>,
+    Kind,
+) {
     match req {
         StreamRequest::Exec { pod_id, req } => {
             let command = req.process["args"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             (
                 deps.runtime.exec_stream(pod_id, req).await,
-                Kind { exec: true, command },
+                Kind {
+                    exec: true,
+                    command,
+                },
             )
         }
         StreamRequest::Attach { pod_id, req } => (
@@ -147,7 +168,12 @@ async fn open_session(
     }
 }
 
-async fn spdy_remotecommand(io: Io, req: StreamRequest, protocol: &'static str, deps: &Deps) -> Option<Ended> {
+async fn spdy_remotecommand(
+    io: Io,
+    req: StreamRequest,
+    protocol: &'static str,
+    deps: &Deps,
+) -> Option<Ended> {
     let want = wanted(&req);
     let (session, mut acceptor) = berth_spdy::server(io, berth_spdy::Config::default());
     // v1/v2 have no resize stream; the error stream is always there.
@@ -219,7 +245,12 @@ async fn spdy_remotecommand(io: Io, req: StreamRequest, protocol: &'static str, 
     Some(ended)
 }
 
-async fn ws_remotecommand(io: Io, req: StreamRequest, protocol: &'static str, deps: &Deps) -> Option<Ended> {
+async fn ws_remotecommand(
+    io: Io,
+    req: StreamRequest,
+    protocol: &'static str,
+    deps: &Deps,
+) -> Option<Ended> {
     let want = wanted(&req);
     let spec = protocol::ws_remotecommand(protocol);
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
@@ -264,11 +295,16 @@ async fn portforward(io: Io, target: Target, transport: Transport) {
                 WsPortForward::Tunnel => {
                     let (pipe, bridge) = crate::ws::tunnel(ws);
                     let mut bridge = tokio_util::task::AbortOnDropHandle::new(bridge);
-                    let (session, acceptor) = berth_spdy::server(pipe, berth_spdy::Config::default());
-                    spdy_portforward::serve(session, acceptor, target, STREAM_CREATION_TIMEOUT).await;
+                    let (session, acceptor) =
+                        berth_spdy::server(pipe, berth_spdy::Config::default());
+                    spdy_portforward::serve(session, acceptor, target, STREAM_CREATION_TIMEOUT)
+                        .await;
                     let _ = tokio::time::timeout(Duration::from_secs(5), &mut bridge).await;
                 }
-                WsPortForward::Channels { codec, close_signals } => {
+                WsPortForward::Channels {
+                    codec,
+                    close_signals,
+                } => {
                     let readable: Vec<u8> = (0..ports.len()).map(|i| (2 * i) as u8).collect();
                     let mux = ChannelMux::new(ws, codec, &readable, close_signals);
                     forward::serve_ws_channels(mux, ports, target, close_signals).await;

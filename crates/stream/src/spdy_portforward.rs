@@ -42,8 +42,9 @@ async fn fail(mut error: Option<Stream>, data: Option<Stream>, msg: String) {
         let _ = e.write_all(msg.as_bytes()).await;
         let _ = e.shutdown().await;
     }
-    if let Some(d) = data {
-        d.reset();
+    // FIN, not RST: the client reads the data stream to its end, then the error.
+    if let Some(mut d) = data {
+        let _ = d.shutdown().await;
     }
 }
 
@@ -61,11 +62,24 @@ async fn forward_pair(target: Target, data: Stream, error: Stream) {
         }
     };
     let (rd, wr) = tokio::io::split(data);
-    forward(&target, port, Box::new(rd), Box::new(wr), Box::new(error), false).await;
+    forward(
+        &target,
+        port,
+        Box::new(rd),
+        Box::new(wr),
+        Box::new(error),
+        false,
+    )
+    .await;
 }
 
 /// Serves the connection's port-forward streams until the client closes it.
-pub async fn serve(session: Session, mut acceptor: Acceptor, target: Target, creation_timeout: Duration) {
+pub async fn serve(
+    session: Session,
+    mut acceptor: Acceptor,
+    target: Target,
+    creation_timeout: Duration,
+) {
     let mut pending: HashMap<String, Pair> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -10,7 +10,10 @@ use serde::Serialize;
 pub enum Outcome {
     Success,
     /// The command exited with a non-zero code; `command` is its argv.
-    NonZeroExit { command: Vec<String>, code: i32 },
+    NonZeroExit {
+        command: Vec<String>,
+        code: i32,
+    },
     /// The session could not run (container gone, exec refused, ...).
     Failed(String),
 }

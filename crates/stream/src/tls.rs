@@ -28,7 +28,10 @@ fn tls_err(what: &'static str, path: &Path, message: impl std::fmt::Display) -> 
     }
 }
 
-fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, StreamServerError> {
+fn read_certs(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, StreamServerError> {
     let file = File::open(path).map_err(|e| tls_err(what, path, e))?;
     let certs = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()

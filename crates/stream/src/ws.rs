@@ -88,7 +88,12 @@ pub struct ChannelMux {
 
 impl ChannelMux {
     /// `readable`: the channels the client may send on; `close_signals`: v5 semantics.
-    pub fn new<S>(ws: WebSocketStream<S>, codec: Codec, readable: &[u8], close_signals: bool) -> Self
+    pub fn new<S>(
+        ws: WebSocketStream<S>,
+        codec: Codec,
+        readable: &[u8],
+        close_signals: bool,
+    ) -> Self
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {

@@ -118,7 +118,10 @@ impl Fake {
 }
 
 fn unused<T>() -> Result<T, RuntimeError> {
-    Err(RuntimeError::failed("fake runtime", "not used by the streaming tests"))
+    Err(RuntimeError::failed(
+        "fake runtime",
+        "not used by the streaming tests",
+    ))
 }
 
 #[async_trait]
@@ -150,8 +153,13 @@ impl ContainerRuntime for Fake {
     async fn reopen_log(&self, _: &str, _: &str) -> Result<(), RuntimeError> {
         unused()
     }
-    async fn exec_stream(&self, _: &str, req: &ExecStreamRequest) -> Result<StdioSession, RuntimeError> {
-        let args: Vec<String> = serde_json::from_value(req.process["args"].clone()).unwrap_or_default();
+    async fn exec_stream(
+        &self,
+        _: &str,
+        req: &ExecStreamRequest,
+    ) -> Result<StdioSession, RuntimeError> {
+        let args: Vec<String> =
+            serde_json::from_value(req.process["args"].clone()).unwrap_or_default();
         self.session(&args, req.tty)
     }
     async fn attach(&self, _: &str, req: &AttachRequest) -> Result<StdioSession, RuntimeError> {
@@ -166,8 +174,13 @@ pub struct Dialer;
 
 #[async_trait]
 impl PortForwarder for Dialer {
-    async fn connect(&self, _: Option<PathBuf>, port: u16) -> Result<std::net::TcpStream, RuntimeError> {
-        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| RuntimeError::failed("dial", e))
+    async fn connect(
+        &self,
+        _: Option<PathBuf>,
+        port: u16,
+    ) -> Result<std::net::TcpStream, RuntimeError> {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| RuntimeError::failed("dial", e))
     }
 }
 
@@ -204,13 +217,19 @@ impl Rig {
             stderr: !tty,
         };
         self.server
-            .register(StreamRequest::Exec { pod_id: "p1".into(), req })
+            .register(StreamRequest::Exec {
+                pod_id: "p1".into(),
+                req,
+            })
             .expect("register")
     }
 
     pub fn portforward(&self) -> String {
         self.server
-            .register(StreamRequest::PortForward { pod_id: "p1".into(), netns: None })
+            .register(StreamRequest::PortForward {
+                pod_id: "p1".into(),
+                netns: None,
+            })
             .expect("register")
     }
 
@@ -256,7 +275,11 @@ pub async fn raw_request(addr: SocketAddr, head: &str) -> (u16, String) {
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(0);
             if body.len() >= len {
@@ -265,14 +288,23 @@ pub async fn raw_request(addr: SocketAddr, head: &str) -> (u16, String) {
         }
     }
     let text = String::from_utf8_lossy(&out).to_string();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|b| b.1.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|b| b.1.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 /// A TCP server that echoes each connection and closes its side at the client's EOF.
 pub async fn echo_server() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {

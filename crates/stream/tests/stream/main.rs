@@ -2,4 +2,6 @@
 
 mod common;
 mod http;
+mod spdy;
+mod tls;
 mod ws;

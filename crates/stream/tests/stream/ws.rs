@@ -21,7 +21,9 @@ pub async fn connect(url: &str, protocol: &str) -> (Ws, Option<String>) {
         req.headers_mut()
             .insert("sec-websocket-protocol", protocol.parse().expect("header"));
     }
-    let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("websocket connect");
+    let (ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket connect");
     let chosen = resp
         .headers()
         .get("sec-websocket-protocol")
@@ -43,7 +45,9 @@ where
             }
             Message::Text(t) if base64 => {
                 let b = t.as_bytes();
-                let data = base64::engine::general_purpose::STANDARD.decode(&b[1..]).expect("base64");
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(&b[1..])
+                    .expect("base64");
                 out.entry(b[0] - b'0').or_default().extend_from_slice(&data);
             }
             Message::Close(f) => {
@@ -89,9 +93,15 @@ async fn exec_v5_closes_stdin_with_the_close_signal() {
     // crictl's websocket executor asks for v5 only.
     let (mut ws, chosen) = connect(&url, "v5.channel.k8s.io").await;
     assert_eq!(chosen.as_deref(), Some("v5.channel.k8s.io"));
-    ws.send(Message::Binary(b"\x00hello ".to_vec().into())).await.expect("send");
-    ws.send(Message::Binary(b"\x00world\n".to_vec().into())).await.expect("send");
-    ws.send(Message::Binary(vec![255, 0].into())).await.expect("close stdin");
+    ws.send(Message::Binary(b"\x00hello ".to_vec().into()))
+        .await
+        .expect("send");
+    ws.send(Message::Binary(b"\x00world\n".to_vec().into()))
+        .await
+        .expect("send");
+    ws.send(Message::Binary(vec![255, 0].into()))
+        .await
+        .expect("close stdin");
     let (got, normal) = collect(&mut ws, false).await;
     assert!(normal);
     assert_eq!(got[&1], b"hello world\n");
@@ -117,9 +127,11 @@ async fn exec_tty_delivers_resizes() {
     let rig = rig().await;
     let url = rig.exec(&["resize", "0"], true, true);
     let (mut ws, _) = connect(&url, "v5.channel.k8s.io").await;
-    ws.send(Message::Binary(b"\x04{\"Width\":100,\"Height\":30}".to_vec().into()))
-        .await
-        .expect("resize");
+    ws.send(Message::Binary(
+        b"\x04{\"Width\":100,\"Height\":30}".to_vec().into(),
+    ))
+    .await
+    .expect("resize");
     let (got, _) = collect(&mut ws, false).await;
     assert_eq!(got[&1], b"100x30\n");
     assert!(!got.contains_key(&2), "no stderr with a tty");
@@ -183,14 +195,19 @@ async fn portforward_channels(protocol: &str, half_close: bool) {
             tx.send(Message::Binary(m.into())).await.expect("send");
         }
         if half_close {
-            tx.send(Message::Binary(vec![255, 0].into())).await.expect("close");
+            tx.send(Message::Binary(vec![255, 0].into()))
+                .await
+                .expect("close");
         }
         tx
     });
     let mut back = Vec::new();
     let mut closed = false;
     while back.len() < data.len() || half_close {
-        match tokio::time::timeout(Duration::from_secs(20), rx.next()).await.expect("in time") {
+        match tokio::time::timeout(Duration::from_secs(20), rx.next())
+            .await
+            .expect("in time")
+        {
             Some(Ok(Message::Binary(b))) => {
                 assert_eq!(b[0], 0, "data channel");
                 back.extend_from_slice(&b[1..]);
