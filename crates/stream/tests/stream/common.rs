@@ -48,7 +48,7 @@ fn file(fd: std::os::fd::OwnedFd) -> std::fs::File {
 impl Fake {
     /// args: [mode, exit code]. Modes: `cat` (stdin → stdout until EOF, then "bye\n" on
     /// stderr), `emit` ("out\n", "err\n"), `resize` (waits for a resize, prints WxH),
-    /// `hang` (never exits), `fail` (the session cannot start).
+    /// `bg` (exits, its output held open), `hang` (never exits), `fail` (the session cannot start).
     fn session(&self, args: &[String], tty: bool) -> Result<StdioSession, RuntimeError> {
         let mode = args.first().cloned().unwrap_or_default();
         let code: i32 = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -77,6 +77,14 @@ impl Fake {
                         }
                     }
                     let _ = stderr.write_all(b"bye\n");
+                }
+                "bg" => {
+                    // Like `sh -c 'sleep 10 & echo out'`: exits, output held open behind it.
+                    let _ = stdout.write_all(b"out\n");
+                    let _ = tx.send(code);
+                    std::thread::sleep(Duration::from_secs(10));
+                    drop((stdout, stderr));
+                    return;
                 }
                 "emit" => {
                     let _ = stdout.write_all(b"out\n");

@@ -236,3 +236,20 @@ async fn portforward_v4_channels_10mb() {
 async fn portforward_v5_channels_half_close() {
     portforward_channels("v5.channel.k8s.io", true).await;
 }
+
+#[tokio::test]
+async fn exit_waits_for_output_only_for_the_drain_timeout() {
+    let rig = rig().await;
+    let url = rig.exec(&["bg", "0"], false, false);
+    let started = std::time::Instant::now();
+    let (mut ws, _) = connect(&url, "v4.channel.k8s.io").await;
+    let (got, normal) = collect(&mut ws, false).await;
+    assert!(normal);
+    assert_eq!(got[&1], b"out\n");
+    assert_eq!(status(&got[&3])["status"], "Success");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+}
