@@ -1,0 +1,7 @@
+//! The streaming server end to end, over real sockets, with fake sessions on real pipes.
+
+mod common;
+mod http;
+mod spdy;
+mod tls;
+mod ws;
