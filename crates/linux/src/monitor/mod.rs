@@ -9,16 +9,20 @@
 //! ([`protocol`]); the monitor's PID is in `<dir>/monitor.pid`, its own diagnostics in
 //! `<dir>/monitor.log`.
 
+mod attach;
 mod cgroups;
 mod channel;
 mod container;
 mod exec;
+mod exec_stream;
+pub mod fdpass;
 mod init_events;
 mod lifecycle;
 pub mod log;
 mod oci;
 mod oci_events;
 pub mod protocol;
+mod reap;
 pub mod records;
 mod server;
 mod sys;
