@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use berth_core::runtime::RuntimeError;
 use berth_core::stream::{AttachRequest, ExecStreamRequest, StdioSession, TtyResizer};
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::unistd::pipe2;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::UnixStream;
@@ -78,20 +78,15 @@ pub async fn exec_stream(
     };
     // The process' fds 0, 1, 2, closed here once they were sent.
     let child: [OwnedFd; 3] = if req.tty {
-        let pty = nix::pty::openpty(None, None).map_err(|e| io(e.into()))?;
-        for fd in [&pty.master, &pty.slave] {
-            fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-                .map_err(|e| io(e.into()))?;
-        }
-        nonblocking(&pty.master).map_err(&io)?;
+        let (master, s) = crate::pty::open().map_err(&io)?;
+        nonblocking(&master).map_err(&io)?;
         if req.stdin {
-            session.stdin = Some(pty.master.try_clone().map_err(&io)?);
+            session.stdin = Some(master.try_clone().map_err(&io)?);
         }
         session.resize = Some(Box::new(PtyResizer {
-            master: pty.master.try_clone().map_err(&io)?,
+            master: master.try_clone().map_err(&io)?,
         }));
-        session.stdout = Some(pty.master);
-        let s = pty.slave;
+        session.stdout = Some(master);
         [s.try_clone().map_err(&io)?, s.try_clone().map_err(&io)?, s]
     } else {
         let stdin = if req.stdin {

@@ -36,6 +36,8 @@ pub struct Exec {
     /// A streamed exec ([`super::exec_stream`]): its stdio is the client's, answered
     /// twice (started, exited).
     pub stream: bool,
+    /// A streamed exec's client was told it runs.
+    pub answered: bool,
 }
 
 impl Exec {
@@ -62,6 +64,7 @@ impl Exec {
             process_file,
             oci,
             stream: true,
+            answered: false,
         }
     }
 
@@ -141,6 +144,7 @@ impl Monitor {
                     process_file: file,
                     oci: cli,
                     stream: false,
+                    answered: false,
                 };
                 self.execs.insert(n, e);
                 None
@@ -199,9 +203,6 @@ impl Monitor {
             match msg {
                 InitMsg::Pid { pid } if pid > 0 && e.pid.is_none() => {
                     e.pid = Some(pid);
-                    if e.stream {
-                        self.exec_stream_started(n);
-                    }
                     if let Some(code) = self.take_unclaimed(pid) {
                         return self.exec_exited(n, code);
                     }
@@ -220,6 +221,9 @@ impl Monitor {
                     n,
                     "the exec init exited without starting the process".into(),
                 );
+            } else if e.stream {
+                // The socket is close-on-exec: EOF means the user's program runs.
+                self.exec_stream_started(n);
             }
         }
     }
@@ -252,6 +256,9 @@ impl Monitor {
         let _ = std::fs::remove_file(&e.process_file);
         let _ = std::fs::remove_file(e.process_file.with_extension("pid"));
         if e.stream {
+            if !e.answered {
+                self.reply_streaming(e.client, &Response::ok());
+            }
             return self.reply(e.client, &Response::exited(code), &[]);
         }
         let header = ExecHeader {

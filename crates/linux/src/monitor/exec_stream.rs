@@ -88,12 +88,13 @@ impl Monitor {
         }
     }
 
-    /// The exec's process runs (its PID is known): tell the client, or, when the client
-    /// is already gone, end it.
+    /// The exec's process runs its program: tell the client, or, when the client is
+    /// already gone, end it.
     pub fn exec_stream_started(&mut self, n: u64) {
-        let Some(e) = self.execs.get(&n) else {
+        let Some(e) = self.execs.get_mut(&n).filter(|e| !e.answered) else {
             return;
         };
+        e.answered = true;
         let (client, pid) = (e.client, e.pid);
         if !self.reply_streaming(client, &Response::ok())
             && let Some(pid) = pid

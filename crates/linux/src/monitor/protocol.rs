@@ -15,7 +15,8 @@
 //!   of a pipe whose write end berthd keeps (stdin), the write ends of pipes whose read ends
 //!   berthd keeps (stdout, stderr).
 //!
-//! Both answer `{"ok":true}` once the session runs (or an error), then a second line
+//! Both answer `{"ok":true}` once the session runs (exec: the process runs its program;
+//! a program that cannot be run is an error answer), then a second line
 //! `{"ok":true,"exit_code":N}` when the exec'd process (or the container) exits. Closing
 //! the connection before that ends the session: a streamed exec's process is SIGKILLed, an
 //! attacher detached.
