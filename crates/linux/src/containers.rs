@@ -7,6 +7,9 @@
 //! A container's CRI runtime handler picks what sets it up: "" and "berth" are berth's
 //! own runtime (`<exe> init`), other names the external OCI runtimes (runc, crun) given
 //! by [`LinuxContainerRuntime::with_oci_runtimes`]. The monitor runs them all the same way.
+//!
+//! Streamed exec and attach keep their connection for the session's life (see
+//! [`crate::sessions`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -262,6 +262,11 @@ async fn exec_with_tty() {
         .unwrap();
     out.wait_for("45 123").await;
     out.wait_for("\nis-a-tty").await;
+    // The terminal is the shell's controlling one: ^C interrupts its foreground job.
+    stdin.write_all(b"sleep 100\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stdin.write_all(b"\x03echo after-int\n").unwrap();
+    out.wait_for("\nafter-int").await;
     stdin.write_all(b"exit 5\n").unwrap();
     assert_eq!(exit_of(s).await, 5);
     out.finish().await;
