@@ -7,6 +7,9 @@
 //! A container's CRI runtime handler picks what sets it up: "" and "berth" are berth's
 //! own runtime (`<exe> init`), other names the external OCI runtimes (runc, crun) given
 //! by [`LinuxContainerRuntime::with_oci_runtimes`]. The monitor runs them all the same way.
+//!
+//! Streamed exec and attach keep their connection for the session's life (see
+//! [`crate::sessions`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -374,20 +377,21 @@ impl ContainerRuntime for LinuxContainerRuntime {
 
     async fn exec_stream(
         &self,
-        _pod_id: &str,
-        _req: &berth_core::stream::ExecStreamRequest,
+        pod_id: &str,
+        req: &berth_core::stream::ExecStreamRequest,
     ) -> Result<berth_core::stream::StdioSession, RuntimeError> {
-        // PLACEHOLDER(streaming): replaced by the monitor's streamed exec.
-        Err(RuntimeError::failed("exec", "streamed exec is being wired"))
+        let stream = or_not_found(self.connect(pod_id, false).await, &req.container_id)?;
+        crate::sessions::exec_stream(stream, req).await
     }
 
     async fn attach(
         &self,
-        _pod_id: &str,
-        _req: &berth_core::stream::AttachRequest,
+        pod_id: &str,
+        req: &berth_core::stream::AttachRequest,
     ) -> Result<berth_core::stream::StdioSession, RuntimeError> {
-        // PLACEHOLDER(streaming): replaced by the monitor's attach.
-        Err(RuntimeError::failed("attach", "attach is being wired"))
+        let stream = or_not_found(self.connect(pod_id, false).await, &req.container_id)?;
+        let sock = self.monitor_dir(pod_id).join(SOCKET);
+        crate::sessions::attach(stream, req, sock).await
     }
 
     async fn release_pod(&self, pod_id: &str) -> Result<(), RuntimeError> {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use berth_core::runtime::{ProcessState, ProcessStatus, StdioConfig};
 
+use super::attach::{self, Attacher, StdinState};
 use super::cgroups;
 use super::channel::{Channel, MonitorMsg};
 use super::log::{LineSplitter, LogFile, Stream};
@@ -58,6 +59,8 @@ pub struct Container {
     pub deadline: Option<Instant>,
     /// External runtime with a tty: where its `create` sends the pty master.
     pub console: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    pub attachers: Vec<Attacher>,
+    pub stdin_state: StdinState,
 }
 
 impl Container {
@@ -82,6 +85,8 @@ impl Container {
             pending_delete: Vec::new(),
             deadline: None,
             console: None,
+            attachers: Vec::new(),
+            stdin_state: StdinState::default(),
         }
     }
 
@@ -139,6 +144,7 @@ impl Container {
         };
         let (data, eof) = sys::read_available(f, READ_BURST);
         lines.feed(&data, &mut self.log);
+        attach::fan_out(&mut self.attachers, &self.rec.id, stream, &data);
         if eof {
             lines.finish(&mut self.log);
             *fd = None;
@@ -155,6 +161,7 @@ impl Container {
         self.stderr = None;
         self.stdin = None;
         self.sock = None;
+        self.attachers.clear();
     }
 }
 
@@ -378,6 +385,7 @@ impl Monitor {
             let resp = self.finish_delete(id);
             self.reply(client, &resp, &[]);
         }
+        self.attach_exited(id, code);
     }
 
     /// A recovered container (not our child) ended; its exit code is lost.

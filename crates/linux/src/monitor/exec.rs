@@ -33,9 +33,41 @@ pub struct Exec {
     /// Run by an external runtime's `exec --detach` (its PID file: `process_file` with
     /// extension "pid").
     pub oci: Option<OciCli>,
+    /// A streamed exec ([`super::exec_stream`]): its stdio is the client's, answered
+    /// twice (started, exited).
+    pub stream: bool,
+    /// A streamed exec's client was told it runs.
+    pub answered: bool,
 }
 
 impl Exec {
+    /// A streamed exec: no output is collected (the process writes to the client's fds).
+    pub fn streamed(
+        client: u64,
+        init_pid: i32,
+        sock: Option<Channel>,
+        process_file: PathBuf,
+        oci: Option<OciCli>,
+    ) -> Self {
+        Exec {
+            client,
+            init_pid,
+            pid: None,
+            sock,
+            stdout: None,
+            stderr: None,
+            out: Vec::new(),
+            err: Vec::new(),
+            max: 0,
+            deadline: None,
+            timed_out: false,
+            process_file,
+            oci,
+            stream: true,
+            answered: false,
+        }
+    }
+
     fn pump(&mut self, stream: Stream) {
         let (fd, buf) = match stream {
             Stream::Stdout => (&mut self.stdout, &mut self.out),
@@ -77,14 +109,20 @@ impl Monitor {
         let cli = OciCli::of(&self.dir, &c.rec);
         let n = self.next_id();
         let file = records::container_dir(&self.dir, id).join(format!("exec-{n}.json"));
+        let captured =
+            || sys::child_stdio(false, false).map_err(|e| format!("creating stdio: {e}"));
         let spawned = match &cli {
             Some(cli) => records::write_json(&file, process)
                 .map_err(|e| format!("writing {}: {e}", file.display()))
-                .and_then(|()| self.spawn_oci_exec(cli, id, &file))
-                .map(|(pid, stdout, stderr)| (pid, None, stdout, stderr)),
-            None => self
-                .spawn_exec(&file, pid, cgroup, &bundle, process)
-                .map(|(pid, sock, stdout, stderr)| (pid, Some(sock), stdout, stderr)),
+                .and_then(|()| captured())
+                .and_then(|p| {
+                    let pid = self.spawn_oci_exec(cli, id, &file, p.child)?;
+                    Ok((pid, None, p.stdout, p.stderr))
+                }),
+            None => captured().and_then(|p| {
+                let (pid, sock) = self.spawn_exec(&file, pid, cgroup, &bundle, process, p.child)?;
+                Ok((pid, Some(sock), p.stdout, p.stderr))
+            }),
         };
         match spawned {
             Ok((init_pid, sock, stdout, stderr)) => {
@@ -105,6 +143,8 @@ impl Monitor {
                     timed_out: false,
                     process_file: file,
                     oci: cli,
+                    stream: false,
+                    answered: false,
                 };
                 self.execs.insert(n, e);
                 None
@@ -116,18 +156,19 @@ impl Monitor {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn spawn_exec(
+    /// Spawns `<exe> init --exec` with `stdio` as its fds 0-2; returns its PID and the
+    /// socket its messages come on.
+    pub fn spawn_exec(
         &self,
         file: &std::path::Path,
         pid: i32,
         cgroup: Option<String>,
         bundle: &str,
         process: &serde_json::Value,
-    ) -> Result<(i32, Channel, OwnedFd, Option<OwnedFd>), String> {
+        stdio: [OwnedFd; 3],
+    ) -> Result<(i32, Channel), String> {
         records::write_json(file, process)
             .map_err(|e| format!("writing {}: {e}", file.display()))?;
-        let pipes = sys::child_stdio(false, false).map_err(|e| format!("creating stdio: {e}"))?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let theirs: OwnedFd = theirs.into();
         let mut args = vec![
@@ -144,25 +185,25 @@ impl Monitor {
         if let Some(cg) = cgroup {
             args.extend(["--cgroup".to_string(), cg]);
         }
-        let init_pid = sys::spawn_with_fd3(&self.exe, &args, pipes.child, &theirs)
+        let init_pid = sys::spawn_with_fd3(&self.exe, &args, stdio, &theirs)
             .map_err(|e| format!("spawning {} init --exec: {e}", self.exe.display()))?;
         let sock = Channel::new(ours).map_err(|e| format!("sync socket: {e}"))?;
-        Ok((init_pid, sock, pipes.stdout, pipes.stderr))
+        Ok((init_pid, sock))
     }
 
     pub fn exec_sock_event(&mut self, n: u64) {
-        let Some(e) = self.execs.get_mut(&n) else {
-            return;
-        };
-        let Some(ch) = &mut e.sock else {
+        let Some(ch) = self.execs.get_mut(&n).and_then(|e| e.sock.as_mut()) else {
             return;
         };
         let (msgs, eof) = ch.read();
         for msg in msgs {
+            let Some(e) = self.execs.get_mut(&n) else {
+                return;
+            };
             match msg {
                 InitMsg::Pid { pid } if pid > 0 && e.pid.is_none() => {
                     e.pid = Some(pid);
-                    if let Some(code) = self.unclaimed.remove(&pid).map(|(c, _)| c) {
+                    if let Some(code) = self.take_unclaimed(pid) {
                         return self.exec_exited(n, code);
                     }
                 }
@@ -170,6 +211,9 @@ impl Monitor {
                 _ => {}
             }
         }
+        let Some(e) = self.execs.get_mut(&n) else {
+            return;
+        };
         if eof {
             e.sock = None;
             if e.pid.is_none() {
@@ -177,6 +221,9 @@ impl Monitor {
                     n,
                     "the exec init exited without starting the process".into(),
                 );
+            } else if e.stream {
+                // The socket is close-on-exec: EOF means the user's program runs.
+                self.exec_stream_started(n);
             }
         }
     }
@@ -208,6 +255,12 @@ impl Monitor {
         e.pump(Stream::Stderr);
         let _ = std::fs::remove_file(&e.process_file);
         let _ = std::fs::remove_file(e.process_file.with_extension("pid"));
+        if e.stream {
+            if !e.answered {
+                self.reply_streaming(e.client, &Response::ok());
+            }
+            return self.reply(e.client, &Response::exited(code), &[]);
+        }
         let header = ExecHeader {
             exit_code: code,
             timed_out: e.timed_out,

@@ -8,17 +8,27 @@
 //! `<dir>/containers/<id>/exit.json`. berthd talks to it over `<dir>/monitor.sock`
 //! ([`protocol`]); the monitor's PID is in `<dir>/monitor.pid`, its own diagnostics in
 //! `<dir>/monitor.log`.
+//!
+//! Streaming sessions pass file descriptors over that socket ([`fdpass`]): a streamed exec
+//! gets its stdio from berthd and the monitor only spawns and reaps it ([`exec_stream`]);
+//! attachers pass pipes that the monitor feeds from the container's output and copies into
+//! its stdin ([`attach`]). A session is its connection: when berthd closes it, the exec is
+//! killed or the attacher detached.
 
+mod attach;
 mod cgroups;
 mod channel;
 mod container;
 mod exec;
+mod exec_stream;
+pub mod fdpass;
 mod init_events;
 mod lifecycle;
 pub mod log;
 mod oci;
 mod oci_events;
 pub mod protocol;
+mod reap;
 pub mod records;
 mod server;
 mod sys;

@@ -115,19 +115,17 @@ impl Monitor {
         }
     }
 
-    /// Runs `<bin> exec --detach` for an exec's process file; returns the command's PID
-    /// and the exec's stdout and stderr.
+    /// Runs `<bin> exec --detach` for an exec's process file, `stdio` passed on to the
+    /// process; returns the command's PID.
     pub fn spawn_oci_exec(
         &mut self,
         cli: &OciCli,
         id: &str,
         process_file: &Path,
-    ) -> Result<(i32, OwnedFd, Option<OwnedFd>), String> {
-        let pipes = sys::child_stdio(false, false).map_err(|e| format!("creating stdio: {e}"))?;
+        stdio: [OwnedFd; 3],
+    ) -> Result<i32, String> {
         let cmd = cli.exec(process_file, &process_file.with_extension("pid"), id);
-        let pid = sys::spawn(cmd, pipes.child)
-            .map_err(|e| format!("spawning {} exec: {e}", cli.bin().display()))?;
-        Ok((pid, pipes.stdout, pipes.stderr))
+        sys::spawn(cmd, stdio).map_err(|e| format!("spawning {} exec: {e}", cli.bin().display()))
     }
 
     pub fn helper_exited(&mut self, helper: Helper, code: i32) {
@@ -225,6 +223,9 @@ impl Monitor {
         match pid {
             Ok(pid) => {
                 e.pid = Some(pid);
+                if e.stream {
+                    self.exec_stream_started(n);
+                }
                 if let Some(code) = self.take_unclaimed(pid) {
                     self.exec_exited(n, code);
                 }

@@ -5,6 +5,21 @@
 //! a connection per request, so dropping a future (a wait that timed out) just closes it.
 //! The exec response is the only one followed by raw bytes: its JSON line carries
 //! `stdout_len` and `stderr_len`, then that many bytes of stdout and of stderr follow.
+//!
+//! Streaming sessions ([`Request::ExecStream`], [`Request::Attach`]) carry file
+//! descriptors: the request line is sent with SCM_RIGHTS ([`super::fdpass`]), the
+//! descriptors attached to its first bytes.
+//! - `exec_stream`: exactly 3, the process' fds 0, 1 and 2 (berthd opens /dev/null for the
+//!   streams the client did not ask for; with a tty, the pty slave three times).
+//! - `attach`: one per stream asked for, in the order stdin, stdout, stderr: the read end
+//!   of a pipe whose write end berthd keeps (stdin), the write ends of pipes whose read ends
+//!   berthd keeps (stdout, stderr).
+//!
+//! Both answer `{"ok":true}` once the session runs (exec: the process runs its program;
+//! a program that cannot be run is an error answer), then a second line
+//! `{"ok":true,"exit_code":N}` when the exec'd process (or the container) exits. Closing
+//! the connection before that ends the session: a streamed exec's process is SIGKILLed, an
+//! attacher detached.
 
 use berth_core::runtime::{ProcessState, RuntimeError, StdioConfig};
 use serde::{Deserialize, Serialize};
@@ -78,6 +93,29 @@ pub enum Request {
     },
     /// Ids of the containers the monitor knows.
     List,
+    /// Runs an extra process in the container on the stdio passed along (3 fds).
+    ExecStream {
+        id: String,
+        process: serde_json::Value,
+        #[serde(default)]
+        tty: bool,
+    },
+    /// Joins the container's stdio (one fd per stream asked for).
+    Attach {
+        id: String,
+        #[serde(default)]
+        stdin: bool,
+        #[serde(default)]
+        stdout: bool,
+        #[serde(default)]
+        stderr: bool,
+    },
+    /// Sets the size of the container's terminal.
+    Resize {
+        id: String,
+        width: u16,
+        height: u16,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -89,6 +127,9 @@ pub struct Response {
     pub exec: Option<ExecHeader>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ids: Option<Vec<String>>,
+    /// The second answer of a streaming session: how its process (container) ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<WireError>,
 }
@@ -128,6 +169,14 @@ impl Response {
         Response {
             ok: true,
             state: Some(state),
+            ..Default::default()
+        }
+    }
+
+    pub fn exited(code: i32) -> Self {
+        Response {
+            ok: true,
+            exit_code: Some(code),
             ..Default::default()
         }
     }

@@ -3,19 +3,17 @@
 //! here (waitpid(-1)); exits are matched to containers and execs by PID.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::sys::signalfd::SignalFd;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use super::container::Container;
 use super::exec::Exec;
+use super::fdpass;
 use super::log::Stream;
 use super::oci::Helper;
 use super::protocol::{Request, Response};
@@ -23,11 +21,9 @@ use super::sys;
 
 /// A request line longer than this closes the connection.
 const MAX_REQUEST: usize = 64 << 20;
-/// How long a reaped PID nobody claimed yet is kept (its pid message may still be queued).
-const UNCLAIMED_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub enum Token {
     Listener,
     Signals,
     Client(u64),
@@ -36,13 +32,19 @@ enum Token {
     Pidfd(String),
     ExecSock(u64),
     ExecOutput(u64, Stream),
+    /// An attacher's stdin (container id, client).
+    AttachIn(String, u64),
+    /// The container's stdin has room again for what attachers wrote.
+    ContainerIn(String),
 }
 
-struct Client {
+pub struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
-    /// A request is being served; the next line waits.
-    busy: bool,
+    /// A request is being served (or a streaming session runs); the next line waits.
+    pub busy: bool,
+    /// Descriptors that came with the request being read ([`super::fdpass`]).
+    fds: Vec<OwnedFd>,
 }
 
 pub struct Monitor {
@@ -50,7 +52,7 @@ pub struct Monitor {
     pub exe: PathBuf,
     listener: UnixListener,
     signals: SignalFd,
-    clients: HashMap<u64, Client>,
+    pub clients: HashMap<u64, Client>,
     next_id: u64,
     pub containers: BTreeMap<String, Container>,
     pub execs: HashMap<u64, Exec>,
@@ -146,6 +148,7 @@ impl Monitor {
             if let Some(p) = &c.pidfd {
                 add(p.as_fd(), libc::POLLIN, Token::Pidfd(id.clone()));
             }
+            c.attach_poll_set(id, &mut add);
         }
         for (id, e) in &self.execs {
             if let Some(ch) = &e.sock {
@@ -199,6 +202,8 @@ impl Monitor {
             Token::Pidfd(id) => self.pidfd_event(&id),
             Token::ExecSock(id) => self.exec_sock_event(id),
             Token::ExecOutput(id, stream) => self.exec_output_event(id, stream),
+            Token::AttachIn(id, client) => self.attach_stdin_event(&id, client),
+            Token::ContainerIn(id) => self.container_stdin_event(&id),
         }
     }
 
@@ -216,6 +221,7 @@ impl Monitor {
                             stream,
                             buf: Vec::new(),
                             busy: false,
+                            fds: Vec::new(),
                         },
                     );
                 }
@@ -231,26 +237,32 @@ impl Monitor {
         };
         if c.busy {
             // Only HUP/ERR are polled for: the client went away; its answer is dropped.
-            self.clients.remove(&id);
-            return;
+            return self.drop_client(id);
         }
         let mut chunk = [0u8; 64 * 1024];
-        match c.stream.read(&mut chunk) {
-            Ok(0) => {
-                self.clients.remove(&id);
-            }
+        match fdpass::recv(&c.stream, &mut chunk, &mut c.fds) {
+            Ok(0) => self.drop_client(id),
             Ok(n) => {
                 c.buf.extend_from_slice(&chunk[..n]);
                 if c.buf.len() > MAX_REQUEST {
-                    self.clients.remove(&id);
+                    self.drop_client(id);
                 }
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => {
-                self.clients.remove(&id);
+            Err(e) => {
+                eprintln!("monitor: client: {e}");
+                self.drop_client(id);
             }
         }
         let _ = revents;
+    }
+
+    /// Forgets a connection; a streaming session it carried ends with it.
+    pub fn drop_client(&mut self, id: u64) {
+        if self.clients.remove(&id).is_some() {
+            self.exec_stream_client_gone(id);
+            self.attach_client_gone(id);
+        }
     }
 
     /// Serves every complete request line of idle clients.
@@ -270,8 +282,10 @@ impl Monitor {
             };
             let line: Vec<u8> = c.buf.drain(..=nl).collect();
             c.busy = true;
+            // Descriptors belong to the request they came with; unused ones are closed.
+            let fds = std::mem::take(&mut c.fds);
             let answer = match serde_json::from_slice::<Request>(&line[..nl]) {
-                Ok(req) => self.dispatch(id, req),
+                Ok(req) => self.dispatch(id, req, fds),
                 Err(e) => Some(Response::error(
                     super::protocol::ErrorKind::InvalidArgument,
                     format!("unreadable request: {e}"),
@@ -284,7 +298,7 @@ impl Monitor {
     }
 
     /// Serves one request; None when the answer comes later (via [`Monitor::reply`]).
-    fn dispatch(&mut self, client: u64, req: Request) -> Option<Response> {
+    fn dispatch(&mut self, client: u64, req: Request, fds: Vec<OwnedFd>) -> Option<Response> {
         match req {
             Request::Create {
                 id,
@@ -315,6 +329,16 @@ impl Monitor {
                 ids: Some(self.containers.keys().cloned().collect()),
                 ..Default::default()
             }),
+            Request::ExecStream { id, process, tty } => {
+                self.exec_stream(client, &id, &process, tty, fds)
+            }
+            Request::Attach {
+                id,
+                stdin,
+                stdout,
+                stderr,
+            } => self.attach(client, &id, [stdin, stdout, stderr], fds),
+            Request::Resize { id, width, height } => Some(self.resize(&id, width, height)),
         }
     }
 
@@ -332,67 +356,7 @@ impl Monitor {
         if ok {
             c.busy = false;
         } else {
-            self.clients.remove(&client);
+            self.drop_client(client);
         }
-    }
-
-    fn reap(&mut self) {
-        loop {
-            let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), 128 + sig as i32),
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    eprintln!("monitor: waitpid: {e}");
-                    break;
-                }
-            };
-            if !self.claim_exit(pid, code) {
-                self.unclaimed.insert(pid, (code, Instant::now()));
-            }
-        }
-        self.unclaimed
-            .retain(|_, (_, at)| at.elapsed() < UNCLAIMED_TTL);
-    }
-
-    /// Hands an exit to its container or exec; false when nobody knows the PID (yet).
-    pub fn claim_exit(&mut self, pid: i32, code: i32) -> bool {
-        if let Some(h) = self.helpers.remove(&pid) {
-            self.helper_exited(h, code);
-            return true;
-        }
-        let container = self
-            .containers
-            .iter()
-            .find(|(_, c)| c.rec.pid == Some(pid) && !c.reaped)
-            .map(|(id, _)| id.clone());
-        if let Some(id) = container {
-            self.container_exited(&id, code);
-            return true;
-        }
-        let exec = self
-            .execs
-            .iter()
-            .find(|(_, e)| e.pid == Some(pid))
-            .map(|(id, _)| *id);
-        if let Some(id) = exec {
-            self.exec_exited(id, code);
-            return true;
-        }
-        // The intermediate init processes: their exit says nothing about the container,
-        // unless the init reported itself as the process (its pid message is still queued).
-        self.containers
-            .values()
-            .any(|c| c.init_pid == pid && c.rec.pid.is_some())
-            || self
-                .execs
-                .values()
-                .any(|e| e.init_pid == pid && e.pid.is_some())
-    }
-
-    /// A reaped PID that nobody claimed yet: taken from the map when its pid message comes.
-    pub fn take_unclaimed(&mut self, pid: i32) -> Option<i32> {
-        self.unclaimed.remove(&pid).map(|(code, _)| code)
     }
 }
