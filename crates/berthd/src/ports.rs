@@ -6,13 +6,16 @@ use anyhow::Context;
 use berth_core::config::Config;
 use berth_core::container::CgroupVersion;
 use berth_core::pod::ports::Network;
+use berth_core::runtime::ContainerRuntime;
 use berth_cri::{ContainerPorts, PodPorts};
 use berth_linux::cgroup::{CgroupMode, DEFAULT_ROOT, LinuxCgroups};
 use berth_linux::containers::LinuxContainerRuntime;
 use berth_linux::net::{BridgeNetwork, CniNetwork};
 use berth_linux::ns::LinuxNamespaces;
 use berth_linux::podfiles::LinuxPodFiles;
+use berth_linux::portforward::NetnsPortForwarder;
 use berth_linux::rootfs::OverlayRootfs;
+use berth_stream::{StreamServer, TlsSettings};
 
 pub fn build(cfg: &Config) -> anyhow::Result<PodPorts> {
     let state_dir = cfg.root_dir.join("network");
@@ -36,10 +39,9 @@ pub fn build(cfg: &Config) -> anyhow::Result<PodPorts> {
     })
 }
 
-pub fn containers(
-    cfg: &Config,
-    streams: Arc<dyn berth_core::stream::StreamService>,
-) -> anyhow::Result<ContainerPorts> {
+/// The container ports, with the streaming server (Exec/Attach/PortForward sessions) that
+/// serves them already listening.
+pub async fn containers(cfg: &Config) -> anyhow::Result<(ContainerPorts, Arc<StreamServer>)> {
     // Monitors and container inits are berthd itself, re-executed.
     let exe = std::env::current_exe().context("locating the berthd binary")?;
     let cgroup_version = match berth_linux::cgroup::mode() {
@@ -48,16 +50,35 @@ pub fn containers(
     };
     let monitor_exe = small_exe().unwrap_or_else(|| exe.clone());
     tracing::info!(monitor = %monitor_exe.display(), "pod monitors");
-    Ok(ContainerPorts {
-        runtime: Arc::new(
-            LinuxContainerRuntime::new(cfg.run_dir.clone(), exe)
-                .with_monitor_exe(monitor_exe)
-                .with_oci_runtimes(cfg.runtime.oci_runtimes.clone()),
-        ),
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(
+        LinuxContainerRuntime::new(cfg.run_dir.clone(), exe)
+            .with_monitor_exe(monitor_exe)
+            .with_oci_runtimes(cfg.runtime.oci_runtimes.clone()),
+    );
+    // The streaming server uses the CRI listener's TLS settings when TCP is on: the
+    // sessions then cross the network too.
+    let tcp = &cfg.grpc.tcp;
+    let tls = tcp.enabled.then(|| TlsSettings {
+        cert: tcp.tls_cert.clone(),
+        key: tcp.tls_key.clone(),
+        client_ca: tcp.client_ca.clone(),
+    });
+    let streams = StreamServer::start(
+        &cfg.streaming,
+        tls,
+        runtime.clone(),
+        Arc::new(NetnsPortForwarder::new()),
+    )
+    .await
+    .context("starting the streaming server ([streaming] address)")?;
+    tracing::info!(address = %streams.local_addr(), "streaming server (exec, attach, port-forward)");
+    let ports = ContainerPorts {
+        runtime,
         rootfs: Arc::new(OverlayRootfs::new()),
-        streams,
+        streams: streams.clone(),
         cgroup_version,
-    })
+    };
+    Ok((ports, streams))
 }
 
 /// `berth-monitor` beside berthd, when installed: the pod monitor and pod init entry points

@@ -1,6 +1,5 @@
 //! The composition root: the one place that knows the real image store and listeners.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,7 +35,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             "BERTHD_FAULT_INJECT is set: RunPodSandbox will fail after this step"
         );
     }
-    let container_ports = crate::ports::containers(&cfg, Arc::new(NoStreams))?;
+    let (container_ports, streams) = crate::ports::containers(&cfg).await?;
     let cri = Cri::new(
         images,
         ports,
@@ -105,21 +104,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     {
         tracing::warn!(error = %e, "removing the CRI socket");
     }
+    // Open exec/attach/port-forward sessions end with the daemon (an exec's process is
+    // killed with its session, as the kubelet's streams end with the kubelet).
+    streams.shutdown().await;
     drop(cri);
     tracing::info!("berthd stopped");
     result
-}
-
-/// PLACEHOLDER(streaming): replaced by the streaming server when it lands.
-struct NoStreams;
-
-impl berth_core::stream::StreamService for NoStreams {
-    fn register(
-        &self,
-        _: berth_core::stream::StreamRequest,
-    ) -> Result<String, berth_core::stream::StreamError> {
-        Err(berth_core::stream::StreamError::Unavailable(
-            "being wired".into(),
-        ))
-    }
 }

@@ -80,7 +80,7 @@ pub fn unpack_layer<R: Read>(
 ) -> Result<UnpackedLayer, UnpackError> {
     let decoded = match compression {
         Compression::None => Decoded::Plain(reader),
-        Compression::Gzip => Decoded::Gzip(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::Gzip => Decoded::Gzip(Box::new(flate2::read::MultiGzDecoder::new(reader))),
         Compression::Zstd => {
             Decoded::Zstd(zstd::stream::read::Decoder::new(reader).map_err(UnpackError::Stream)?)
         }
@@ -104,7 +104,8 @@ pub fn unpack_layer<R: Read>(
 /// The decompressed layer stream (an enum so `R` needs no `'static` bound).
 enum Decoded<R: Read> {
     Plain(R),
-    Gzip(flate2::read::MultiGzDecoder<R>),
+    // Boxed: the zlib-rs backend makes the decoder several hundred bytes.
+    Gzip(Box<flate2::read::MultiGzDecoder<R>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
 }
 
