@@ -483,12 +483,37 @@ async fn exec_stream_with_runc() {
     drop(stdin);
     assert_eq!(exit_of(s).await, 6);
     assert_eq!(out.finish().await, "got it\n");
-    let r = rt
+    // A tty: runc makes the pty inside the container and berthd's session gets its master.
+    let mut s = rt
         .exec_stream(pod, &exec_req("sr1", &["sh"], true, [true, true, false]))
-        .await;
+        .await
+        .expect("runc tty exec");
+    let out = Collector::new(s.stdout.take().unwrap());
+    let mut stdin = blocking(s.stdin.take().unwrap());
+    s.resize
+        .as_ref()
+        .unwrap()
+        .resize(66, 11)
+        .await
+        .expect("resize");
+    stdin
+        .write_all(b"busybox stty size; busybox tty; exit 8\n")
+        .unwrap();
+    assert_eq!(exit_of(s).await, 8);
+    let text = out.finish().await;
     assert!(
-        matches!(&r, Err(RuntimeError::FailedPrecondition { message, .. }) if message.contains("runc")),
-        "{r:?}"
+        text.contains("11 66") && text.contains("/dev/pts/"),
+        "{text:?}"
     );
+    drop(stdin);
+    let files = exec_files(&env, pod, "sr1");
+    assert!(files.is_empty(), "exec files left: {files:?}");
+    let consoles: Vec<_> = std::fs::read_dir(monitor_dir(&env.run_dir, pod))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sock"))
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(consoles.len(), 1, "console sockets left: {consoles:?}");
     finish(&env, &rt, pod, &["sr1"]).await;
 }
