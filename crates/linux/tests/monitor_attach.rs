@@ -90,43 +90,87 @@ async fn attach_output_and_stdin_once() {
     finish(&env, &rt, pod, &["tick", "cat"]).await;
 }
 
+/// A tty container (berth's own runtime, or runc: its pty comes over a console socket)
+/// with stdin: attached input reaches the shell, a resize applies, the exit is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_tty_resize() {
+    const RUNC: &str = "/usr/bin/runc";
     if !root() {
         return;
     }
     let env = Env::new("attty");
-    let rt = env.runtime();
+    let rt = env
+        .runtime()
+        .with_oci_runtimes([("runc".to_string(), RUNC.into())].into());
     let pod = "pod-tt";
-    let mut req = env.bundle(pod, "t", &["sh"], true).await;
-    req.stdio.stdin = true;
-    rt.create(&req).await.expect("create");
-    rt.start(pod, "t").await.expect("start");
-    let mut s = rt
-        .attach(pod, &attach_req("t", true, [true, true, true]))
+    let mut handlers = vec![("", "tberth")];
+    if std::path::Path::new(RUNC).exists() {
+        handlers.push(("runc", "trunc"));
+    }
+    for (handler, id) in &handlers {
+        let mut req = env.bundle(pod, id, &["sh"], true).await;
+        req.handler = handler.to_string();
+        req.stdio.stdin = true;
+        rt.create(&req).await.expect("create");
+        rt.start(pod, id).await.expect("start");
+        let mut s = rt
+            .attach(pod, &attach_req(id, true, [true, true, true]))
+            .await
+            .expect("attach");
+        assert!(s.stderr.is_none(), "a tty has no stderr");
+        let out = Collector::new(s.stdout.take().unwrap());
+        let mut stdin = blocking(s.stdin.take().unwrap());
+        let resize = s.resize.as_ref().unwrap();
+        resize.resize(77, 22).await.expect("resize");
+        stdin.write_all(b"busybox stty size\n").unwrap();
+        out.wait_for("22 77").await;
+        stdin.write_all(b"exit 4\n").unwrap();
+        assert_eq!(exit_of(s).await, 4, "{id}");
+        out.finish().await;
+        drop(stdin);
+        let r = rt
+            .attach(pod, &attach_req(id, true, [false, true, false]))
+            .await;
+        assert!(
+            matches!(r, Err(RuntimeError::FailedPrecondition { .. })),
+            "{r:?}"
+        );
+    }
+    let ids: Vec<&str> = handlers.iter().map(|h| h.1).collect();
+    finish(&env, &rt, pod, &ids).await;
+}
+
+/// An attacher that never reads neither blocks the container nor the other attacher: its
+/// chunks are dropped (and the monitor's log says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_attacher_never_blocks() {
+    if !root() {
+        return;
+    }
+    let env = Env::new("atslow");
+    let rt = env.runtime();
+    let pod = "pod-as";
+    let flood = "sleep 1; yes berth | head -c 3000000; echo; echo END; sleep 1000";
+    running(&env, &rt, pod, "flood", &["sh", "-c", flood], false, false).await;
+    let slow = rt
+        .attach(pod, &attach_req("flood", false, [false, true, false]))
         .await
-        .expect("attach");
-    assert!(s.stderr.is_none(), "a tty has no stderr");
-    let out = Collector::new(s.stdout.take().unwrap());
-    let mut stdin = blocking(s.stdin.take().unwrap());
-    s.resize
-        .as_ref()
-        .unwrap()
-        .resize(77, 22)
+        .expect("attach slow");
+    let mut fast = rt
+        .attach(pod, &attach_req("flood", false, [false, true, false]))
         .await
-        .expect("resize");
-    stdin.write_all(b"busybox stty size\n").unwrap();
-    out.wait_for("22 77").await;
-    stdin.write_all(b"exit 4\n").unwrap();
-    assert_eq!(exit_of(s).await, 4);
-    out.finish().await;
-    drop(stdin);
-    let r = rt
-        .attach(pod, &attach_req("t", true, [false, true, false]))
-        .await;
-    assert!(
-        matches!(r, Err(RuntimeError::FailedPrecondition { .. })),
-        "{r:?}"
-    );
-    finish(&env, &rt, pod, &["t"]).await;
+        .expect("attach fast");
+    let out = Collector::new(fast.stdout.take().unwrap());
+    out.wait_for("\nEND\n").await;
+    let log = env.log_path("flood");
+    eventually("END in the CRI log", || {
+        log_records(&log).last().is_some_and(|r| r.2 == "END")
+    })
+    .await;
+    let mlog = monitor_dir(&env.run_dir, pod).join("monitor.log");
+    let mlog = std::fs::read_to_string(mlog).unwrap();
+    assert!(mlog.contains("reads too slowly"), "{mlog}");
+    drop(slow);
+    drop(fast);
+    finish(&env, &rt, pod, &["flood"]).await;
 }

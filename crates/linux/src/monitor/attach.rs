@@ -262,6 +262,17 @@ impl Monitor {
             return;
         };
         c.stdin_state = StdinState::default();
+        if !c.attachers.is_empty() {
+            // What the container wrote last reaches them before their pipes close (bounded:
+            // a descendant still writing must not hold the loop).
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                for _ in 0..64 {
+                    if !c.pump(stream) {
+                        break;
+                    }
+                }
+            }
+        }
         let clients: Vec<u64> = c.attachers.drain(..).map(|a| a.client).collect();
         for client in clients {
             self.reply(client, &Response::exited(code), &[]);

@@ -37,7 +37,7 @@ impl Collector {
         let (d, e) = (data.clone(), done.clone());
         let mut f = blocking(fd);
         std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
+            let mut buf = vec![0u8; 64 * 1024];
             while let Ok(n) = f.read(&mut buf) {
                 if n == 0 {
                     break;
