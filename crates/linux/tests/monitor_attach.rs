@@ -174,3 +174,47 @@ async fn slow_attacher_never_blocks() {
     drop(fast);
     finish(&env, &rt, pod, &["flood"]).await;
 }
+
+/// Attach before start (as `docker run` does): nothing of the output is missed. With a tty
+/// and stdin_once, closing stdin ends `cat` (the terminal's EOF). A container deleted
+/// before it ran closes its attachers' sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_before_start_and_tty_stdin_once() {
+    if !root() {
+        return;
+    }
+    let env = Env::new("atearly");
+    let rt = env.runtime();
+    let pod = "pod-ae";
+    let mut req = env
+        .bundle(pod, "tcat", &["sh", "-c", "echo first; cat"], true)
+        .await;
+    req.stdio.stdin = true;
+    req.stdio.stdin_once = true;
+    rt.create(&req).await.expect("create");
+    let mut s = rt
+        .attach(pod, &attach_req("tcat", true, [true, true, false]))
+        .await
+        .expect("attach created");
+    let out = Collector::new(s.stdout.take().unwrap());
+    let mut stdin = blocking(s.stdin.take().unwrap());
+    rt.start(pod, "tcat").await.expect("start");
+    out.wait_for("first").await;
+    stdin.write_all(b"hi\n").unwrap();
+    out.wait_for("hi\r\nhi\r\n").await;
+    drop(stdin);
+    assert_eq!(exit_of(s).await, 0);
+    assert!(out.finish().await.starts_with("first\r\n"));
+
+    let req = env.bundle(pod, "never", &["echo", "never"], false).await;
+    rt.create(&req).await.expect("create");
+    let s = rt
+        .attach(pod, &attach_req("never", false, [false, true, true]))
+        .await
+        .expect("attach created");
+    rt.delete(pod, "never").await.expect("delete");
+    let r = tokio::time::timeout(WAIT, s.exit).await.expect("ends");
+    assert!(r.is_err(), "{r:?}");
+    env.remove_bundle("never").await;
+    finish(&env, &rt, pod, &["tcat"]).await;
+}
