@@ -5,8 +5,19 @@
 //! `exit` future, which reads the exit code; dropping it closes the connection, which ends
 //! the session (an exec's process is killed, an attacher detached).
 //!
-//! The session's fds are close-on-exec and non-blocking. A pty master reads EIO once the
-//! terminal's last process closed it: that is its end of stream.
+//! What a consumer (the streaming server, the Docker API) must respect:
+//! - The fds are close-on-exec and non-blocking (wrap them in `tokio::io::unix::AsyncFd`,
+//!   or `tokio::net::unix::pipe` for the pipes). A pty master (tty sessions: `stdout`, and
+//!   `stdin` is a dup of it) reads EIO once the terminal's last process closed it: that is
+//!   its end of stream, like EOF.
+//! - Keep `exit` alive until stdout and stderr are drained: dropping it kills the exec's
+//!   process (attach: detaches). Await `exit`, then read the outputs to their end. For
+//!   attach the end comes at once (the monitor closes the pipes after the exit line);
+//!   for exec it comes when every process holding the pipe is gone, so bound that drain
+//!   (a background child may keep it open).
+//! - Dropping `stdin` closes the process' stdin (not with a tty, whose input only ends with
+//!   the process; send ^D). For attach it closes the container's stdin only when the
+//!   container was created with `stdin_once`.
 //!
 //! [`ContainerRuntime::exec_stream`]: berth_core::runtime::ContainerRuntime::exec_stream
 //! [`ContainerRuntime::attach`]: berth_core::runtime::ContainerRuntime::attach
