@@ -5,8 +5,19 @@
 //! `exit` future, which reads the exit code; dropping it closes the connection, which ends
 //! the session (an exec's process is killed, an attacher detached).
 //!
-//! The session's fds are close-on-exec and non-blocking. A pty master reads EIO once the
-//! terminal's last process closed it: that is its end of stream.
+//! What a consumer (the streaming server, the Docker API) must respect:
+//! - The fds are close-on-exec and non-blocking (wrap them in `tokio::io::unix::AsyncFd`,
+//!   or `tokio::net::unix::pipe` for the pipes). A pty master (tty sessions: `stdout`, and
+//!   `stdin` is a dup of it) reads EIO once the terminal's last process closed it: that is
+//!   its end of stream, like EOF.
+//! - Keep `exit` alive until stdout and stderr are drained: dropping it kills the exec's
+//!   process (attach: detaches). Await `exit`, then read the outputs to their end. For
+//!   attach the end comes at once (the monitor closes the pipes after the exit line);
+//!   for exec it comes when every process holding the pipe is gone, so bound that drain
+//!   (a background child may keep it open).
+//! - Dropping `stdin` closes the process' stdin (not with a tty, whose input only ends with
+//!   the process; send ^D). For attach it closes the container's stdin only when the
+//!   container was created with `stdin_once`.
 //!
 //! [`ContainerRuntime::exec_stream`]: berth_core::runtime::ContainerRuntime::exec_stream
 //! [`ContainerRuntime::attach`]: berth_core::runtime::ContainerRuntime::attach
@@ -19,7 +30,7 @@ use berth_core::runtime::RuntimeError;
 use berth_core::stream::{AttachRequest, ExecStreamRequest, StdioSession, TtyResizer};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::unistd::pipe2;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 
 use crate::monitor::fdpass;
@@ -118,7 +129,22 @@ pub async fn exec_stream(
     let raw: Vec<RawFd> = child.iter().map(AsRawFd::as_raw_fd).collect();
     let conn = start(stream, &wire, &raw, id).await;
     drop(child);
-    session.exit = exit_future(conn?, id.clone());
+    let mut conn = conn?;
+    if let Some(master) = conn.fds.pop().filter(|_| req.tty) {
+        // An external runtime made the terminal inside the container: its master replaces
+        // ours (unused: the process never got our slave).
+        nonblocking(&master).map_err(&io)?;
+        session.stdin = match req.stdin {
+            true => Some(master.try_clone().map_err(&io)?),
+            false => None,
+        };
+        session.resize = Some(Box::new(PtyResizer {
+            master: master.try_clone().map_err(&io)?,
+        }));
+        session.stdout = Some(master);
+    }
+    conn.fds.clear();
+    session.exit = exit_future(conn, id.clone());
     Ok(session)
 }
 
@@ -179,7 +205,9 @@ pub async fn attach(
     let raw: Vec<RawFd> = theirs.iter().map(AsRawFd::as_raw_fd).collect();
     let conn = start(stream, &wire, &raw, id).await;
     drop(theirs);
-    session.exit = exit_future(conn?, id.clone());
+    let mut conn = conn?;
+    conn.fds.clear();
+    session.exit = exit_future(conn, id.clone());
     Ok(session)
 }
 
@@ -190,7 +218,7 @@ async fn start(
     req: &Request,
     fds: &[RawFd],
     id: &str,
-) -> Result<BufReader<UnixStream>, RuntimeError> {
+) -> Result<Conn, RuntimeError> {
     let io = failed("pod monitor");
     let mut line = serde_json::to_vec(req).map_err(|e| io(std::io::Error::other(e)))?;
     line.push(b'\n');
@@ -206,9 +234,14 @@ async fn start(
             }
         };
         stream.write_all(&line[sent..]).await.map_err(&io)?;
-        let mut conn = BufReader::new(stream);
-        let resp = read_answer(&mut conn, id).await?;
-        resp.into_result(id)?;
+        let mut conn = Conn {
+            stream,
+            buf: Vec::new(),
+            fds: Vec::new(),
+            exit_code: None,
+        };
+        let resp = conn.read_answer(id).await?.into_result(id)?;
+        conn.exit_code = resp.exit_code;
         Ok(conn)
     };
     tokio::time::timeout(START_TIMEOUT, run)
@@ -216,23 +249,53 @@ async fn start(
         .map_err(|_| RuntimeError::failed("pod monitor", "no answer within 90s"))?
 }
 
-async fn read_answer(conn: &mut BufReader<UnixStream>, id: &str) -> Result<Response, RuntimeError> {
-    let io = failed("pod monitor");
-    let mut answer = String::new();
-    conn.read_line(&mut answer).await.map_err(&io)?;
-    if answer.is_empty() {
-        return Err(RuntimeError::failed(
-            "pod monitor",
-            format!("container {id}: the monitor closed the session without answering"),
-        ));
-    }
-    serde_json::from_str(&answer)
-        .map_err(|e| io(std::io::Error::other(format!("bad answer {answer:?}: {e}"))))
+/// A session's connection to the monitor. Lines are read with recvmsg, so descriptors that
+/// come with an answer (an external runtime's pty master) are kept.
+struct Conn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    /// The exit came with the first answer.
+    exit_code: Option<i32>,
 }
 
-fn exit_future(mut conn: BufReader<UnixStream>, id: String) -> berth_core::stream::ExitFuture {
+impl Conn {
+    async fn read_answer(&mut self, id: &str) -> Result<Response, RuntimeError> {
+        let io = failed("pod monitor");
+        loop {
+            if let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                return serde_json::from_slice(&line[..nl]).map_err(|e| {
+                    let text = String::from_utf8_lossy(&line);
+                    io(std::io::Error::other(format!("bad answer {text:?}: {e}")))
+                });
+            }
+            self.stream.readable().await.map_err(&io)?;
+            let mut chunk = [0u8; 4096];
+            let read = self.stream.try_io(Interest::READABLE, || {
+                fdpass::recv(&self.stream, &mut chunk, &mut self.fds)
+            });
+            match read {
+                Ok(0) => {
+                    return Err(RuntimeError::failed(
+                        "pod monitor",
+                        format!("container {id}: the monitor closed the session without answering"),
+                    ));
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(io(e)),
+            }
+        }
+    }
+}
+
+fn exit_future(mut conn: Conn, id: String) -> berth_core::stream::ExitFuture {
     Box::pin(async move {
-        let resp = read_answer(&mut conn, &id).await?.into_result(&id)?;
+        if let Some(code) = conn.exit_code {
+            return Ok(code);
+        }
+        let resp = conn.read_answer(&id).await?.into_result(&id)?;
         resp.exit_code.ok_or_else(|| {
             RuntimeError::failed(
                 "pod monitor",

@@ -169,7 +169,10 @@ impl Monitor {
             return Some(Response::not_found(id));
         };
         let refuse = |m: &str| Some(Response::error(ErrorKind::FailedPrecondition, m));
-        if !(c.phase == Phase::Running && c.alive()) {
+        // From creation on (Docker attaches before it starts a container, so nothing of its
+        // output is missed); the CRI asks for a running one and checks that itself.
+        let joinable = matches!(c.phase, Phase::Created | Phase::Starting | Phase::Running);
+        if !(joinable && c.alive()) {
             return refuse("is not running; cannot attach");
         }
         if c.pidfd.is_some() {
@@ -262,9 +265,32 @@ impl Monitor {
             return;
         };
         c.stdin_state = StdinState::default();
+        if !c.attachers.is_empty() {
+            // What the container wrote last reaches them before their pipes close (bounded:
+            // a descendant still writing must not hold the loop).
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                for _ in 0..64 {
+                    if !c.pump(stream) {
+                        break;
+                    }
+                }
+            }
+        }
         let clients: Vec<u64> = c.attachers.drain(..).map(|a| a.client).collect();
         for client in clients {
             self.reply(client, &Response::exited(code), &[]);
+        }
+    }
+
+    /// The container is being forgotten: its attachers' connections are closed (a
+    /// container deleted before it ran has no exit to report).
+    pub fn attach_deleted(&mut self, id: &str) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        let clients: Vec<u64> = c.attachers.drain(..).map(|a| a.client).collect();
+        for client in clients {
+            self.drop_client(client);
         }
     }
 

@@ -133,14 +133,15 @@ impl Container {
         res.map_err(|e| format!("signal {sig}: {e}"))
     }
 
-    /// Logs what the output pipes hold; closes those that ended.
-    pub fn pump(&mut self, stream: Stream) {
+    /// Logs (and fans out to attachers) what the output pipes hold; closes those that
+    /// ended. Returns whether there may be more.
+    pub fn pump(&mut self, stream: Stream) -> bool {
         let (fd, lines) = match stream {
             Stream::Stdout => (&mut self.stdout, &mut self.out_lines),
             Stream::Stderr => (&mut self.stderr, &mut self.err_lines),
         };
         let Some(f) = fd.as_ref() else {
-            return;
+            return false;
         };
         let (data, eof) = sys::read_available(f, READ_BURST);
         lines.feed(&data, &mut self.log);
@@ -149,6 +150,7 @@ impl Container {
             lines.finish(&mut self.log);
             *fd = None;
         }
+        !eof && data.len() >= READ_BURST
     }
 
     /// Flushes partial lines and closes the pipes (delete).

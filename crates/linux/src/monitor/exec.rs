@@ -38,6 +38,9 @@ pub struct Exec {
     pub stream: bool,
     /// A streamed exec's client was told it runs.
     pub answered: bool,
+    /// External runtime with a tty: where its `exec` sends the pty master (passed on to
+    /// the client).
+    pub console: Option<(std::os::unix::net::UnixListener, PathBuf)>,
 }
 
 impl Exec {
@@ -65,6 +68,7 @@ impl Exec {
             oci,
             stream: true,
             answered: false,
+            console: None,
         }
     }
 
@@ -116,7 +120,7 @@ impl Monitor {
                 .map_err(|e| format!("writing {}: {e}", file.display()))
                 .and_then(|()| captured())
                 .and_then(|p| {
-                    let pid = self.spawn_oci_exec(cli, id, &file, p.child)?;
+                    let pid = self.spawn_oci_exec(cli, id, &file, p.child, None)?;
                     Ok((pid, None, p.stdout, p.stderr))
                 }),
             None => captured().and_then(|p| {
@@ -145,6 +149,7 @@ impl Monitor {
                     oci: cli,
                     stream: false,
                     answered: false,
+                    console: None,
                 };
                 self.execs.insert(n, e);
                 None
@@ -223,7 +228,7 @@ impl Monitor {
                 );
             } else if e.stream {
                 // The socket is close-on-exec: EOF means the user's program runs.
-                self.exec_stream_started(n);
+                self.exec_stream_started(n, None);
             }
         }
     }
@@ -233,6 +238,9 @@ impl Monitor {
             return;
         };
         let _ = sys::kill(e.pid.unwrap_or(e.init_pid), libc::SIGKILL);
+        if let Some((_, path)) = &e.console {
+            let _ = std::fs::remove_file(path);
+        }
         let _ = std::fs::remove_file(&e.process_file);
         let _ = std::fs::remove_file(e.process_file.with_extension("pid"));
         let msg = format!("exec failed: {message}");
@@ -257,6 +265,7 @@ impl Monitor {
         let _ = std::fs::remove_file(e.process_file.with_extension("pid"));
         if e.stream {
             if !e.answered {
+                // It ended before its start was seen: both answers, as always.
                 self.reply_streaming(e.client, &Response::ok());
             }
             return self.reply(e.client, &Response::exited(code), &[]);

@@ -6,11 +6,12 @@
 //! exits. The client's connection is the session: when it closes first, the process is
 //! SIGKILLed (and still reaped).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 
 use super::container::Phase;
 use super::exec::Exec;
-use super::oci::{Helper, OciCli};
+use super::oci::{self, Helper, OciCli};
 use super::protocol::{ErrorKind, Response};
 use super::records;
 use super::server::Monitor;
@@ -42,19 +43,6 @@ impl Monitor {
             ));
         };
         let cli = OciCli::of(&self.dir, &c.rec);
-        if tty && let Some(cli) = &cli {
-            // runc/crun make the exec's pty themselves and hand its master over a console
-            // socket; berthd's session owns the pty instead.
-            return Some(Response::error(
-                ErrorKind::FailedPrecondition,
-                format!(
-                    "exec with a tty is not supported for runtime handler {:?} ({}); \
-                     exec without a tty, or use berth's own runtime",
-                    c.rec.handler,
-                    cli.bin().display()
-                ),
-            ));
-        }
         let mut process = process.clone();
         if let Some(p) = process.as_object_mut() {
             p.insert("terminal".into(), tty.into());
@@ -63,10 +51,23 @@ impl Monitor {
         let bundle = c.rec.bundle.clone();
         let n = self.next_id();
         let file = records::container_dir(&self.dir, id).join(format!("exec-{n}.json"));
+        // runc and crun make an exec's pty inside the container and send its master to a
+        // console socket: it is passed on to berthd, whose own pty then goes unused.
+        let mut console = None;
         let spawned = match &cli {
             Some(cli) => records::write_json(&file, &process)
                 .map_err(|e| format!("writing {}: {e}", file.display()))
-                .and_then(|()| self.spawn_oci_exec(cli, id, &file, stdio))
+                .and_then(|()| {
+                    let stdio = match tty {
+                        true => {
+                            console = Some(oci::console_listener(&self.dir, n)?);
+                            null_stdio()?
+                        }
+                        false => stdio,
+                    };
+                    let sock = console.as_ref().map(|(_, p)| p.as_path());
+                    self.spawn_oci_exec(cli, id, &file, stdio, sock)
+                })
                 .map(|pid| (pid, None)),
             None => self
                 .spawn_exec(&file, pid, cgroup, &bundle, &process, stdio)
@@ -77,29 +78,48 @@ impl Monitor {
                 if cli.is_some() {
                     self.helpers.insert(init_pid, Helper::Exec(n));
                 }
-                let e = Exec::streamed(client, init_pid, sock, file, cli);
+                let mut e = Exec::streamed(client, init_pid, sock, file, cli);
+                e.console = console;
                 self.execs.insert(n, e);
                 None
             }
             Err(msg) => {
+                if let Some((_, path)) = console {
+                    let _ = std::fs::remove_file(path);
+                }
                 let _ = std::fs::remove_file(&file);
                 Some(Response::error(ErrorKind::Failed, msg))
             }
         }
     }
 
-    /// The exec's process runs its program: tell the client, or, when the client is
-    /// already gone, end it.
-    pub fn exec_stream_started(&mut self, n: u64) {
+    /// The exec's process runs its program: tell the client (with the pty master an
+    /// external runtime sent to `console`), or, when the client is already gone, end it.
+    pub fn exec_stream_started(&mut self, n: u64, console: Option<UnixListener>) {
         let Some(e) = self.execs.get_mut(&n).filter(|e| !e.answered) else {
             return;
         };
+        let master = match console.map(|l| l.accept().and_then(|(conn, _)| sys::recv_fd(&conn))) {
+            None => None,
+            Some(Ok(fd)) => Some(fd),
+            Some(Err(err)) => {
+                let bin = e.oci.as_ref().map(|c| c.bin().display().to_string());
+                let msg = format!("receiving the tty from {}: {err}", bin.unwrap_or_default());
+                return self.exec_failed(n, msg);
+            }
+        };
         e.answered = true;
         let (client, pid) = (e.client, e.pid);
-        if !self.reply_streaming(client, &Response::ok())
-            && let Some(pid) = pid
-        {
-            let _ = sys::kill(pid, libc::SIGKILL);
+        let fds: Vec<RawFd> = master.iter().map(AsRawFd::as_raw_fd).collect();
+        self.reply_fds(client, &Response::ok(), &[], &fds);
+        drop(master);
+        match self.clients.get_mut(&client) {
+            Some(c) => c.busy = true,
+            None => {
+                if let Some(pid) = pid {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                }
+            }
         }
     }
 
@@ -128,4 +148,9 @@ impl Monitor {
             None => false,
         }
     }
+}
+
+fn null_stdio() -> Result<[OwnedFd; 3], String> {
+    let null = || sys::dev_null().map_err(|e| format!("/dev/null: {e}"));
+    Ok([null()?, null()?, null()?])
 }

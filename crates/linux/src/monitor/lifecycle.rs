@@ -100,6 +100,7 @@ impl Monitor {
 
     /// Forgets a container whose processes are gone: pipes, cgroup, state dir.
     pub fn finish_delete(&mut self, id: &str) -> Response {
+        self.attach_deleted(id);
         let Some(c) = self.containers.get_mut(id) else {
             return Response::ok();
         };

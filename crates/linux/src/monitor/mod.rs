@@ -10,9 +10,9 @@
 //! `<dir>/monitor.log`.
 //!
 //! Streaming sessions pass file descriptors over that socket ([`fdpass`]): a streamed exec
-//! gets its stdio from berthd and the monitor only spawns and reaps it ([`exec_stream`]);
+//! gets its stdio from berthd and the monitor only spawns and reaps it (`exec_stream.rs`);
 //! attachers pass pipes that the monitor feeds from the container's output and copies into
-//! its stdin ([`attach`]). A session is its connection: when berthd closes it, the exec is
+//! its stdin (`attach.rs`). A session is its connection: when berthd closes it, the exec is
 //! killed or the attacher detached.
 
 mod attach;

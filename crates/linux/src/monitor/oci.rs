@@ -102,9 +102,21 @@ impl OciCli {
 
     /// Detached exec: the CLI exits once the process runs, which is then reparented to
     /// the monitor and reaped like the container's process.
-    pub fn exec(&self, process_file: &Path, pid_file: &Path, id: &str) -> Command {
+    /// With `console`, the process' `terminal` is true: the runtime makes its pty inside
+    /// the container and sends the master to that socket.
+    pub fn exec(
+        &self,
+        process_file: &Path,
+        pid_file: &Path,
+        console: Option<&Path>,
+        id: &str,
+    ) -> Command {
         let mut cmd = self.command();
-        cmd.args(["exec", "--detach", "--pid-file"])
+        cmd.args(["exec", "--detach"]);
+        if let Some(sock) = console {
+            cmd.arg("--console-socket").arg(sock);
+        }
+        cmd.arg("--pid-file")
             .arg(pid_file)
             .arg("--process")
             .arg(process_file)

@@ -123,8 +123,14 @@ impl Monitor {
         id: &str,
         process_file: &Path,
         stdio: [OwnedFd; 3],
+        console: Option<&Path>,
     ) -> Result<i32, String> {
-        let cmd = cli.exec(process_file, &process_file.with_extension("pid"), id);
+        let cmd = cli.exec(
+            process_file,
+            &process_file.with_extension("pid"),
+            console,
+            id,
+        );
         sys::spawn(cmd, stdio).map_err(|e| format!("spawning {} exec: {e}", cli.bin().display()))
     }
 
@@ -220,11 +226,15 @@ impl Monitor {
             (_, Some(cli)) => Err(cli.failure("exec", &format!("exit status {code}"))),
             (_, None) => Err(format!("exit status {code}")),
         };
+        let console = e.console.take();
+        if let Some((_, path)) = &console {
+            let _ = std::fs::remove_file(path);
+        }
         match pid {
             Ok(pid) => {
                 e.pid = Some(pid);
                 if e.stream {
-                    self.exec_stream_started(n);
+                    self.exec_stream_started(n, console.map(|(l, _)| l));
                 }
                 if let Some(code) = self.take_unclaimed(pid) {
                     self.exec_exited(n, code);

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{ErrorKind, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -344,12 +344,24 @@ impl Monitor {
 
     /// Answers `client` (if still connected) with `resp` followed by raw `tail` bytes.
     pub fn reply(&mut self, client: u64, resp: &Response, tail: &[&[u8]]) {
+        self.reply_fds(client, resp, tail, &[]);
+    }
+
+    /// [`Monitor::reply`] with descriptors attached to the answer's first bytes.
+    pub fn reply_fds(&mut self, client: u64, resp: &Response, tail: &[&[u8]], fds: &[RawFd]) {
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
         let mut line = serde_json::to_vec(resp).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
         line.push(b'\n');
-        let mut ok = c.stream.write_all(&line).is_ok();
+        let sent = match fds {
+            [] => Ok(0),
+            _ => fdpass::send(&c.stream, &line, fds),
+        };
+        let mut ok = match sent {
+            Ok(n) => c.stream.write_all(&line[n..]).is_ok(),
+            Err(_) => false,
+        };
         for t in tail {
             ok = ok && c.stream.write_all(t).is_ok();
         }
