@@ -114,6 +114,27 @@ impl CtrSpec {
         self
     }
 
+    /// The last mount added becomes recursive read-only (`recursive_read_only`).
+    pub fn recursive_read_only(mut self) -> Self {
+        if let Some(m) = self.config.mounts.last_mut() {
+            m.recursive_read_only = true;
+        }
+        self
+    }
+
+    /// The last mount added gets `propagation`.
+    pub fn propagation(mut self, p: cri::MountPropagation) -> Self {
+        if let Some(m) = self.config.mounts.last_mut() {
+            m.propagation = p as i32;
+        }
+        self
+    }
+
+    pub fn groups_policy(mut self, p: cri::SupplementalGroupsPolicy) -> Self {
+        self.security().supplemental_groups_policy = p as i32;
+        self
+    }
+
     pub fn user(mut self, uid: i64) -> Self {
         self.security().run_as_user = Some(cri::Int64Value { value: uid });
         self

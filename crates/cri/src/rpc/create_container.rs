@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use berth_api::cri::{CreateContainerRequest, CreateContainerResponse};
 use berth_core::container::record::{
-    CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, container_name_key,
+    CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, ProcessUser, container_name_key,
 };
 use berth_core::container::{self, CgroupCaps, ContainerInput, ImageConfig, SeccompProfile};
 use berth_core::image::Image;
@@ -58,6 +58,17 @@ pub async fn handle(
     }
     let target_pid = target_pid(cri, &cfg).await;
     let ccfg = convert::config(&cfg, target_pid).map_err(invalid)?;
+    if let Some(m) = ccfg.mounts.iter().find(|m| m.recursive_read_only)
+        && !cri
+            .info
+            .features_of(&pod.runtime_handler)
+            .recursive_read_only_mounts
+    {
+        return Err(invalid(format!(
+            "mount {:?} asks for recursive_read_only, which runtime handler {:?} cannot do on this node",
+            m.container_path, pod.runtime_handler
+        )));
+    }
     let image = cri.images.find(&image_name).ok_or_else(|| {
         Status::not_found(format!(
             "image {image_name:?} is not present on this node; pull it first"
@@ -105,6 +116,7 @@ pub async fn handle(
         stop_signal: None,
         handler: pod.runtime_handler.clone(),
         config: ccfg,
+        user: None,
     };
     let lock = c.lock_of(&id).lock_owned().await;
     c.store.put(&rec).map_err(store_status)?;
@@ -235,6 +247,7 @@ async fn create(
         seccomp_localhost: seccomp_localhost.as_deref(),
     })
     .map_err(|e| Status::invalid_argument(format!("CreateContainer {}: {e}", rec.name)))?;
+    rec.user = spec.process().as_ref().map(|p| ProcessUser::from(p.user()));
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| Status::internal(e.to_string()))?;
     write_atomic(&rec.bundle.join("config.json"), &json)
         .map_err(|e| rt_status(RuntimeError::failed("writing config.json", e)))?;
