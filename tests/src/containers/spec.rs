@@ -130,6 +130,20 @@ impl CtrSpec {
         self
     }
 
+    /// `namespace_options.userns_options` (see [`crate::pods::userns_options`]).
+    pub fn userns(
+        mut self,
+        mode: cri::NamespaceMode,
+        uids: &[(u32, u32, u32)],
+        gids: &[(u32, u32, u32)],
+    ) -> Self {
+        self.security()
+            .namespace_options
+            .get_or_insert_with(Default::default)
+            .userns_options = Some(crate::pods::userns_options(mode, uids, gids));
+        self
+    }
+
     pub fn groups_policy(mut self, p: cri::SupplementalGroupsPolicy) -> Self {
         self.security().supplemental_groups_policy = p as i32;
         self

@@ -58,6 +58,23 @@ pub async fn handle(
     }
     let target_pid = target_pid(cri, &cfg).await;
     let ccfg = convert::config(&cfg, target_pid).map_err(invalid)?;
+    let ns_opts = cfg
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    // A container shares its pod's user namespace; it may restate the pod's mapping (as
+    // the kubelet does) but not ask for another, nor for the node's in a pod that has one.
+    if ns_opts.is_some_and(|o| o.userns_options.is_some()) {
+        let asked = crate::pods::convert::userns("container", ns_opts).map_err(invalid)?;
+        if asked != pod.userns {
+            return Err(invalid(format!(
+                "namespace_options.userns_options {} differs from its pod's {} (containers share the pod's user namespace)",
+                describe_userns(asked.as_ref()),
+                describe_userns(pod.userns.as_ref())
+            )));
+        }
+    }
     if let Some(m) = ccfg.mounts.iter().find(|m| m.recursive_read_only)
         && !cri
             .info
@@ -166,6 +183,13 @@ async fn target_pid(cri: &Cri, cfg: &berth_api::cri::ContainerConfig) -> Option<
         .await
         .ok()?
         .pid
+}
+
+fn describe_userns(u: Option<&berth_core::pod::userns::UserNamespace>) -> String {
+    match u {
+        None => "(the node's user namespace)".into(),
+        Some(u) => format!("(uids {:?}, gids {:?})", u.uids, u.gids),
+    }
 }
 
 fn new_id(key: &str) -> String {
