@@ -43,6 +43,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         RuntimeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             config: cfg.clone(),
+            handler_features: berth_linux::features::probe(&cfg.runtime.oci_runtimes),
         },
         fault_inject,
     )

@@ -10,11 +10,13 @@ mod records;
 mod rpc;
 mod runtime_service;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_api::cri::image_service_server::ImageServiceServer;
 use berth_api::cri::runtime_service_server::RuntimeServiceServer;
 use berth_core::config::Config;
+use berth_core::handler_features::HandlerFeatures;
 use berth_core::image::ImageStore;
 pub use containers::ContainerPorts;
 use containers::Containers;
@@ -30,6 +32,16 @@ pub use error::image_error_status;
 pub struct RuntimeInfo {
     pub version: String,
     pub config: Config,
+    /// What each handler can do, by name ("" and "berth" are berth's own runtime); a
+    /// handler missing here supports none of the optional features.
+    pub handler_features: BTreeMap<String, HandlerFeatures>,
+}
+
+impl RuntimeInfo {
+    pub fn features_of(&self, handler: &str) -> HandlerFeatures {
+        let name = if handler.is_empty() { "berth" } else { handler };
+        self.handler_features.get(name).copied().unwrap_or_default()
+    }
 }
 
 /// Shared state of both services.

@@ -26,6 +26,7 @@ async fn clients(
         berth_cri::RuntimeInfo {
             version: "test".into(),
             config: env.config(),
+            handler_features: Default::default(),
         },
         None,
     )

@@ -4,7 +4,9 @@
 
 pub mod cgroup;
 pub mod containers;
+pub mod features;
 pub mod monitor;
+pub mod mount_api;
 pub mod net;
 pub mod ns;
 pub mod podfiles;

@@ -114,6 +114,41 @@ impl CtrSpec {
         self
     }
 
+    /// The last mount added becomes recursive read-only (`recursive_read_only`).
+    pub fn recursive_read_only(mut self) -> Self {
+        if let Some(m) = self.config.mounts.last_mut() {
+            m.recursive_read_only = true;
+        }
+        self
+    }
+
+    /// The last mount added gets `propagation`.
+    pub fn propagation(mut self, p: cri::MountPropagation) -> Self {
+        if let Some(m) = self.config.mounts.last_mut() {
+            m.propagation = p as i32;
+        }
+        self
+    }
+
+    /// `namespace_options.userns_options` (see [`crate::pods::userns_options`]).
+    pub fn userns(
+        mut self,
+        mode: cri::NamespaceMode,
+        uids: &[(u32, u32, u32)],
+        gids: &[(u32, u32, u32)],
+    ) -> Self {
+        self.security()
+            .namespace_options
+            .get_or_insert_with(Default::default)
+            .userns_options = Some(crate::pods::userns_options(mode, uids, gids));
+        self
+    }
+
+    pub fn groups_policy(mut self, p: cri::SupplementalGroupsPolicy) -> Self {
+        self.security().supplemental_groups_policy = p as i32;
+        self
+    }
+
     pub fn user(mut self, uid: i64) -> Self {
         self.security().run_as_user = Some(cri::Int64Value { value: uid });
         self

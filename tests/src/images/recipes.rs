@@ -17,7 +17,8 @@ pub const APPLETS: &[&str] = &[
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
 tester:x:1000:1000:tester:/home/tester:/bin/sh\n\
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
-const GROUP: &str = "root:x:0:\ntester:x:1000:\nnogroup:x:65534:\n";
+// tester is a member of staff: SupplementalGroupsPolicy Merge adds it, Strict leaves it out.
+const GROUP: &str = "root:x:0:\nstaff:x:50:tester\ntester:x:1000:\nnogroup:x:65534:\n";
 
 /// Layer 1: the filesystem skeleton and the busybox binary.
 fn base_layer(busybox: &[u8]) -> LayerBuilder {

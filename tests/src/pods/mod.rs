@@ -206,6 +206,17 @@ impl PodSpec {
         self
     }
 
+    /// `namespace_options.userns_options` with `mode` and (container, host, length) maps.
+    pub fn userns(
+        mut self,
+        mode: cri::NamespaceMode,
+        uids: &[(u32, u32, u32)],
+        gids: &[(u32, u32, u32)],
+    ) -> Self {
+        self.ns_options().userns_options = Some(userns_options(mode, uids, gids));
+        self
+    }
+
     pub fn pid_mode(mut self, m: cri::NamespaceMode) -> Self {
         self.ns_options().pid = m as i32;
         self
@@ -213,6 +224,28 @@ impl PodSpec {
 
     pub fn build(&self) -> cri::PodSandboxConfig {
         self.config.clone()
+    }
+}
+
+/// A CRI `UserNamespace` with `mode` and (container, host, length) mappings.
+pub fn userns_options(
+    mode: cri::NamespaceMode,
+    uids: &[(u32, u32, u32)],
+    gids: &[(u32, u32, u32)],
+) -> cri::UserNamespace {
+    let maps = |v: &[(u32, u32, u32)]| {
+        v.iter()
+            .map(|&(container_id, host_id, length)| cri::IdMapping {
+                container_id,
+                host_id,
+                length,
+            })
+            .collect()
+    };
+    cri::UserNamespace {
+        mode: mode as i32,
+        uids: maps(uids),
+        gids: maps(gids),
     }
 }
 

@@ -48,7 +48,8 @@ pub enum Propagation {
     Bidirectional,
 }
 
-/// CRI `Mount` (SELinux relabel and idmaps are not supported and ignored).
+/// CRI `Mount` (SELinux relabel and per-mount idmaps are not supported and ignored; a pod
+/// with a user namespace idmaps every bind mount with the pod's mapping).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Mount {
@@ -56,6 +57,8 @@ pub struct Mount {
     pub host_path: String,
     pub readonly: bool,
     pub propagation: Propagation,
+    /// Read-only all the way down (submounts too); needs `readonly` and private propagation.
+    pub recursive_read_only: bool,
 }
 
 /// CRI `Device`.
@@ -125,6 +128,17 @@ pub enum PidMode {
     Target { pid: i32 },
 }
 
+/// CRI `SupplementalGroupsPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupplementalGroupsPolicy {
+    /// The request's groups plus the user's memberships in the image's /etc/group.
+    #[default]
+    Merge,
+    /// Only the request's groups (and the primary gid): the image cannot add any.
+    Strict,
+}
+
 /// CRI `LinuxContainerSecurityContext`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -140,6 +154,8 @@ pub struct SecurityContext {
     pub run_as_username: String,
     pub readonly_rootfs: bool,
     pub supplemental_groups: Vec<i64>,
+    /// Whether the image's /etc/group memberships join `supplemental_groups`.
+    pub supplemental_groups_policy: SupplementalGroupsPolicy,
     pub no_new_privs: bool,
     /// None: containerd's defaults. (Protobuf cannot tell an empty list from an absent one;
     /// the cri crate maps both to None, which is what containerd ends up doing too.)

@@ -24,7 +24,7 @@ use oci_spec::runtime::{Linux, Process, Root, Spec};
 
 pub use config::{
     Capabilities, ContainerConfig, Device, HugepageLimit, ImageConfig, Mount, PidMode, Propagation,
-    Resources, SeccompProfile, SecurityContext,
+    Resources, SeccompProfile, SecurityContext, SupplementalGroupsPolicy,
 };
 pub use devices::{DeviceKind, DeviceNode};
 pub use resources::{CgroupCaps, CgroupVersion};

@@ -124,6 +124,22 @@ pub fn mounts(
                 reason: format!("empty host path for {}", m.container_path),
             });
         }
+        if m.recursive_read_only && !m.readonly {
+            return Err(SpecError::Invalid {
+                field: "mount recursive_read_only",
+                value: m.container_path.clone(),
+                reason: "a recursive read-only mount must also be readonly".into(),
+            });
+        }
+        if m.recursive_read_only && m.propagation != Propagation::Private {
+            return Err(SpecError::Invalid {
+                field: "mount recursive_read_only",
+                value: m.container_path.clone(),
+                reason: "a recursive read-only mount needs private propagation \
+                         (mounts propagated into it later would be writable)"
+                    .into(),
+            });
+        }
         cri.push((dst, m.clone()));
     }
 
@@ -144,6 +160,7 @@ pub fn mounts(
                     host_path: pod_dir.join(file).to_string_lossy().into_owned(),
                     readonly,
                     propagation: Propagation::Private,
+                    recursive_read_only: false,
                 },
             ));
         }
@@ -181,7 +198,12 @@ pub fn mounts(
         b.set_destination(dst);
         b.set_typ(Some("bind".into()));
         b.set_source(Some(PathBuf::from(&m.host_path)));
-        b.set_options(Some(vec!["rbind".into(), prop.into(), rw.into()]));
+        let mut options = vec!["rbind".to_string(), prop.into(), rw.into()];
+        if m.recursive_read_only {
+            // OCI's `rro`: the runtime applies MOUNT_ATTR_RDONLY with AT_RECURSIVE.
+            options.push("rro".into());
+        }
+        b.set_options(Some(options));
         all.push(b);
     }
     // Stable: equal depths keep their order (standard mounts, pod files, CRI mounts).
@@ -199,6 +221,7 @@ mod tests {
             host_path: src.into(),
             readonly: ro,
             propagation: p,
+            recursive_read_only: false,
         }
     }
 
@@ -338,6 +361,29 @@ mod tests {
         // The pod's shm is a bind of the pod, not a standard mount: it stays, after /dev.
         assert_eq!(find(&ms, "/dev").typ().as_deref(), Some("bind"));
         assert!(d.contains(&"/dev/shm".to_string()));
+    }
+
+    #[test]
+    fn recursive_read_only_needs_readonly_and_private() {
+        let rro = |ro, p| config::Mount {
+            recursive_read_only: true,
+            ..cri("/data", "/h/data", ro, p)
+        };
+        let mut c = ContainerConfig {
+            mounts: vec![rro(true, Propagation::Private)],
+            ..Default::default()
+        };
+        let (ms, _) = mounts(&c, Path::new("/p")).unwrap();
+        assert_eq!(opts(find(&ms, "/data")), ["rbind", "rprivate", "ro", "rro"]);
+        c.mounts = vec![rro(false, Propagation::Private)];
+        let e = mounts(&c, Path::new("/p")).unwrap_err().to_string();
+        assert!(
+            e.contains("recursive_read_only") && e.contains("readonly"),
+            "{e}"
+        );
+        c.mounts = vec![rro(true, Propagation::HostToContainer)];
+        let e = mounts(&c, Path::new("/p")).unwrap_err().to_string();
+        assert!(e.contains("private propagation"), "{e}");
     }
 
     #[test]

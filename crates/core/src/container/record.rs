@@ -50,6 +50,28 @@ pub struct ContainerRecord {
     pub handler: String,
     /// The core-native container config (for status, exec, updates).
     pub config: super::ContainerConfig,
+    /// The identity the first process starts with (from the spec), for `ContainerStatus.user`;
+    /// None in records written before berth recorded it.
+    #[serde(default)]
+    pub user: Option<ProcessUser>,
+}
+
+/// uid, gid and supplemental groups of a container's first process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub supplemental_groups: Vec<u32>,
+}
+
+impl From<&oci_spec::runtime::User> for ProcessUser {
+    fn from(u: &oci_spec::runtime::User) -> Self {
+        Self {
+            uid: u.uid(),
+            gid: u.gid(),
+            supplemental_groups: u.additional_gids().clone().unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -136,6 +158,7 @@ mod tests {
             stop_signal: None,
             handler: String::new(),
             config: Default::default(),
+            user: None,
         };
         assert!(r.transition(ContainerState::Running).is_err());
         r.transition(ContainerState::Created).unwrap();

@@ -43,6 +43,7 @@ fn pod() -> PodRecord {
         ip: None,
         additional_ips: vec![],
         config: serde_json::Value::Null,
+        userns: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use oci_spec::runtime::User;
 
 use super::SpecError;
-use super::config::SecurityContext;
+use super::config::{SecurityContext, SupplementalGroupsPolicy};
 
 struct PasswdEntry<'a> {
     name: &'a str,
@@ -136,7 +136,8 @@ fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<(u32
 }
 
 /// The OCI user: uid, gid and additional gids (sorted, deduplicated: the primary gid, the
-/// groups of /etc/group listing the user as a member, and `supplemental_groups`).
+/// groups of /etc/group listing the user as a member unless the policy is Strict, and
+/// `supplemental_groups`).
 pub fn user(
     sc: &SecurityContext,
     image_user: &str,
@@ -167,7 +168,8 @@ pub fn user(
         Err(_) => Some(member_key),
     };
     let mut gids = BTreeSet::from([gid]);
-    if let Some(name) = name {
+    let merge = sc.supplemental_groups_policy == SupplementalGroupsPolicy::Merge;
+    if let Some(name) = name.filter(|_| merge) {
         gids.extend(
             group_entries(group)
                 .filter(|g| g.name != name && g.members.contains(&name.as_str()))
@@ -267,6 +269,27 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(run(&sc, "").unwrap(), (1000, 7, vec![7, 10, 50, 100]));
+    }
+
+    #[test]
+    fn strict_policy_leaves_out_the_image_groups() {
+        let mut sc = SecurityContext {
+            run_as_user: Some(1000),
+            run_as_group: Some(3000),
+            supplemental_groups: vec![4000],
+            ..Default::default()
+        };
+        assert_eq!(
+            run(&sc, "").unwrap(),
+            (1000, 3000, vec![10, 50, 3000, 4000])
+        );
+        sc.supplemental_groups_policy = SupplementalGroupsPolicy::Strict;
+        assert_eq!(run(&sc, "").unwrap(), (1000, 3000, vec![3000, 4000]));
+        assert_eq!(
+            run(&sc, "app").unwrap(),
+            (1000, 3000, vec![3000, 4000]),
+            "the image user's memberships are left out too"
+        );
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod ipam;
 pub mod ports;
 pub mod record;
 pub mod sysctl;
+pub mod userns;
 
 pub use record::{NamespaceMode, PodRecord, PodState};

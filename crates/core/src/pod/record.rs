@@ -114,6 +114,9 @@ pub struct PodRecord {
     pub additional_ips: Vec<IpAddr>,
     /// The CRI PodSandboxConfig as received, JSON, for verbose status and containers.
     pub config: serde_json::Value,
+    /// The pod's own user namespace (`userns_options` mode POD); None: the node's.
+    #[serde(default)]
+    pub userns: Option<super::userns::UserNamespace>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -186,6 +189,7 @@ mod tests {
             ip: None,
             additional_ips: vec![],
             config: serde_json::Value::Null,
+            userns: None,
         }
     }
 

@@ -6,7 +6,7 @@ use berth_api::cri;
 use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::container::{
     Capabilities, ContainerConfig, Device, HugepageLimit, Mount, PidMode, Propagation, Resources,
-    SeccompProfile, SecurityContext,
+    SeccompProfile, SecurityContext, SupplementalGroupsPolicy,
 };
 
 pub fn resources(r: &cri::LinuxContainerResources) -> Resources {
@@ -131,6 +131,7 @@ pub fn config(
                     host_path: m.host_path.clone(),
                     readonly: m.readonly,
                     propagation,
+                    recursive_read_only: m.recursive_read_only,
                 }
             })
             .collect(),
@@ -160,6 +161,18 @@ pub fn config(
             run_as_username: sc.run_as_username.clone(),
             readonly_rootfs: sc.readonly_rootfs,
             supplemental_groups: sc.supplemental_groups.clone(),
+            supplemental_groups_policy: match cri::SupplementalGroupsPolicy::try_from(
+                sc.supplemental_groups_policy,
+            ) {
+                Ok(cri::SupplementalGroupsPolicy::Merge) => SupplementalGroupsPolicy::Merge,
+                Ok(cri::SupplementalGroupsPolicy::Strict) => SupplementalGroupsPolicy::Strict,
+                Err(_) => {
+                    return Err(format!(
+                        "supplemental_groups_policy {} is neither Merge (0) nor Strict (1)",
+                        sc.supplemental_groups_policy
+                    ));
+                }
+            },
             no_new_privs: sc.no_new_privs,
             masked_paths: list(&sc.masked_paths),
             readonly_paths: list(&sc.readonly_paths),
@@ -235,6 +248,7 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
                 container_path: m.container_path.clone(),
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
+                recursive_read_only: m.recursive_read_only,
                 propagation: match m.propagation {
                     Propagation::Private => cri::MountPropagation::PropagationPrivate as i32,
                     Propagation::HostToContainer => {
@@ -279,7 +293,13 @@ pub fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             windows: None,
         }),
         image_id: r.image_id.clone(),
-        user: None,
+        user: r.user.as_ref().map(|u| cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: u.uid.into(),
+                gid: u.gid.into(),
+                supplemental_groups: u.supplemental_groups.iter().map(|&g| g.into()).collect(),
+            }),
+        }),
     }
 }
 

@@ -7,6 +7,7 @@ use berth_api::cri;
 use berth_core::pod::record::{
     DnsConfig, NamespaceMode, NamespaceModes, PodRecord, PodState, PortMapping, Protocol,
 };
+use berth_core::pod::userns::{IdMapping, UserNamespace};
 
 /// Reads the namespace modes a pod asks for. CRI's zero value is POD; TARGET makes no sense
 /// for a pod.
@@ -38,6 +39,48 @@ pub fn modes(config: &cri::PodSandboxConfig) -> Result<NamespaceModes, String> {
         pid: one("pid", opts.pid, true)?,
         ipc: one("ipc", opts.ipc, false)?,
     })
+}
+
+/// The CRI mappings as core's.
+fn id_mappings(maps: &[cri::IdMapping]) -> Vec<IdMapping> {
+    maps.iter()
+        .map(|m| IdMapping {
+            container_id: m.container_id,
+            host_id: m.host_id,
+            length: m.length,
+        })
+        .collect()
+}
+
+/// `namespace_options.userns_options` of a pod or container (`what` names it in errors):
+/// None for the node's user namespace (NODE, or no options at all, as older kubelets send),
+/// the checked mappings for POD. CONTAINER and TARGET are not modes a user namespace has.
+pub fn userns(
+    what: &str,
+    opts: Option<&cri::NamespaceOption>,
+) -> Result<Option<UserNamespace>, String> {
+    let Some(u) = opts.and_then(|o| o.userns_options.as_ref()) else {
+        return Ok(None);
+    };
+    match cri::NamespaceMode::try_from(u.mode) {
+        Ok(cri::NamespaceMode::Node) if u.uids.is_empty() && u.gids.is_empty() => Ok(None),
+        Ok(cri::NamespaceMode::Node) => Err(format!(
+            "{what} namespace_options.userns_options: mode NODE takes no uid/gid mappings"
+        )),
+        Ok(cri::NamespaceMode::Pod) => {
+            UserNamespace::new(id_mappings(&u.uids), id_mappings(&u.gids))
+                .map(Some)
+                .map_err(|e| format!("{what} namespace_options.userns_options: {e}"))
+        }
+        Ok(m) => Err(format!(
+            "{what} namespace_options.userns_options: mode {} is not supported (only POD and NODE)",
+            m.as_str_name()
+        )),
+        Err(_) => Err(format!(
+            "{what} namespace_options.userns_options: mode {} is not a namespace mode",
+            u.mode
+        )),
+    }
 }
 
 fn mode_to_cri(m: NamespaceMode) -> i32 {
@@ -229,6 +272,73 @@ mod tests {
             }))
             .is_err()
         );
+    }
+
+    #[test]
+    fn user_namespace_options() {
+        let map = |c, h, l| cri::IdMapping {
+            container_id: c,
+            host_id: h,
+            length: l,
+        };
+        let opts = |mode: cri::NamespaceMode, uids, gids| cri::NamespaceOption {
+            userns_options: Some(cri::UserNamespace {
+                mode: mode as i32,
+                uids,
+                gids,
+            }),
+            ..Default::default()
+        };
+        let kubelet = vec![map(0, 65536, 65536)];
+        assert_eq!(userns("pod", None), Ok(None));
+        assert_eq!(
+            userns("pod", Some(&cri::NamespaceOption::default())),
+            Ok(None)
+        );
+        assert_eq!(
+            userns("pod", Some(&opts(cri::NamespaceMode::Node, vec![], vec![]))),
+            Ok(None)
+        );
+        let u = userns(
+            "pod",
+            Some(&opts(
+                cri::NamespaceMode::Pod,
+                kubelet.clone(),
+                kubelet.clone(),
+            )),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(u.host_uid(0), Some(65536));
+        for (o, want) in [
+            (
+                opts(cri::NamespaceMode::Target, vec![], vec![]),
+                "TARGET is not supported",
+            ),
+            (
+                opts(cri::NamespaceMode::Container, vec![], vec![]),
+                "CONTAINER is not supported",
+            ),
+            (
+                opts(cri::NamespaceMode::Pod, vec![], kubelet.clone()),
+                "uid mappings are missing",
+            ),
+            (
+                opts(
+                    cri::NamespaceMode::Pod,
+                    kubelet.clone(),
+                    vec![map(0, 1, 10), map(5, 100, 10)],
+                ),
+                "overlap",
+            ),
+            (
+                opts(cri::NamespaceMode::Node, kubelet.clone(), kubelet.clone()),
+                "NODE takes no",
+            ),
+        ] {
+            let e = userns("pod", Some(&o)).unwrap_err();
+            assert!(e.contains(want) && e.contains("userns_options"), "{e}");
+        }
     }
 
     #[test]

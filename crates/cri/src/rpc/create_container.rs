@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use berth_api::cri::{CreateContainerRequest, CreateContainerResponse};
 use berth_core::container::record::{
-    CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, container_name_key,
+    CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, ProcessUser, container_name_key,
 };
 use berth_core::container::{self, CgroupCaps, ContainerInput, ImageConfig, SeccompProfile};
 use berth_core::image::Image;
@@ -58,6 +58,34 @@ pub async fn handle(
     }
     let target_pid = target_pid(cri, &cfg).await;
     let ccfg = convert::config(&cfg, target_pid).map_err(invalid)?;
+    let ns_opts = cfg
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    // A container shares its pod's user namespace; it may restate the pod's mapping (as
+    // the kubelet does) but not ask for another, nor for the node's in a pod that has one.
+    if ns_opts.is_some_and(|o| o.userns_options.is_some()) {
+        let asked = crate::pods::convert::userns("container", ns_opts).map_err(invalid)?;
+        if asked != pod.userns {
+            return Err(invalid(format!(
+                "namespace_options.userns_options {} differs from its pod's {} (containers share the pod's user namespace)",
+                describe_userns(asked.as_ref()),
+                describe_userns(pod.userns.as_ref())
+            )));
+        }
+    }
+    if let Some(m) = ccfg.mounts.iter().find(|m| m.recursive_read_only)
+        && !cri
+            .info
+            .features_of(&pod.runtime_handler)
+            .recursive_read_only_mounts
+    {
+        return Err(invalid(format!(
+            "mount {:?} asks for recursive_read_only, which runtime handler {:?} cannot do on this node",
+            m.container_path, pod.runtime_handler
+        )));
+    }
     let image = cri.images.find(&image_name).ok_or_else(|| {
         Status::not_found(format!(
             "image {image_name:?} is not present on this node; pull it first"
@@ -105,6 +133,7 @@ pub async fn handle(
         stop_signal: None,
         handler: pod.runtime_handler.clone(),
         config: ccfg,
+        user: None,
     };
     let lock = c.lock_of(&id).lock_owned().await;
     c.store.put(&rec).map_err(store_status)?;
@@ -154,6 +183,13 @@ async fn target_pid(cri: &Cri, cfg: &berth_api::cri::ContainerConfig) -> Option<
         .await
         .ok()?
         .pid
+}
+
+fn describe_userns(u: Option<&berth_core::pod::userns::UserNamespace>) -> String {
+    match u {
+        None => "(the node's user namespace)".into(),
+        Some(u) => format!("(uids {:?}, gids {:?})", u.uids, u.gids),
+    }
 }
 
 fn new_id(key: &str) -> String {
@@ -235,6 +271,7 @@ async fn create(
         seccomp_localhost: seccomp_localhost.as_deref(),
     })
     .map_err(|e| Status::invalid_argument(format!("CreateContainer {}: {e}", rec.name)))?;
+    rec.user = spec.process().as_ref().map(|p| ProcessUser::from(p.user()));
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| Status::internal(e.to_string()))?;
     write_atomic(&rec.bundle.join("config.json"), &json)
         .map_err(|e| rt_status(RuntimeError::failed("writing config.json", e)))?;

@@ -106,6 +106,21 @@ fn validate(cri: &Cri, config: &PodSandboxConfig, handler: &str) -> Result<PodRe
         )));
     }
     let modes = convert::modes(config).map_err(invalid)?;
+    let userns = convert::userns(
+        "pod",
+        config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref()),
+    )
+    .map_err(invalid)?;
+    if userns.is_some() && !cri.info.features_of(handler).user_namespaces {
+        return Err(invalid(format!(
+            "runtime handler {handler:?} cannot run pods in a user namespace on this node \
+             (Status reports user_namespaces per handler); use mode NODE (hostUsers: true)"
+        )));
+    }
     let port_mappings = convert::port_mappings(config).map_err(invalid)?;
     let sysctls = config
         .linux
@@ -165,6 +180,7 @@ fn validate(cri: &Cri, config: &PodSandboxConfig, handler: &str) -> Result<PodRe
         ip: None,
         additional_ips: Vec::new(),
         config: config_json,
+        userns,
     })
 }
 

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use berth_api::cri::{
-    RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
-    StatusResponse,
+    RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
+    StatusRequest, StatusResponse,
 };
 use tonic::Status;
 
@@ -42,15 +42,23 @@ pub fn handle(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions }),
         info,
-        // The default handler ("") and every configured one; none supports recursive
-        // read-only mounts or user namespaces yet.
+        // The default handler ("") and every configured one, each with what it can do.
         runtime_handlers: std::iter::once(String::new())
             .chain(cri.info.config.runtime.handlers.iter().cloned())
-            .map(|name| RuntimeHandler {
-                name,
-                features: Some(RuntimeHandlerFeatures::default()),
+            .map(|name| {
+                let f = cri.info.features_of(&name);
+                RuntimeHandler {
+                    name,
+                    features: Some(RuntimeHandlerFeatures {
+                        recursive_read_only_mounts: f.recursive_read_only_mounts,
+                        user_namespaces: f.user_namespaces,
+                    }),
+                }
             })
             .collect(),
-        features: None,
+        // SupplementalGroupsPolicy and ContainerStatus.user are berth's own (spec building).
+        features: Some(RuntimeFeatures {
+            supplemental_groups_policy: true,
+        }),
     })
 }

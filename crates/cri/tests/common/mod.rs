@@ -446,6 +446,14 @@ impl Env {
             RuntimeInfo {
                 version: "test".into(),
                 config: self.config(),
+                handler_features: [(
+                    "berth".to_string(),
+                    berth_core::handler_features::HandlerFeatures {
+                        recursive_read_only_mounts: true,
+                        user_namespaces: true,
+                    },
+                )]
+                .into(),
             },
             fault.map(String::from),
         )

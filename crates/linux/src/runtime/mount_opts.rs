@@ -11,6 +11,8 @@ pub struct MountOpts {
     /// Options the filesystem interprets (mode=755, size=..., newinstance...).
     pub data: Vec<String>,
     pub bind: bool,
+    /// `rro`: read-only recursively (mount_setattr), submounts included.
+    pub recursive_readonly: bool,
 }
 
 impl Default for MountOpts {
@@ -20,6 +22,7 @@ impl Default for MountOpts {
             propagation: Vec::new(),
             data: Vec::new(),
             bind: false,
+            recursive_readonly: false,
         }
     }
 }
@@ -59,6 +62,10 @@ pub fn parse(options: &[String]) -> MountOpts {
             "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "rro" => {
+                o.recursive_readonly = true;
+                (MsFlags::MS_RDONLY, MsFlags::empty())
+            }
             "bind" => {
                 o.bind = true;
                 (MsFlags::MS_BIND, MsFlags::empty())

@@ -112,6 +112,17 @@ pub fn mount_one(rootfs: &Path, bundle: &Path, m: &Mount, cgroups: &CgroupSource
         if !remount_flags(&o).is_empty() {
             remount(&dest, remount_flags(&o))?;
         }
+        if o.recursive_readonly {
+            crate::mount_api::make_recursive_readonly(&dest).map_err(|e| {
+                InitError::new(
+                    format!("mount {what} recursively read-only (rro)"),
+                    format!(
+                        "{}: {e} (mount_setattr needs Linux 5.12 or later)",
+                        dest.display()
+                    ),
+                )
+            })?;
+        }
         return set_propagation(&dest, &o.propagation);
     }
     if typ == "cgroup" || typ == "cgroup2" {
