@@ -366,3 +366,7 @@ async fn ping_loop(shared: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -35,6 +35,8 @@ mod dictionary;
 mod driver;
 mod error;
 mod frame;
+#[cfg(test)]
+mod go_fixture;
 mod headers;
 mod session;
 mod stream;

@@ -1,0 +1,432 @@
+//! A session of ours against a hand-driven peer speaking raw frames (Go's bytes included).
+
+use super::*;
+use crate::frame::{GOAWAY_OK, RST_CANCEL};
+use crate::go_fixture::GO_FRAMES;
+use http::HeaderValue;
+use tokio::io::DuplexStream;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+struct RawPeer {
+    io: DuplexStream,
+    comp: HeaderCompressor,
+    dec: HeaderDecompressor,
+}
+
+impl RawPeer {
+    fn new(io: DuplexStream) -> RawPeer {
+        RawPeer {
+            io,
+            comp: HeaderCompressor::new().expect("compressor"),
+            dec: HeaderDecompressor::new(),
+        }
+    }
+
+    async fn send(&mut self, f: Frame) {
+        let mut b = BytesMut::new();
+        frame::encode(&f, &mut self.comp, &mut b).expect("encode");
+        self.io.write_all(&b).await.expect("send");
+    }
+
+    async fn recv(&mut self) -> Option<Frame> {
+        tokio::time::timeout(LIMIT, read_frame(&mut self.io, &mut self.dec, 1 << 20))
+            .await
+            .expect("peer waited too long")
+            .expect("frame")
+    }
+
+    /// The next frame that is not a WINDOW_UPDATE.
+    async fn recv_skipping_updates(&mut self) -> Option<Frame> {
+        loop {
+            match self.recv().await {
+                Some(Frame::WindowUpdate { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+fn server_with_raw_peer(cfg: Config) -> (Session, Acceptor, RawPeer) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (s, acc) = spawn(b, cfg, true);
+    (s, acc, RawPeer::new(a))
+}
+
+fn syn(id: u32, flags: u8, kind: &'static str) -> Frame {
+    let mut headers = HeaderMap::new();
+    headers.insert("streamtype", HeaderValue::from_static(kind));
+    Frame::SynStream {
+        id,
+        associated: 0,
+        priority: 0,
+        flags,
+        headers,
+    }
+}
+
+#[tokio::test]
+async fn decodes_frames_written_by_go() {
+    let mut r = &GO_FRAMES[..];
+    let mut dec = HeaderDecompressor::new();
+    let mut frames = Vec::new();
+    while let Some(f) = read_frame(&mut r, &mut dec, 1 << 20).await.expect("frame") {
+        frames.push(f);
+    }
+    let mut error = HeaderMap::new();
+    error.insert("streamtype", HeaderValue::from_static("error"));
+    let mut stdout = HeaderMap::new();
+    stdout.insert("streamtype", HeaderValue::from_static("stdout"));
+    let want = vec![
+        Frame::SynStream {
+            id: 1,
+            associated: 0,
+            priority: 0,
+            flags: 0,
+            headers: error,
+        },
+        Frame::Data {
+            id: 1,
+            flags: FLAG_FIN,
+            data: Bytes::new(),
+        },
+        Frame::SynStream {
+            id: 3,
+            associated: 0,
+            priority: 0,
+            flags: 0,
+            headers: stdout,
+        },
+        Frame::Data {
+            id: 3,
+            flags: 0,
+            data: Bytes::from_static(b"hello"),
+        },
+        Frame::Ping(1),
+        Frame::SynReply {
+            id: 2,
+            flags: 0,
+            headers: HeaderMap::new(),
+        },
+        Frame::RstStream {
+            id: 3,
+            status: RST_CANCEL,
+        },
+        Frame::GoAway {
+            last_good: 0,
+            status: GOAWAY_OK,
+        },
+    ];
+    assert_eq!(frames, want);
+}
+
+#[tokio::test]
+async fn our_non_header_frames_match_go_byte_for_byte() {
+    // Go's bytes for DATA(1, FIN), PING(1), RST_STREAM(3, CANCEL), GOAWAY(0, OK).
+    let mut comp = HeaderCompressor::new().expect("compressor");
+    let mut out = BytesMut::new();
+    for f in [
+        Frame::Data {
+            id: 1,
+            flags: FLAG_FIN,
+            data: Bytes::new(),
+        },
+        Frame::Ping(1),
+        Frame::RstStream {
+            id: 3,
+            status: RST_CANCEL,
+        },
+        Frame::GoAway {
+            last_good: 0,
+            status: GOAWAY_OK,
+        },
+    ] {
+        frame::encode(&f, &mut comp, &mut out).expect("encode");
+    }
+    let go = [
+        &GO_FRAMES[49..57],
+        &GO_FRAMES[103..115],
+        &GO_FRAMES[137..153],
+        &GO_FRAMES[153..169],
+    ]
+    .concat();
+    assert_eq!(&out[..], &go[..]);
+}
+
+#[tokio::test]
+async fn serves_a_go_client() {
+    let (_s, mut acc, mut peer) = server_with_raw_peer(Config::default());
+    peer.io.write_all(&GO_FRAMES[..115]).await.expect("write"); // up to and with the PING
+    let mut error = tokio::time::timeout(LIMIT, acc.accept())
+        .await
+        .expect("accept")
+        .expect("stream");
+    assert_eq!(error.id(), 1);
+    assert_eq!(error.headers().get("streamtype").expect("type"), "error");
+    let mut stdout = acc.accept().await.expect("stream");
+    assert_eq!(stdout.headers().get("streamtype").expect("type"), "stdout");
+    let mut got = Vec::new();
+    error.read_to_end(&mut got).await.expect("read");
+    assert!(got.is_empty());
+    let mut hello = [0u8; 5];
+    stdout.read_exact(&mut hello).await.expect("read");
+    assert_eq!(&hello, b"hello");
+    // Replies in order, then the PING echo.
+    let replies: Vec<Frame> = vec![
+        peer.recv().await.expect("f"),
+        peer.recv().await.expect("f"),
+        peer.recv().await.expect("f"),
+    ];
+    assert!(
+        matches!(replies[0], Frame::SynReply { id: 1, flags: 0, ref headers } if headers.is_empty())
+    );
+    assert!(matches!(
+        replies[1],
+        Frame::SynReply {
+            id: 3,
+            flags: 0,
+            ..
+        }
+    ));
+    assert_eq!(replies[2], Frame::Ping(1));
+    // The rest of Go's bytes: a stray SYN_REPLY, RST of stream 3, GOAWAY.
+    peer.io.write_all(&GO_FRAMES[115..]).await.expect("write");
+    let mut b = [0u8; 1];
+    let err = stdout.read(&mut b).await.expect_err("reset");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    error
+        .write_all(b"{}")
+        .await
+        .expect("error stream still writable");
+    drop(error); // the peer finished it, so the drop sends our FIN
+    assert_eq!(
+        peer.recv_skipping_updates().await,
+        Some(Frame::Data {
+            id: 1,
+            flags: 0,
+            data: Bytes::from_static(b"{}")
+        })
+    );
+    assert_eq!(
+        peer.recv_skipping_updates().await,
+        Some(Frame::Data {
+            id: 1,
+            flags: FLAG_FIN,
+            data: Bytes::new()
+        })
+    );
+}
+
+#[tokio::test]
+async fn fin_and_unidirectional_syn_stream() {
+    let (_s, mut acc, mut peer) = server_with_raw_peer(Config::default());
+    peer.send(syn(1, FLAG_FIN | FLAG_UNIDIRECTIONAL, "error"))
+        .await;
+    let mut s = acc.accept().await.expect("stream");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.expect("EOF at once");
+    assert!(
+        s.write_all(b"x").await.is_err(),
+        "unidirectional: we may not send"
+    );
+    assert!(matches!(
+        peer.recv().await,
+        Some(Frame::SynReply { id: 1, .. })
+    ));
+}
+
+#[tokio::test]
+async fn bad_stream_ids_are_reset_and_the_session_goes_on() {
+    let (_s, mut acc, mut peer) = server_with_raw_peer(Config::default());
+    peer.send(syn(2, 0, "stdout")).await; // even: a server id
+    assert_eq!(
+        peer.recv().await,
+        Some(Frame::RstStream {
+            id: 2,
+            status: RST_PROTOCOL_ERROR
+        })
+    );
+    peer.send(syn(5, 0, "stdout")).await;
+    peer.send(syn(3, 0, "stdout")).await; // not increasing
+    assert!(matches!(
+        peer.recv().await,
+        Some(Frame::SynReply { id: 5, .. })
+    ));
+    assert_eq!(
+        peer.recv().await,
+        Some(Frame::RstStream {
+            id: 3,
+            status: RST_PROTOCOL_ERROR
+        })
+    );
+    assert_eq!(acc.accept().await.expect("stream").id(), 5);
+}
+
+#[tokio::test]
+async fn malformed_frame_ends_the_session_with_goaway() {
+    let (s, mut acc, mut peer) = server_with_raw_peer(Config::default());
+    peer.send(syn(1, 0, "stdout")).await;
+    let mut stream = acc.accept().await.expect("stream");
+    // A PING whose length says 5.
+    peer.io
+        .write_all(&[0x80, 3, 0, 6, 0, 0, 0, 5, 0, 0, 0, 1, 0])
+        .await
+        .expect("write");
+    assert!(matches!(
+        peer.recv().await,
+        Some(Frame::SynReply { id: 1, .. })
+    ));
+    assert_eq!(
+        peer.recv().await,
+        Some(Frame::GoAway {
+            last_good: 1,
+            status: GOAWAY_PROTOCOL_ERROR
+        })
+    );
+    assert_eq!(peer.recv().await, None, "connection closed after GOAWAY");
+    tokio::time::timeout(LIMIT, s.closed())
+        .await
+        .expect("closed");
+    let mut b = [0u8; 1];
+    assert!(stream.read(&mut b).await.is_err());
+    assert!(acc.accept().await.is_none());
+}
+
+#[tokio::test]
+async fn garbage_header_block_ends_the_session() {
+    let (s, _acc, mut peer) = server_with_raw_peer(Config::default());
+    // SYN_STREAM whose header block is not zlib.
+    let mut f = vec![0x80, 3, 0, 1, 0, 0, 0, 14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    f.extend_from_slice(b"junk");
+    peer.io.write_all(&f).await.expect("write");
+    assert!(matches!(
+        peer.recv().await,
+        Some(Frame::GoAway {
+            status: GOAWAY_PROTOCOL_ERROR,
+            ..
+        })
+    ));
+    tokio::time::timeout(LIMIT, s.closed())
+        .await
+        .expect("closed");
+}
+
+#[tokio::test]
+async fn consumed_data_is_acknowledged_with_window_updates() {
+    let (_s, mut acc, mut peer) = server_with_raw_peer(Config::default());
+    peer.send(syn(1, 0, "stdin")).await;
+    let mut s = acc.accept().await.expect("stream");
+    assert!(matches!(
+        peer.recv().await,
+        Some(Frame::SynReply { id: 1, .. })
+    ));
+    for _ in 0..4 {
+        peer.send(Frame::Data {
+            id: 1,
+            flags: 0,
+            data: Bytes::from(vec![7u8; 16 << 10]),
+        })
+        .await;
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    s.read_exact(&mut buf).await.expect("read");
+    let mut stream_acked = 0;
+    let mut session_acked = 0;
+    while stream_acked < (64 << 10) || session_acked < (64 << 10) {
+        match peer.recv().await {
+            Some(Frame::WindowUpdate { id: 1, delta }) => stream_acked += delta,
+            Some(Frame::WindowUpdate { id: 0, delta }) => session_acked += delta,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn pings_are_sent_and_echoed() {
+    let cfg = Config {
+        ping_interval: Some(Duration::from_millis(20)),
+        ..Config::default()
+    };
+    let (_s, _acc, mut peer) = server_with_raw_peer(cfg);
+    assert_eq!(
+        peer.recv().await,
+        Some(Frame::Ping(2)),
+        "server pings are even"
+    );
+    assert_eq!(peer.recv().await, Some(Frame::Ping(4)));
+    peer.send(Frame::Ping(7)).await;
+    loop {
+        match peer.recv().await {
+            Some(Frame::Ping(7)) => break,
+            Some(Frame::Ping(id)) => assert_eq!(id % 2, 0),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn peer_vanishing_mid_frame_ends_everything() {
+    let (s, mut acc, mut peer) = server_with_raw_peer(Config::default());
+    peer.send(syn(1, 0, "stdin")).await;
+    let mut stream = acc.accept().await.expect("stream");
+    // Half a DATA frame, then the connection is gone.
+    peer.io
+        .write_all(&[0, 0, 0, 1, 0, 0, 0, 100, 1, 2, 3])
+        .await
+        .expect("write");
+    drop(peer);
+    let mut b = [0u8; 8];
+    let err = tokio::time::timeout(LIMIT, stream.read(&mut b))
+        .await
+        .expect("read returned")
+        .expect_err("no FIN");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
+    tokio::time::timeout(LIMIT, s.closed())
+        .await
+        .expect("closed");
+    assert!(acc.accept().await.is_none());
+    assert!(
+        s.open(HeaderMap::new(), false).await.is_err(),
+        "no opens on an ended session"
+    );
+}
+
+#[tokio::test]
+async fn goaway_from_peer_stops_new_opens_but_not_running_streams() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (client, _acc) = spawn(a, Config::default(), false);
+    let mut peer = RawPeer::new(b);
+    let open = tokio::spawn({
+        let client = client.clone();
+        async move { client.open(HeaderMap::new(), false).await }
+    });
+    assert!(matches!(
+        peer.recv().await,
+        Some(Frame::SynStream { id: 1, .. })
+    ));
+    peer.send(Frame::SynReply {
+        id: 1,
+        flags: 0,
+        headers: HeaderMap::new(),
+    })
+    .await;
+    let mut stream = open.await.expect("task").expect("open");
+    peer.send(Frame::GoAway {
+        last_good: 0,
+        status: GOAWAY_OK,
+    })
+    .await;
+    peer.send(Frame::Data {
+        id: 1,
+        flags: FLAG_FIN,
+        data: Bytes::from_static(b"still here"),
+    })
+    .await;
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).await.expect("read");
+    assert_eq!(got, b"still here");
+    assert!(matches!(
+        client.open(HeaderMap::new(), false).await,
+        Err(Error::GoneAway)
+    ));
+}
