@@ -15,6 +15,7 @@ pub mod procs;
 pub mod proxy;
 pub mod registry;
 pub mod skip;
+pub mod stream_client;
 
 pub use berthd::{Berthd, BerthdOptions};
 pub use images::{BuiltImage, PlatformImage, TestImage};
