@@ -38,11 +38,17 @@ where
         }
         .instrument(span),
     );
+    let guard = shared.new_guard();
     (
         Session {
             shared: shared.clone(),
+            guard: guard.clone(),
         },
-        Acceptor { rx, shared },
+        Acceptor {
+            rx,
+            shared,
+            _guard: guard,
+        },
     )
 }
 
@@ -254,7 +260,7 @@ async fn on_syn_stream(
                 headers: HeaderMap::new(),
             },
         );
-        Stream::new(s, shared.clone(), headers)
+        Stream::new(s, shared.clone(), headers, shared.guard())
     };
     if let Err(mpsc::error::SendError(stream)) = tx.send(stream).await {
         stream.refuse();
@@ -345,6 +351,8 @@ async fn write_side<W: AsyncWrite + Unpin>(mut w: W, shared: Arc<Shared>) {
     }
     shared.writer_done.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
+    // Closing (GOAWAY written) or broken: either way the session is over.
+    shared.end();
 }
 
 async fn ping_loop(shared: Arc<Shared>) {

@@ -430,3 +430,42 @@ async fn goaway_from_peer_stops_new_opens_but_not_running_streams() {
         Err(Error::GoneAway)
     ));
 }
+
+#[tokio::test]
+async fn dropping_every_handle_closes_the_session() {
+    let (s, acc, mut peer) = server_with_raw_peer(Config::default());
+    peer.send(syn(1, 0, "stdout")).await;
+    assert!(matches!(
+        peer.recv().await,
+        Some(Frame::SynReply { id: 1, .. })
+    ));
+    let mut acc = acc;
+    let stream = acc.accept().await.expect("stream");
+    let finished = s.shared.finished.subscribe();
+    drop(s);
+    drop(acc);
+    // The stream still holds the session open.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!*finished.borrow());
+    drop(stream); // RST (the peer had not finished), then GOAWAY, then EOF
+    assert_eq!(
+        peer.recv().await,
+        Some(Frame::RstStream {
+            id: 1,
+            status: RST_CANCEL
+        })
+    );
+    assert_eq!(
+        peer.recv().await,
+        Some(Frame::GoAway {
+            last_good: 1,
+            status: GOAWAY_OK
+        })
+    );
+    assert_eq!(peer.recv().await, None);
+    let mut finished = finished;
+    tokio::time::timeout(LIMIT, finished.wait_for(|f| *f))
+        .await
+        .expect("driver finished")
+        .expect("watch");
+}
