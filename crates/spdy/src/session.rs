@@ -252,9 +252,14 @@ impl Session {
     pub async fn close(&self) {
         self.shared.begin_close();
         let mut finished = self.shared.finished.subscribe();
-        let graceful =
-            tokio::time::timeout(self.shared.cfg.close_timeout, finished.wait_for(|f| *f)).await;
-        if graceful.is_err() {
+        // The watch `Ref` must be dropped inside the block: it is not Send.
+        let wait = async move {
+            let _ = finished.wait_for(|f| *f).await;
+        };
+        let graceful = tokio::time::timeout(self.shared.cfg.close_timeout, wait)
+            .await
+            .is_ok();
+        if !graceful {
             // The peer does not take our bytes; stop waiting for it.
             self.shared.end();
         }

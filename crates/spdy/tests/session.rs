@@ -293,3 +293,17 @@ async fn refused_when_the_acceptor_is_gone() {
         Ok(_) => panic!("want REFUSED_STREAM, got a stream"),
     }
 }
+
+#[test]
+fn handles_and_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (client, server, mut acceptor) = pair(Config::default());
+        send(&client.close());
+        send(&client.closed());
+        send(&client.open(HeaderMap::new(), false));
+        send(&acceptor.accept());
+        drop(server);
+    });
+}

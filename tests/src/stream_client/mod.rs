@@ -22,6 +22,9 @@ pub mod protocol;
 mod upgrade;
 mod ws_io;
 
+#[cfg(test)]
+mod loopback_tests;
+
 pub use portforward::{PortForwardConn, PortForwardTransport, PortForwarder, port_forward};
 pub use protocol::TerminalSize;
 

@@ -1,0 +1,381 @@
+//! The client against a small kubelet-like server on loopback (berth-spdy server side,
+//! tungstenite server side), so every transport is exercised before berthd serves them.
+
+use super::protocol::*;
+use super::ws_io::WsIo;
+use super::*;
+use futures::{SinkExt, StreamExt};
+use http::HeaderMap;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue as WsHeaderValue;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f).await.expect("timed out")
+}
+
+/// Accepts one connection, answers the SPDY upgrade choosing `choose` from the offered
+/// protocols (checking it was offered), and returns the server session.
+async fn spdy_server(
+    l: TcpListener,
+    choose: &'static str,
+) -> (berth_spdy::Session, berth_spdy::Acceptor) {
+    let (mut tcp, _) = l.accept().await.expect("accept");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "client closed during the request");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(&buf).expect("request");
+    assert_eq!(req.method, Some("POST"));
+    let offered: Vec<String> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-stream-protocol-version"))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        .collect();
+    assert!(
+        offered.iter().any(|p| p == choose),
+        "{choose} not offered: {offered:?}"
+    );
+    let upgrade = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .expect("Upgrade header");
+    assert_eq!(upgrade.value, b"SPDY/3.1");
+    let resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {choose}\r\n\r\n"
+    );
+    tcp.write_all(resp.as_bytes()).await.expect("respond");
+    berth_spdy::server(tcp, berth_spdy::Config::default())
+}
+
+// tungstenite fixes the callback's error type (an HTTP response), large as it is.
+#[allow(clippy::result_large_err)]
+async fn ws_server(l: TcpListener, choose: &'static str) -> (super::upgrade::Ws, String) {
+    let (tcp, _): (TcpStream, _) = l.accept().await.expect("accept");
+    let mut uri = String::new();
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
+        uri = req.uri().to_string();
+        let offered = req
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            offered.split(", ").any(|p| p == choose),
+            "{choose} not in {offered}"
+        );
+        resp.headers_mut()
+            .insert("Sec-WebSocket-Protocol", WsHeaderValue::from_static(choose));
+        Ok(resp)
+    })
+    .await
+    .expect("ws accept");
+    (ws, uri)
+}
+
+async fn listener() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/exec/token", l.local_addr().expect("addr"));
+    (l, url)
+}
+
+fn kind(s: &berth_spdy::Stream) -> String {
+    s.headers()
+        .get(STREAM_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+const EXIT_3: &[u8] = br#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#;
+
+#[tokio::test]
+async fn exec_over_spdy() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (session, mut acc) = spdy_server(l, "v4.channel.k8s.io").await;
+        let mut streams = Vec::new();
+        for _ in 0..4 {
+            streams.push(acc.accept().await.expect("stream"));
+        }
+        let order: Vec<String> = streams.iter().map(kind).collect();
+        assert_eq!(order, ["error", "stdin", "stdout", "stderr"]);
+        let mut it = streams.into_iter();
+        let (mut error, mut stdin, mut stdout, mut stderr) = (
+            it.next().expect("e"),
+            it.next().expect("i"),
+            it.next().expect("o"),
+            it.next().expect("r"),
+        );
+        let mut input = Vec::new();
+        stdin.read_to_end(&mut input).await.expect("stdin");
+        stdout
+            .write_all(&input.to_ascii_uppercase())
+            .await
+            .expect("stdout");
+        stdout.shutdown().await.expect("fin");
+        stderr.write_all(b"warning\n").await.expect("stderr");
+        stderr.shutdown().await.expect("fin");
+        error.write_all(EXIT_3).await.expect("status");
+        // Like the kubelet: reset every stream, then close the connection.
+        for s in [error, stdin, stdout, stderr] {
+            s.reset();
+        }
+        session.close().await;
+    });
+    let opts = ExecOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let res = within(exec(&url, Transport::Spdy, opts, Some(&b"hello\n"[..])))
+        .await
+        .expect("exec");
+    assert_eq!(res.stdout, b"HELLO\n");
+    assert_eq!(res.stderr, b"warning\n");
+    assert_eq!(res.exit_code, 3);
+    within(server).await.expect("server");
+}
+
+#[tokio::test]
+async fn tty_exec_over_spdy_sends_resizes() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (_session, mut acc) = spdy_server(l, "v4.channel.k8s.io").await;
+        let mut kinds = Vec::new();
+        let mut stdout = None;
+        let mut resize = None;
+        let mut error = None;
+        for _ in 0..3 {
+            let s = acc.accept().await.expect("stream");
+            kinds.push(kind(&s));
+            match kind(&s).as_str() {
+                "stdout" => stdout = Some(s),
+                "resize" => resize = Some(s),
+                _ => error = Some(s),
+            }
+        }
+        assert_eq!(
+            kinds,
+            ["error", "stdout", "resize"],
+            "tty: no stderr stream"
+        );
+        let (mut stdout, mut resize, mut error) = (
+            stdout.expect("stdout"),
+            resize.expect("resize"),
+            error.expect("error"),
+        );
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while !line.ends_with(b"\n") {
+            resize.read_exact(&mut b).await.expect("resize");
+            line.push(b[0]);
+        }
+        stdout.write_all(&line).await.expect("stdout");
+        stdout.shutdown().await.expect("fin");
+        error
+            .write_all(br#"{"status":"Success"}"#)
+            .await
+            .expect("status");
+        error.shutdown().await.expect("fin");
+    });
+    let opts = ExecOptions {
+        stdin: false,
+        stdout: true,
+        stderr: true,
+        tty: true,
+    };
+    let mut run = within(exec_interactive(&url, Transport::Spdy, opts))
+        .await
+        .expect("start");
+    assert!(run.stderr.is_none());
+    run.resize
+        .as_ref()
+        .expect("resize")
+        .send(TerminalSize {
+            width: 100,
+            height: 30,
+        })
+        .await
+        .expect("send");
+    let mut out = String::new();
+    within(run.stdout.take().expect("stdout").read_to_string(&mut out))
+        .await
+        .expect("read");
+    assert_eq!(out, "{\"Width\":100,\"Height\":30}\n");
+    assert_eq!(within(run.wait()).await.expect("wait"), 0);
+    within(server).await.expect("server");
+}
+
+#[tokio::test]
+async fn exec_over_websocket_v5() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = ws_server(l, "v5.channel.k8s.io").await;
+        let mut input = Vec::new();
+        loop {
+            match ws.next().await.expect("message").expect("ok") {
+                Message::Binary(b) if b[..] == [CH_CLOSE, CH_STDIN] => break,
+                Message::Binary(b) => {
+                    assert_eq!(b[0], CH_STDIN);
+                    input.extend_from_slice(&b[1..]);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let send = |ch: u8, d: &[u8]| Message::Binary(channel_message(ch, d).into());
+        ws.send(send(CH_STDOUT, &input.to_ascii_uppercase()))
+            .await
+            .expect("out");
+        ws.send(send(CH_STDERR, b"warning\n")).await.expect("err");
+        ws.send(send(CH_ERROR, EXIT_3)).await.expect("status");
+        ws.close(None).await.expect("close");
+    });
+    let opts = ExecOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let res = within(exec(&url, Transport::WebSocket, opts, Some(&b"abc"[..])))
+        .await
+        .expect("exec");
+    assert_eq!(
+        res,
+        ExecResult {
+            stdout: b"ABC".to_vec(),
+            stderr: b"warning\n".to_vec(),
+            exit_code: 3
+        }
+    );
+    within(server).await.expect("server");
+}
+
+/// Serves port-forward pairs on a SPDY session: checks the headers, echoes the data stream.
+async fn serve_port_forward(mut acc: berth_spdy::Acceptor, port: u16, pairs: usize) {
+    for want_id in 0..pairs {
+        let mut error = acc.accept().await.expect("error stream");
+        let data = acc.accept().await.expect("data stream");
+        for (s, k) in [(&error, "error"), (&data, "data")] {
+            let h: &HeaderMap = s.headers();
+            assert_eq!(h.get(STREAM_TYPE).expect("type"), k);
+            assert_eq!(h.get(PORT_HEADER).expect("port"), &port.to_string()[..]);
+            assert_eq!(
+                h.get(REQUEST_ID_HEADER).expect("id"),
+                &want_id.to_string()[..]
+            );
+        }
+        tokio::spawn(async move {
+            let mut nothing = Vec::new();
+            error
+                .read_to_end(&mut nothing)
+                .await
+                .expect("client half-closed it");
+            let (mut r, mut w) = tokio::io::split(data);
+            tokio::io::copy(&mut r, &mut w).await.expect("echo");
+            w.shutdown().await.expect("fin");
+            drop(error); // FIN: no error to report
+        });
+    }
+}
+
+async fn echo_round_trip(conn: &mut PortForwardConn, msg: &[u8]) {
+    conn.write_all(msg).await.expect("write");
+    conn.shutdown().await.expect("fin");
+    let mut back = Vec::new();
+    within(conn.read_to_end(&mut back)).await.expect("read");
+    assert_eq!(back, msg);
+}
+
+#[tokio::test]
+async fn port_forward_over_spdy_two_connections_one_session() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (_s, acc) = spdy_server(l, PORT_FORWARD_PROTOCOL).await;
+        serve_port_forward(acc, 8080, 2).await;
+    });
+    let pf = within(PortForwarder::connect(&url, PortForwardTransport::Spdy))
+        .await
+        .expect("connect");
+    let mut a = within(pf.open(8080)).await.expect("open a");
+    let mut b = within(pf.open(8080)).await.expect("open b");
+    echo_round_trip(&mut a, b"first connection").await;
+    echo_round_trip(&mut b, &vec![7u8; 1 << 20]).await;
+    assert_eq!(within(a.error_message()).await.expect("error"), None);
+    within(server).await.expect("server");
+    pf.close().await;
+}
+
+#[tokio::test]
+async fn port_forward_over_the_websocket_spdy_tunnel() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (ws, _) = ws_server(l, PORT_FORWARD_TUNNEL_PROTOCOL).await;
+        let (_s, acc) = berth_spdy::server(WsIo::new(ws), berth_spdy::Config::default());
+        serve_port_forward(acc, 5432, 1).await;
+        _s.closed().await;
+    });
+    let mut conn = within(port_forward(
+        &url,
+        PortForwardTransport::SpdyOverWebSocket,
+        5432,
+    ))
+    .await
+    .expect("tunnel");
+    echo_round_trip(&mut conn, &vec![1u8; 300 << 10]).await;
+    drop(conn);
+    within(server)
+        .await
+        .expect("server ends when the client goes");
+}
+
+#[tokio::test]
+async fn port_forward_over_websocket_channels() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (mut ws, uri) = ws_server(l, PORT_FORWARD_WS_PROTOCOL).await;
+        assert!(uri.ends_with("?port=80"), "{uri}");
+        let port = 80u16.to_le_bytes();
+        for ch in [0u8, 1] {
+            ws.send(Message::Binary(channel_message(ch, &port).into()))
+                .await
+                .expect("port prefix");
+        }
+        let m = ws.next().await.expect("message").expect("ok");
+        let Message::Binary(b) = m else {
+            panic!("unexpected {m:?}")
+        };
+        assert_eq!(b[0], 0);
+        ws.send(Message::Binary(channel_message(0, &b[1..]).into()))
+            .await
+            .expect("echo");
+        ws.send(Message::Binary(channel_message(1, b"oops").into()))
+            .await
+            .expect("error");
+        ws.close(None).await.expect("close");
+    });
+    let mut conn = within(port_forward(&url, PortForwardTransport::WebSocket, 80))
+        .await
+        .expect("connect");
+    conn.write_all(b"GET /").await.expect("write");
+    let mut back = Vec::new();
+    within(conn.read_to_end(&mut back)).await.expect("read");
+    assert_eq!(back, b"GET /");
+    assert_eq!(
+        within(conn.error_message()).await.expect("error"),
+        Some("oops".to_string())
+    );
+    within(server).await.expect("server");
+}
