@@ -376,5 +376,5 @@ async fn ping_loop(shared: Arc<Shared>) {
 }
 
 #[cfg(test)]
-#[path = "driver_tests.rs"]
+#[path = "driver_tests/mod.rs"]
 mod tests;

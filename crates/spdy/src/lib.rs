@@ -30,6 +30,18 @@
 //! connection until the application reads (head-of-line blocking, like spdystream's unbuffered
 //! per-stream channel), and TCP pushes back on the peer. Outgoing DATA waits when more than
 //! [`Config::write_buffer`] bytes are queued for the connection.
+//!
+//! Notes for a server (what the Go peers do at the end of a session):
+//! - client-go ends exec/attach by resetting every stream (RST_STREAM CANCEL) and closing the
+//!   connection; port-forward resets each stream pair when a local connection ends. Reads
+//!   then fail with `ConnectionReset` (peer RST) or `ConnectionAborted` (connection gone before
+//!   the peer's FIN) once the buffered data is drained; spdystream reports both as EOF, so treat
+//!   them as the end of input.
+//! - Dropping a [`Stream`] sends RST_STREAM(CANCEL) if the peer may still send, a FIN if only we
+//!   were open, nothing if both sides finished: call `shutdown()` first for a clean FIN.
+//! - A session lives while any `Session`, `Acceptor` or `Stream` handle does; when the last
+//!   goes it closes gracefully (GOAWAY). It also ends when the peer disconnects, on a
+//!   protocol error (GOAWAY PROTOCOL_ERROR), or on [`Session::close`].
 
 mod dictionary;
 mod driver;
