@@ -9,7 +9,7 @@
 //!
 //! Wire behaviour, matching spdystream:
 //! - One zlib stream per direction for header blocks, primed with the SPDY/3 dictionary, each
-//!   block sync-flushed ([`headers`]). Header names lowercase; multiple values NUL-joined.
+//!   block sync-flushed (see `headers.rs`). Header names lowercase; multiple values NUL-joined.
 //! - Client stream ids odd, server ids even, strictly increasing. A SYN_STREAM the acceptor
 //!   takes is answered at once with an empty SYN_REPLY (the k8s client waits for it); one with
 //!   a bad id gets RST_STREAM(PROTOCOL_ERROR) and the session goes on, like spdystream.
