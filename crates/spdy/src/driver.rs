@@ -274,7 +274,8 @@ async fn on_data(id: u32, flags: u8, data: Bytes, shared: &Arc<Shared>) {
             // Unknown or already forgotten (we reset it; frames may still be in flight).
             return;
         };
-        match s.deliver(&data, fin, shared.cfg.stream_buffer) {
+        // A bound of 0 would never admit data; 1 means "one frame at a time".
+        match s.deliver(&data, fin, shared.cfg.stream_buffer.max(1)) {
             Deliver::Done { finished } => {
                 if finished {
                     shared.lock().streams.remove(&id);

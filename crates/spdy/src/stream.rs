@@ -340,7 +340,7 @@ impl AsyncWrite for Stream {
                 "spdy session ended",
             )));
         }
-        if st.out_data >= this.session.cfg.write_buffer {
+        if st.out_data >= this.session.cfg.write_buffer.max(1) {
             st.write_waiters.push(cx.waker().clone());
             return Poll::Pending;
         }

@@ -307,3 +307,20 @@ fn handles_and_futures_are_send() {
         drop(server);
     });
 }
+
+#[tokio::test]
+async fn zero_buffers_still_move_data() {
+    let cfg = Config {
+        stream_buffer: 0,
+        write_buffer: 0,
+        ..Config::default()
+    };
+    let (client, _server, mut acceptor) = pair(cfg);
+    let c = within(client.open(typed("data"), false))
+        .await
+        .expect("open");
+    let mut s = within(acceptor.accept()).await.expect("stream");
+    let writer = tokio::spawn(pump(c, 1 << 20));
+    assert_eq!(within(drain(&mut s)).await, 1 << 20);
+    within(writer).await.expect("writer");
+}
