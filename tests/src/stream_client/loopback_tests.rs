@@ -379,3 +379,61 @@ async fn port_forward_over_websocket_channels() {
     );
     within(server).await.expect("server");
 }
+
+#[tokio::test]
+async fn tty_exec_over_websocket_sends_resizes_and_closes_stdin() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = ws_server(l, "v5.channel.k8s.io").await;
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match ws.next().await.expect("message").expect("ok") {
+                Message::Binary(b) => seen.push(b.to_vec()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            seen[0],
+            channel_message(CH_RESIZE, b"{\"Width\":7,\"Height\":5}\n")
+        );
+        assert_eq!(seen[1], channel_message(CH_STDIN, b"ls\n"));
+        assert_eq!(seen[2], vec![CH_CLOSE, CH_STDIN]);
+        ws.send(Message::Binary(
+            channel_message(CH_STDOUT, b"done\r\n").into(),
+        ))
+        .await
+        .expect("out");
+        ws.close(None).await.expect("close");
+    });
+    let opts = ExecOptions {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let mut run = within(exec_interactive(&url, Transport::WebSocket, opts))
+        .await
+        .expect("start");
+    assert_eq!(run.protocol, "v5.channel.k8s.io");
+    let resize = run.resize.take().expect("resize");
+    resize
+        .send(TerminalSize {
+            width: 7,
+            height: 5,
+        })
+        .await
+        .expect("resize");
+    // Let the resize go out first so the order is deterministic.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut stdin = run.stdin.take().expect("stdin");
+    stdin.write_all(b"ls\n").await.expect("stdin");
+    stdin.shutdown().await.expect("close stdin");
+    let mut out = Vec::new();
+    within(run.stdout.take().expect("stdout").read_to_end(&mut out))
+        .await
+        .expect("read");
+    assert_eq!(out, b"done\r\n");
+    drop(resize);
+    assert_eq!(within(run.wait()).await.expect("wait"), 0);
+    within(server).await.expect("server");
+}
