@@ -352,7 +352,16 @@ async fn write_side<W: AsyncWrite + Unpin>(mut w: W, shared: Arc<Shared>) {
     }
     shared.writer_done.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
-    // Closing (GOAWAY written) or broken: either way the session is over.
+    if !shared.is_ended() {
+        // Graceful close: GOAWAY and our FIN are out. Keep reading until the peer closes
+        // (bounded by close_timeout) instead of dropping the socket now: closing a TCP socket
+        // with unread input (e.g. the peer's WINDOW_UPDATEs) makes the kernel send RST, and a
+        // RST can destroy data the peer has not read yet.
+        let linger = async move {
+            let _ = ended.wait_for(|e| *e).await;
+        };
+        let _ = tokio::time::timeout(shared.cfg.close_timeout, linger).await;
+    }
     shared.end();
 }
 

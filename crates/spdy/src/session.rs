@@ -251,16 +251,18 @@ impl Session {
     /// session. Running streams end with it.
     pub async fn close(&self) {
         self.shared.begin_close();
-        let mut finished = self.shared.finished.subscribe();
+        // The writer flushes, sends FIN, lingers until the peer closes (at most
+        // close_timeout), then ends the session. If even the flush stalls (the peer does not
+        // read), end it here.
+        let mut written = self.shared.writer_done.subscribe();
         // The watch `Ref` must be dropped inside the block: it is not Send.
-        let wait = async move {
-            let _ = finished.wait_for(|f| *f).await;
+        let flushed = async move {
+            let _ = written.wait_for(|d| *d).await;
         };
-        let graceful = tokio::time::timeout(self.shared.cfg.close_timeout, wait)
+        if tokio::time::timeout(self.shared.cfg.close_timeout, flushed)
             .await
-            .is_ok();
-        if !graceful {
-            // The peer does not take our bytes; stop waiting for it.
+            .is_err()
+        {
             self.shared.end();
         }
         self.closed().await;

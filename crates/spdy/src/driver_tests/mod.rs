@@ -252,7 +252,11 @@ async fn dropping_every_handle_closes_the_session() {
             status: GOAWAY_OK
         })
     );
-    assert_eq!(peer.recv().await, None);
+    assert_eq!(peer.recv().await, None, "our FIN after the GOAWAY");
+    // We linger, reading, until the peer closes too (no RST on unread input).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!*finished.borrow(), "still reading until the peer closes");
+    drop(peer);
     let mut finished = finished;
     tokio::time::timeout(LIMIT, finished.wait_for(|f| *f))
         .await
