@@ -40,8 +40,11 @@
 //! - Dropping a [`Stream`] sends RST_STREAM(CANCEL) if the peer may still send, a FIN if only we
 //!   were open, nothing if both sides finished: call `shutdown()` first for a clean FIN.
 //! - A session lives while any `Session`, `Acceptor` or `Stream` handle does; when the last
-//!   goes it closes gracefully (GOAWAY). It also ends when the peer disconnects, on a
-//!   protocol error (GOAWAY PROTOCOL_ERROR), or on [`Session::close`].
+//!   goes it closes gracefully. It also ends when the peer disconnects, on a protocol error
+//!   (GOAWAY PROTOCOL_ERROR), or on [`Session::close`]. A graceful close writes what is queued,
+//!   GOAWAY, our TCP FIN, then keeps reading until the peer closes (at most
+//!   [`Config::close_timeout`]): dropping a socket with unread input makes the kernel send a
+//!   RST that can destroy data the peer has not read yet.
 
 mod dictionary;
 mod driver;
@@ -75,7 +78,8 @@ pub struct Config {
     pub accept_backlog: usize,
     /// Largest decompressed header block accepted from the peer.
     pub max_header_block: usize,
-    /// How long `Session::close` waits for queued frames and the GOAWAY to be written.
+    /// Closing bound: how long queued frames and the GOAWAY may take to be written, and then
+    /// how long we keep reading (discarding) until the peer closes its side too.
     pub close_timeout: Duration,
 }
 
