@@ -15,6 +15,7 @@ pub mod procs;
 pub mod proxy;
 pub mod registry;
 pub mod skip;
+pub mod stream_client;
 pub mod streaming;
 
 pub use berthd::{Berthd, BerthdOptions};

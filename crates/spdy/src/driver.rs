@@ -38,11 +38,17 @@ where
         }
         .instrument(span),
     );
+    let guard = shared.new_guard();
     (
         Session {
             shared: shared.clone(),
+            guard: guard.clone(),
         },
-        Acceptor { rx, shared },
+        Acceptor {
+            rx,
+            shared,
+            _guard: guard,
+        },
     )
 }
 
@@ -254,7 +260,7 @@ async fn on_syn_stream(
                 headers: HeaderMap::new(),
             },
         );
-        Stream::new(s, shared.clone(), headers)
+        Stream::new(s, shared.clone(), headers, shared.guard())
     };
     if let Err(mpsc::error::SendError(stream)) = tx.send(stream).await {
         stream.refuse();
@@ -268,7 +274,8 @@ async fn on_data(id: u32, flags: u8, data: Bytes, shared: &Arc<Shared>) {
             // Unknown or already forgotten (we reset it; frames may still be in flight).
             return;
         };
-        match s.deliver(&data, fin, shared.cfg.stream_buffer) {
+        // A bound of 0 would never admit data; 1 means "one frame at a time".
+        match s.deliver(&data, fin, shared.cfg.stream_buffer.max(1)) {
             Deliver::Done { finished } => {
                 if finished {
                     shared.lock().streams.remove(&id);
@@ -345,6 +352,17 @@ async fn write_side<W: AsyncWrite + Unpin>(mut w: W, shared: Arc<Shared>) {
     }
     shared.writer_done.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
+    if !shared.is_ended() {
+        // Graceful close: GOAWAY and our FIN are out. Keep reading until the peer closes
+        // (bounded by close_timeout) instead of dropping the socket now: closing a TCP socket
+        // with unread input (e.g. the peer's WINDOW_UPDATEs) makes the kernel send RST, and a
+        // RST can destroy data the peer has not read yet.
+        let linger = async move {
+            let _ = ended.wait_for(|e| *e).await;
+        };
+        let _ = tokio::time::timeout(shared.cfg.close_timeout, linger).await;
+    }
+    shared.end();
 }
 
 async fn ping_loop(shared: Arc<Shared>) {
@@ -366,3 +384,7 @@ async fn ping_loop(shared: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests/mod.rs"]
+mod tests;

@@ -54,17 +54,23 @@ pub(crate) fn decode_block(mut block: &[u8]) -> Result<HeaderMap, Error> {
         if name.iter().any(u8::is_ascii_uppercase) {
             return Err(bad("header name not lowercase"));
         }
-        let name = HeaderName::from_bytes(name).map_err(|_| {
-            bad(&format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(name)
-            ))
-        })?;
         let value = take_bytes(&mut block).ok_or_else(|| bad("truncated value"))?;
+        // SPDY allows names and values `http` cannot hold (":host", raw control bytes); no
+        // Kubernetes peer sends them, so skip such entries instead of failing the session.
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            let name = String::from_utf8_lossy(name);
+            tracing::debug!(%name, "skipping a SPDY header name http cannot represent");
+            continue;
+        };
         for part in value.split(|b| *b == VALUE_SEPARATOR) {
-            let v = HeaderValue::from_bytes(part)
-                .map_err(|_| bad(&format!("invalid value for header {name}")))?;
-            headers.append(name.clone(), v);
+            match HeaderValue::from_bytes(part) {
+                Ok(v) => {
+                    headers.append(name.clone(), v);
+                }
+                Err(_) => {
+                    tracing::debug!(%name, "skipping a SPDY header value http cannot represent")
+                }
+            }
         }
     }
     if !block.is_empty() {

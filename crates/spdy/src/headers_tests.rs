@@ -40,3 +40,22 @@ fn compressed_round_trip_over_one_zlib_stream() {
         assert_eq!(&d.decompress(&z, 1 << 16).expect("decompress"), b);
     }
 }
+
+#[test]
+fn unrepresentable_entries_are_skipped_and_bad_blocks_rejected() {
+    let mut raw = vec![0, 0, 0, 2];
+    for (k, v) in [(&b":version"[..], &b"HTTP/1.1"[..]), (b"port", b"80")] {
+        raw.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        raw.extend_from_slice(k);
+        raw.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        raw.extend_from_slice(v);
+    }
+    assert_eq!(decode_block(&raw).expect("decode"), map(&[("port", "80")]));
+    // Uppercase names are a protocol error (as in Go's framer).
+    let mut upper = raw.clone();
+    upper[4 + 4 + 1] = b'V';
+    assert!(decode_block(&upper).is_err());
+    // Truncated and oversized counts.
+    assert!(decode_block(&raw[..raw.len() - 1]).is_err());
+    assert!(decode_block(&[0xff, 0xff, 0xff, 0xff]).is_err());
+}

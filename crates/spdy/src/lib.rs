@@ -9,7 +9,7 @@
 //!
 //! Wire behaviour, matching spdystream:
 //! - One zlib stream per direction for header blocks, primed with the SPDY/3 dictionary, each
-//!   block sync-flushed ([`headers`]). Header names lowercase; multiple values NUL-joined.
+//!   block sync-flushed (see `headers.rs`). Header names lowercase; multiple values NUL-joined.
 //! - Client stream ids odd, server ids even, strictly increasing. A SYN_STREAM the acceptor
 //!   takes is answered at once with an empty SYN_REPLY (the k8s client waits for it); one with
 //!   a bad id gets RST_STREAM(PROTOCOL_ERROR) and the session goes on, like spdystream.
@@ -30,11 +30,28 @@
 //! connection until the application reads (head-of-line blocking, like spdystream's unbuffered
 //! per-stream channel), and TCP pushes back on the peer. Outgoing DATA waits when more than
 //! [`Config::write_buffer`] bytes are queued for the connection.
+//!
+//! Notes for a server (what the Go peers do at the end of a session):
+//! - client-go ends exec/attach by resetting every stream (RST_STREAM CANCEL) and closing the
+//!   connection; port-forward resets each stream pair when a local connection ends. Reads
+//!   then fail with `ConnectionReset` (peer RST) or `ConnectionAborted` (connection gone before
+//!   the peer's FIN) once the buffered data is drained; spdystream reports both as EOF, so treat
+//!   them as the end of input.
+//! - Dropping a [`Stream`] sends RST_STREAM(CANCEL) if the peer may still send, a FIN if only we
+//!   were open, nothing if both sides finished: call `shutdown()` first for a clean FIN.
+//! - A session lives while any `Session`, `Acceptor` or `Stream` handle does; when the last
+//!   goes it closes gracefully. It also ends when the peer disconnects, on a protocol error
+//!   (GOAWAY PROTOCOL_ERROR), or on [`Session::close`]. A graceful close writes what is queued,
+//!   GOAWAY, our TCP FIN, then keeps reading until the peer closes (at most
+//!   [`Config::close_timeout`]): dropping a socket with unread input makes the kernel send a
+//!   RST that can destroy data the peer has not read yet.
 
 mod dictionary;
 mod driver;
 mod error;
 mod frame;
+#[cfg(test)]
+mod go_fixture;
 mod headers;
 mod session;
 mod stream;
@@ -61,7 +78,8 @@ pub struct Config {
     pub accept_backlog: usize,
     /// Largest decompressed header block accepted from the peer.
     pub max_header_block: usize,
-    /// How long `Session::close` waits for queued frames and the GOAWAY to be written.
+    /// Closing bound: how long queued frames and the GOAWAY may take to be written, and then
+    /// how long we keep reading (discarding) until the peer closes its side too.
     pub close_timeout: Duration,
 }
 

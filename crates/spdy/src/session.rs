@@ -9,7 +9,7 @@ use crate::frame::{FLAG_FIN, Frame, GOAWAY_OK};
 use crate::stream::{Remote, Stream, StreamShared};
 use http::HeaderMap;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -36,6 +36,21 @@ pub(crate) struct Shared {
     pub(crate) writer_done: watch::Sender<bool>,
     /// `true` once the driver task finished (connection dropped).
     pub(crate) finished: watch::Sender<bool>,
+    /// The guard every handle holds; the driver hands it to the streams it accepts.
+    guard: Mutex<Weak<Guard>>,
+}
+
+/// Held by every `Session`, `Acceptor` and `Stream`. When the last handle is gone nobody can
+/// use the session anymore, so it closes gracefully (GOAWAY, flush, end) instead of lingering
+/// until the peer hangs up.
+pub(crate) struct Guard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.shared.begin_close();
+    }
 }
 
 #[derive(Default)]
@@ -76,7 +91,45 @@ impl Shared {
             ended: watch::Sender::new(false),
             writer_done: watch::Sender::new(false),
             finished: watch::Sender::new(false),
+            guard: Mutex::new(Weak::new()),
         }
+    }
+
+    /// Creates the guard of a new session (once, in `driver::spawn`).
+    pub(crate) fn new_guard(self: &Arc<Self>) -> Arc<Guard> {
+        let g = Arc::new(Guard {
+            shared: self.clone(),
+        });
+        *self.guard.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&g);
+        g
+    }
+
+    /// A strong guard for a stream the driver hands out; `None` once every handle is gone.
+    pub(crate) fn guard(&self) -> Option<Arc<Guard>> {
+        self.guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+    }
+
+    /// Queues GOAWAY (once) and tells the writer to finish; it ends the session when done.
+    pub(crate) fn begin_close(&self) {
+        {
+            let mut st = self.lock();
+            if !st.ended && !st.goaway_sent {
+                st.goaway_sent = true;
+                let last_good = st.last_peer_id;
+                self.push(
+                    &mut st,
+                    Frame::GoAway {
+                        last_good,
+                        status: GOAWAY_OK,
+                    },
+                );
+            }
+            st.closing = true;
+        }
+        self.writer_wake.notify_one();
     }
 
     /// A poisoned lock means a panic while holding it; the state is still consistent enough
@@ -134,11 +187,13 @@ impl Shared {
     }
 }
 
-/// A handle on a session (cheap to clone). Dropping handles does not end the session: call
-/// [`Session::close`], or the session ends when the peer goes away.
+/// A handle on a session (cheap to clone). The session ends on [`Session::close`], when the
+/// peer goes away, or (gracefully, with GOAWAY) once every `Session`, `Acceptor` and `Stream`
+/// of it has been dropped.
 #[derive(Clone)]
 pub struct Session {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) guard: Arc<Guard>,
 }
 
 impl Session {
@@ -178,7 +233,12 @@ impl Session {
                     headers: headers.clone(),
                 },
             );
-            Stream::new(shared, self.shared.clone(), headers)
+            Stream::new(
+                shared,
+                self.shared.clone(),
+                headers,
+                Some(self.guard.clone()),
+            )
         };
         match rx.await {
             Ok(Ok(())) => Ok(stream),
@@ -190,25 +250,21 @@ impl Session {
     /// Sends GOAWAY, writes what is queued (up to `Config::close_timeout`), and ends the
     /// session. Running streams end with it.
     pub async fn close(&self) {
+        self.shared.begin_close();
+        // The writer flushes, sends FIN, lingers until the peer closes (at most
+        // close_timeout), then ends the session. If even the flush stalls (the peer does not
+        // read), end it here.
+        let mut written = self.shared.writer_done.subscribe();
+        // The watch `Ref` must be dropped inside the block: it is not Send.
+        let flushed = async move {
+            let _ = written.wait_for(|d| *d).await;
+        };
+        if tokio::time::timeout(self.shared.cfg.close_timeout, flushed)
+            .await
+            .is_err()
         {
-            let mut st = self.shared.lock();
-            if !st.ended && !st.goaway_sent {
-                st.goaway_sent = true;
-                let last_good = st.last_peer_id;
-                self.shared.push(
-                    &mut st,
-                    Frame::GoAway {
-                        last_good,
-                        status: GOAWAY_OK,
-                    },
-                );
-            }
-            st.closing = true;
+            self.shared.end();
         }
-        self.shared.writer_wake.notify_one();
-        let mut done = self.shared.writer_done.subscribe();
-        let _ = tokio::time::timeout(self.shared.cfg.close_timeout, done.wait_for(|d| *d)).await;
-        self.shared.end();
         self.closed().await;
     }
 
@@ -224,6 +280,7 @@ impl Session {
 pub struct Acceptor {
     pub(crate) rx: mpsc::Receiver<Stream>,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) _guard: Arc<Guard>,
 }
 
 impl Acceptor {

@@ -2,7 +2,7 @@
 //! DATA (`poll_shutdown` sends our FIN).
 
 use crate::frame::{FLAG_FIN, Frame, RST_CANCEL, RST_REFUSED_STREAM};
-use crate::session::{MAX_DATA_FRAME, Shared, WINDOW_UPDATE_THRESHOLD};
+use crate::session::{Guard, MAX_DATA_FRAME, Shared, WINDOW_UPDATE_THRESHOLD};
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use std::collections::VecDeque;
@@ -143,16 +143,25 @@ pub struct Stream {
     current: Bytes,
     /// `reset`/`refuse` already dealt with the peer.
     released: bool,
+    /// Keeps the session open while the stream is in use (declared last: dropped after
+    /// `Drop::drop` queued our RST/FIN).
+    _guard: Option<Arc<Guard>>,
 }
 
 impl Stream {
-    pub(crate) fn new(shared: Arc<StreamShared>, session: Arc<Shared>, headers: HeaderMap) -> Self {
+    pub(crate) fn new(
+        shared: Arc<StreamShared>,
+        session: Arc<Shared>,
+        headers: HeaderMap,
+        guard: Option<Arc<Guard>>,
+    ) -> Self {
         Stream {
             shared,
             session,
             headers,
             current: Bytes::new(),
             released: false,
+            _guard: guard,
         }
     }
 
@@ -331,7 +340,7 @@ impl AsyncWrite for Stream {
                 "spdy session ended",
             )));
         }
-        if st.out_data >= this.session.cfg.write_buffer {
+        if st.out_data >= this.session.cfg.write_buffer.max(1) {
             st.write_waiters.push(cx.waker().clone());
             return Poll::Pending;
         }
