@@ -1,5 +1,5 @@
-//! RuntimeService dispatch table: one line per RPC. Pod and container RPCs answer
-//! UNIMPLEMENTED with a message until berth implements them; they never fake success.
+//! RuntimeService dispatch table: one line per RPC. RPCs berth does not serve yet answer
+//! UNIMPLEMENTED naming what is missing; they never fake success.
 
 use berth_api::cri::runtime_service_server::RuntimeService;
 use berth_api::cri::*;
@@ -10,8 +10,8 @@ use crate::error::not_yet;
 use crate::{RuntimeSvc, rpc};
 
 type R<T> = Result<Response<T>, Status>;
-const PODS: &str = "pod sandboxes";
-const CTRS: &str = "containers";
+const PODS: &str = "port forwarding";
+const CTRS: &str = "interactive exec and attach streams";
 const STATS: &str = "pod and container statistics";
 
 #[tonic::async_trait]

@@ -36,6 +36,8 @@ pub struct Containers {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Serialises name reservation.
     pub names: tokio::sync::Mutex<()>,
+    /// Containers whose CreateContainer answer never reached the client.
+    pub undelivered: crate::delivery::Undelivered,
 }
 
 impl Containers {
@@ -46,6 +48,7 @@ impl Containers {
             bundles,
             locks: Mutex::new(HashMap::new()),
             names: tokio::sync::Mutex::new(()),
+            undelivered: Default::default(),
         }
     }
 
