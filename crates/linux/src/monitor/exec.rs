@@ -35,10 +35,11 @@ pub struct Exec {
     timed_out: bool,
     /// How long the output may take to reach EOF after the exit.
     drain: Duration,
-    /// The exit code, once the process exited (its output may still be draining).
-    exited: Option<i32>,
-    /// `exec-<n> in container <id>`, for errors.
+    /// The exit code and time, once the process exited (its output may still be draining).
+    exited: Option<(i32, Instant)>,
+    /// `exec-<n>` (its process file's name) and the container, for errors.
     name: String,
+    container: String,
     pub process_file: PathBuf,
     /// Run by an external runtime's `exec --detach` (its PID file: `process_file` with
     /// extension "pid").
@@ -116,7 +117,8 @@ impl Monitor {
                     timed_out: false,
                     drain: Duration::from_millis(drain_ms),
                     exited: None,
-                    name: format!("exec-{n}\" in container \"{id}"),
+                    name: format!("exec-{n}"),
+                    container: id.to_string(),
                     process_file: file,
                     oci: cli,
                 };
@@ -226,7 +228,7 @@ impl Monitor {
         if e.exited.is_some() {
             return;
         }
-        e.exited = Some(code);
+        e.exited = Some((code, Instant::now()));
         e.pump(Stream::Stdout);
         e.pump(Stream::Stderr);
         if e.timed_out || (e.stdout.is_none() && e.stderr.is_none()) {
@@ -241,7 +243,7 @@ impl Monitor {
         let Some(mut e) = self.execs.remove(&n) else {
             return;
         };
-        let code = e.exited.unwrap_or(-1);
+        let code = e.exited.map_or(-1, |(code, _)| code);
         // What is left in the pipes (after a timeout kill, descendants may hold them).
         e.pump(Stream::Stdout);
         e.pump(Stream::Stderr);
@@ -290,11 +292,12 @@ impl Monitor {
         let _ = std::fs::remove_file(e.process_file.with_extension("pid"));
         let msg = format!(
             "failed to drain exec process \"{}\" io: stdout/stderr still open {} ms after the \
-             process exited with code {} (processes it started in the background keep them \
-             open; runtime.exec_drain_timeout_secs bounds the wait)",
+             process exited with code {} in container {} (processes it started in the \
+             background keep them open; runtime.exec_drain_timeout_secs bounds the wait)",
             e.name,
-            e.drain.as_millis(),
-            e.exited.unwrap_or(-1)
+            e.exited.map_or(0, |(_, at)| at.elapsed().as_millis()),
+            e.exited.map_or(-1, |(code, _)| code),
+            e.container
         );
         self.reply(e.client, &Response::error(ErrorKind::Failed, msg), &[]);
     }
