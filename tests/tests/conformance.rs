@@ -138,6 +138,11 @@ async fn notes_body() -> Result<()> {
             text.contains("left out: CAP_SYS_RESOURCE"),
             "the monitor log does not say CAP_SYS_RESOURCE was left out:\n{text}"
         );
+        let log = std::fs::read_to_string(&t.t.d.log_path)?;
+        ensure!(
+            log.contains("not in berthd's bounding set") && log.contains("SYS_RESOURCE"),
+            "berthd's log does not warn about SYS_RESOURCE"
+        );
     }
     t.finish().await
 }

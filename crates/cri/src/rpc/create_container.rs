@@ -9,7 +9,9 @@ use berth_api::cri::{CreateContainerRequest, CreateContainerResponse};
 use berth_core::container::record::{
     CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, container_name_key,
 };
-use berth_core::container::{self, CgroupCaps, ContainerInput, ImageConfig, SeccompProfile};
+use berth_core::container::{
+    self, CgroupCaps, ContainerInput, ImageConfig, SeccompProfile, security,
+};
 use berth_core::image::Image;
 use berth_core::pod::record::{PodRecord, PodState};
 use berth_core::runtime::{CreateRequest, RuntimeError, StdioConfig};
@@ -283,6 +285,7 @@ async fn create(
         host_caps: host_caps.as_deref(),
     })
     .map_err(|e| Status::invalid_argument(format!("CreateContainer {}: {e}", rec.name)))?;
+    warn_missing_caps(rec, host_caps.as_deref());
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| Status::internal(e.to_string()))?;
     write_atomic(&rec.bundle.join("config.json"), &json)
         .map_err(|e| rt_status(RuntimeError::failed("writing config.json", e)))?;
@@ -321,4 +324,22 @@ fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+/// Capabilities asked for by name that berthd's own bounding set lacks cannot be granted;
+/// the runtime leaves them out (a note in the monitor's log). Said here too, in berthd's log,
+/// where an operator looks first.
+fn warn_missing_caps(rec: &ContainerRecord, host_caps: Option<&[security::Capability]>) {
+    let (Some(host), Some(caps)) = (host_caps, &rec.config.security.capabilities) else {
+        return;
+    };
+    let missing: Vec<&str> = caps
+        .add
+        .iter()
+        .filter(|n| security::parse_capability(n).is_ok_and(|c| !host.contains(&c)))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        tracing::warn!(container = %rec.id, name = %rec.name, ?missing, "capabilities asked for are not in berthd's bounding set; the container runs without them");
+    }
 }
