@@ -56,6 +56,11 @@ step "cgroup v2 lane"
 run_in_vm_lane "${VM_LANE_TESTS[@]}"
 # ---------------------------------------------------------------------------------------
 
+# Kubernetes CRI conformance (critest) against a fresh berthd; skips itself when the rig
+# (../shared/tools/cri-rig) is absent. Fails when a spec of tests/conformance/critest-pass.txt fails.
+step "scripts/conformance.sh (critest)"
+SHARED_TOOLS="$SHARED_TOOLS" scripts/conformance.sh
+
 if [ -x "$SHARED_TOOLS/leakcheck.sh" ]; then
   step "leak check ($SHARED_TOOLS/leakcheck.sh)"
   "$SHARED_TOOLS/leakcheck.sh"

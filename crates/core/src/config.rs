@@ -88,6 +88,10 @@ pub struct RuntimeConfig {
     /// A pod naming one of these in `runtime_handler` (and listed in `handlers`) gets its
     /// containers run by that binary instead of berth's own runtime ("berth" / "").
     pub oci_runtimes: BTreeMap<String, PathBuf>,
+    /// Seconds ExecSync waits, after its command exited, for the output to reach EOF
+    /// (processes the command left in the background may hold it open); then the call fails
+    /// with "failed to drain exec process". Never past the request's own timeout.
+    pub exec_drain_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +219,7 @@ impl Default for RuntimeConfig {
                 ("crun".into(), "/usr/bin/crun".into()),
                 ("runc".into(), "/usr/bin/runc".into()),
             ]),
+            exec_drain_timeout_secs: 2,
         }
     }
 }
@@ -398,6 +403,15 @@ impl Config {
         if !net.cni_conf_dir.as_os_str().is_empty() {
             absolute("network.cni_conf_dir", &net.cni_conf_dir)?;
             absolute("network.cni_bin_dir", &net.cni_bin_dir)?;
+        }
+        if self.runtime.exec_drain_timeout_secs > 300 {
+            return Err(bad(
+                "runtime.exec_drain_timeout_secs",
+                format!(
+                    "{} is out of range 0..=300",
+                    self.runtime.exec_drain_timeout_secs
+                ),
+            ));
         }
         if self.runtime.pod_shm_size == 0 {
             return Err(bad("runtime.pod_shm_size", "must be greater than 0".into()));

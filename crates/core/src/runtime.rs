@@ -84,6 +84,10 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     /// Output beyond this many bytes per stream is dropped (containerd: 16 MiB).
     pub max_output: usize,
+    /// How long, after the process exited, its output may take to reach EOF (processes it
+    /// left in the background may hold stdout/stderr open). Past it the exec fails with
+    /// containerd's "failed to drain exec process" rather than answer cut output.
+    pub drain: Duration,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -16,11 +16,10 @@ pub fn image_error_status(e: ImageError) -> Status {
     Status::new(code, e.to_string())
 }
 
-/// For RuntimeService RPCs that a later berth release implements: an honest refusal.
+/// For RuntimeService RPCs that a later berth release implements: an honest refusal that
+/// names what is missing (pods, containers and exec_sync all work).
 pub fn not_yet(method: &str, what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{method} is not implemented by berth yet ({what} are not supported in this release)"
-    ))
+    Status::unimplemented(format!("{method}: berth does not serve {what} yet"))
 }
 
 pub fn pod_error_status(e: berth_core::pod::ports::PodError) -> Status {

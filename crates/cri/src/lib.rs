@@ -3,6 +3,7 @@
 //! in `error.rs`. This crate sees only `berth-core`'s ports; berthd injects the real ones.
 
 pub mod containers;
+mod delivery;
 mod error;
 mod image_service;
 pub mod pods;

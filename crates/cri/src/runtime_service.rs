@@ -1,5 +1,5 @@
-//! RuntimeService dispatch table: one line per RPC. Pod and container RPCs answer
-//! UNIMPLEMENTED with a message until berth implements them; they never fake success.
+//! RuntimeService dispatch table: one line per RPC. RPCs berth does not serve yet answer
+//! UNIMPLEMENTED naming what is missing; they never fake success.
 
 use berth_api::cri::runtime_service_server::RuntimeService;
 use berth_api::cri::*;

@@ -215,14 +215,13 @@ async fn names_retries_and_bad_input() {
         .unwrap()
         .into_inner()
         .pod_sandbox_id;
-    // The kubelet retrying the same request after a timeout gets the same pod.
-    let again = c
+    // The same request again, its first answer delivered: the name is in use.
+    let e = c
         .run_pod_sandbox(run(pod_config("web", 0)))
         .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    assert_eq!(again, id);
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    assert!(e.message().contains(&id), "{}", e.message());
     // The same name with another config is refused, naming the pod that has it.
     let mut other = pod_config("web", 0);
     other.hostname = "different".into();

@@ -340,6 +340,7 @@ impl ContainerRuntime for LinuxContainerRuntime {
             process: req.process.clone(),
             timeout_ms: req.timeout.map(|t| t.as_millis() as u64),
             max_output: req.max_output,
+            drain_ms: req.drain.as_millis() as u64,
         };
         // The monitor enforces the timeout; this bound only guards against a hung monitor.
         let bound = req.timeout.unwrap_or(Duration::from_secs(86_400 * 365)) + CALL_TIMEOUT;

@@ -182,6 +182,7 @@ async fn run(h: &str) -> Outcome {
         process: with_caps(process(args, false), "exec-foo"),
         timeout: Some(Duration::from_secs(20)),
         max_output: 1 << 20,
+        drain: Duration::from_secs(2),
     };
     let r = rt
         .exec_sync(

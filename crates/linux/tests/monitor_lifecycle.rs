@@ -110,6 +110,7 @@ async fn exec_reattach_reopen_and_rss() {
         process: process(args, false),
         timeout,
         max_output: max,
+        drain: Duration::from_secs(2),
     };
     let r = rt
         .exec_sync(

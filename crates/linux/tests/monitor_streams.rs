@@ -156,6 +156,7 @@ async fn dropped_exec_is_killed() {
                 process: process(&["echo", "still here"], false),
                 timeout: Some(WAIT),
                 max_output: 1 << 20,
+                drain: std::time::Duration::from_secs(2),
             },
         )
         .await

@@ -200,9 +200,11 @@ impl PodSpec {
         self
     }
 
-    /// `namespace_options.network = NODE`: the pod uses the host's network.
+    /// `namespace_options.network = NODE`: the pod uses the host's network. Like the
+    /// kubelet, no hostname is sent for such a pod (it would rename the node).
     pub fn host_network(mut self) -> Self {
         self.ns_options().network = cri::NamespaceMode::Node as i32;
+        self.config.hostname.clear();
         self
     }
 

@@ -103,6 +103,9 @@ pub struct ContainerInput<'a> {
     pub host_devices: &'a [DeviceNode],
     /// The JSON of the Localhost seccomp profile, when the config asks for one.
     pub seccomp_localhost: Option<&'a str>,
+    /// The host's capability bounding set (what `ALL` and privileged mean), None when
+    /// unknown (then every capability oci-spec knows).
+    pub host_caps: Option<&'a [oci_spec::runtime::Capability]>,
 }
 
 /// The OCI runtime spec for a container.
@@ -119,7 +122,7 @@ pub fn build(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
     } else {
         pod.hostname.as_str()
     };
-    let caps = security::capability_set(sc)?;
+    let caps = security::capability_set(sc, input.host_caps)?;
     let oom = i32::try_from(config.resources.oom_score_adj).map_err(|_| SpecError::Invalid {
         field: "oom_score_adj",
         value: config.resources.oom_score_adj.to_string(),
@@ -138,7 +141,7 @@ pub fn build(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
     process.set_args(Some(process::args(config, input.image)?));
     process.set_env(Some(process::env(config, input.image, hostname)));
     process.set_cwd(process::cwd(config, input.image)?.into());
-    process.set_capabilities(Some(security::capabilities(sc)?));
+    process.set_capabilities(Some(security::capabilities(&caps)));
     // containerd removes the default rlimits (WithoutDefaultSecuritySettings); CRI has none.
     process.set_rlimits(None);
     process.set_no_new_privileges(Some(sc.no_new_privs));

@@ -1,7 +1,8 @@
 //! Capabilities and the masked / read-only /proc and /sys paths, as containerd's CRI sets
 //! them (WithCapabilities, WithPrivileged, WithoutAmbientCaps, populateDefaultUnixSpec).
 
-use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
+pub use oci_spec::runtime::Capability;
+use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 
 use super::SpecError;
 use super::config::SecurityContext;
@@ -70,6 +71,63 @@ pub const ALL_CAPS: [Capability; 41] = [
     Capability::WakeAlarm,
 ];
 
+/// Capabilities by their kernel number (`CAP_CHOWN` = 0 ... `CAP_CHECKPOINT_RESTORE` = 40).
+const CAPS_BY_NUMBER: [Capability; 41] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::DacReadSearch,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
+    Capability::LinuxImmutable,
+    Capability::NetBindService,
+    Capability::NetBroadcast,
+    Capability::NetAdmin,
+    Capability::NetRaw,
+    Capability::IpcLock,
+    Capability::IpcOwner,
+    Capability::SysModule,
+    Capability::SysRawio,
+    Capability::SysChroot,
+    Capability::SysPtrace,
+    Capability::SysPacct,
+    Capability::SysAdmin,
+    Capability::SysBoot,
+    Capability::SysNice,
+    Capability::SysResource,
+    Capability::SysTime,
+    Capability::SysTtyConfig,
+    Capability::Mknod,
+    Capability::Lease,
+    Capability::AuditWrite,
+    Capability::AuditControl,
+    Capability::Setfcap,
+    Capability::MacOverride,
+    Capability::MacAdmin,
+    Capability::Syslog,
+    Capability::WakeAlarm,
+    Capability::BlockSuspend,
+    Capability::AuditRead,
+    Capability::Perfmon,
+    Capability::Bpf,
+    Capability::CheckpointRestore,
+];
+
+/// The capabilities of a kernel capability mask (`CapBnd` of /proc/self/status, in hex),
+/// as containerd builds `ALL` and privileged sets from the host's bounding set: what the
+/// host cannot grant is never asked for. Bits oci-spec has no name for are skipped.
+pub fn caps_from_mask(mask: u64) -> Vec<Capability> {
+    CAPS_BY_NUMBER
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
 /// containerd's default masked paths.
 pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
     "/proc/acpi",
@@ -109,17 +167,26 @@ fn is_all(name: &str) -> bool {
 /// The effective capability set: privileged ⇒ all; else the defaults, then (containerd's
 /// order) add ALL, drop ALL, add each named, drop each named. A name both added and
 /// dropped ends up dropped. Ambient capabilities are cleared (WithoutAmbientCaps), so
-/// `add_ambient` is ignored as containerd does.
-pub fn capability_set(sc: &SecurityContext) -> Result<Vec<Capability>, SpecError> {
+/// `add_ambient` is ignored as containerd does. "All" is `host_caps` (the host's bounding
+/// set) when known, else every capability oci-spec knows.
+pub fn capability_set(
+    sc: &SecurityContext,
+    host_caps: Option<&[Capability]>,
+) -> Result<Vec<Capability>, SpecError> {
+    let all = || {
+        host_caps
+            .map(<[Capability]>::to_vec)
+            .unwrap_or(ALL_CAPS.to_vec())
+    };
     if sc.privileged {
-        return Ok(ALL_CAPS.to_vec());
+        return Ok(all());
     }
     let mut caps: Vec<Capability> = DEFAULT_CAPS.to_vec();
     let Some(c) = &sc.capabilities else {
         return Ok(caps);
     };
     if c.add.iter().any(|n| is_all(n)) {
-        caps = ALL_CAPS.to_vec();
+        caps = all();
     }
     if c.drop.iter().any(|n| is_all(n)) {
         caps.clear();
@@ -137,16 +204,17 @@ pub fn capability_set(sc: &SecurityContext) -> Result<Vec<Capability>, SpecError
     Ok(caps)
 }
 
-/// The set on bounding, effective and permitted; inheritable and ambient stay empty.
-pub fn capabilities(sc: &SecurityContext) -> Result<LinuxCapabilities, SpecError> {
-    let set: Capabilities = capability_set(sc)?.into_iter().collect();
+/// `set` (from [`capability_set`]) on bounding, effective and permitted; inheritable and
+/// ambient stay empty.
+pub fn capabilities(set: &[Capability]) -> LinuxCapabilities {
+    let set: Capabilities = set.iter().copied().collect();
     let mut c = LinuxCapabilities::default();
     c.set_bounding(Some(set.clone()));
     c.set_effective(Some(set.clone()));
     c.set_permitted(Some(set));
     c.set_inheritable(None);
     c.set_ambient(None);
-    Ok(c)
+    c
 }
 
 fn owned(paths: &[&str]) -> Vec<String> {
@@ -191,17 +259,17 @@ mod tests {
 
     #[test]
     fn defaults_without_capability_config() {
-        let caps = capability_set(&SecurityContext::default()).unwrap();
+        let caps = capability_set(&SecurityContext::default(), None).unwrap();
         assert_eq!(caps, DEFAULT_CAPS.to_vec());
         assert!(!caps.contains(&Capability::SysAdmin));
     }
 
     #[test]
     fn add_and_drop_named() {
-        let caps = capability_set(&with(
-            &["sys_admin", "CAP_NET_ADMIN"],
-            &["KILL", "cap_chown"],
-        ))
+        let caps = capability_set(
+            &with(&["sys_admin", "CAP_NET_ADMIN"], &["KILL", "cap_chown"]),
+            None,
+        )
         .unwrap();
         assert!(caps.contains(&Capability::SysAdmin));
         assert!(caps.contains(&Capability::NetAdmin));
@@ -212,30 +280,30 @@ mod tests {
 
     #[test]
     fn add_and_drop_same_ends_dropped() {
-        let caps = capability_set(&with(&["NET_ADMIN"], &["NET_ADMIN"])).unwrap();
+        let caps = capability_set(&with(&["NET_ADMIN"], &["NET_ADMIN"]), None).unwrap();
         assert!(!caps.contains(&Capability::NetAdmin));
     }
 
     #[test]
     fn all_handling() {
-        let caps = capability_set(&with(&["ALL"], &["CHOWN"])).unwrap();
+        let caps = capability_set(&with(&["ALL"], &["CHOWN"]), None).unwrap();
         assert_eq!(caps.len(), ALL_CAPS.len() - 1);
         assert!(!caps.contains(&Capability::Chown));
-        let caps = capability_set(&with(&["NET_BIND_SERVICE"], &["all"])).unwrap();
+        let caps = capability_set(&with(&["NET_BIND_SERVICE"], &["all"]), None).unwrap();
         assert_eq!(caps, vec![Capability::NetBindService]);
-        let caps = capability_set(&with(&["ALL"], &["ALL"])).unwrap();
+        let caps = capability_set(&with(&["ALL"], &["ALL"]), None).unwrap();
         assert!(caps.is_empty());
     }
 
     #[test]
     fn unknown_capability_is_named() {
-        let e = capability_set(&with(&["NOT_A_CAP"], &[])).unwrap_err();
+        let e = capability_set(&with(&["NOT_A_CAP"], &[]), None).unwrap_err();
         assert!(e.to_string().contains("NOT_A_CAP"));
     }
 
     #[test]
     fn sets_and_privileged() {
-        let c = capabilities(&with(&["SYS_ADMIN"], &[])).unwrap();
+        let c = capabilities(&capability_set(&with(&["SYS_ADMIN"], &[]), None).unwrap());
         assert!(
             c.bounding()
                 .as_ref()
@@ -249,14 +317,34 @@ mod tests {
         let mut sc = with(&[], &["ALL"]);
         sc.privileged = true;
         assert_eq!(
-            capabilities(&sc)
-                .unwrap()
+            capabilities(&capability_set(&sc, None).unwrap())
                 .bounding()
                 .as_ref()
                 .unwrap()
                 .len(),
             41
         );
+    }
+
+    #[test]
+    fn all_and_privileged_follow_the_host_bounding_set() {
+        // CapBnd without CAP_SYS_RESOURCE (bit 24), as on a restricted host.
+        let host = caps_from_mask(0x1ff_feff_ffff);
+        assert_eq!(host.len(), 40);
+        assert!(!host.contains(&Capability::SysResource));
+        assert!(host.contains(&Capability::CheckpointRestore));
+        let mut sc = SecurityContext {
+            privileged: true,
+            ..Default::default()
+        };
+        assert_eq!(capability_set(&sc, Some(&host)).unwrap(), host);
+        sc.privileged = false;
+        sc = with(&["ALL"], &["CHOWN"]);
+        let caps = capability_set(&sc, Some(&host)).unwrap();
+        assert_eq!(caps.len(), 39);
+        assert!(!caps.contains(&Capability::SysResource));
+        assert_eq!(caps_from_mask(0), Vec::<Capability>::new());
+        assert_eq!(caps_from_mask(1), vec![Capability::Chown]);
     }
 
     #[test]

@@ -92,6 +92,7 @@ fn run(config: &ContainerConfig, pod: &PodRecord, pod_privileged: bool) -> Resul
             gid: 6,
         }],
         seccomp_localhost: None,
+        host_caps: None,
     };
     build(&input)
 }

@@ -96,6 +96,16 @@ pub fn node_hostname() -> String {
         .unwrap_or_default()
 }
 
+/// The capability bounding set berthd runs with (`CapBnd` of /proc/self/status): what
+/// `ALL` and privileged containers get, so there is nothing to leave out at start-up.
+/// None when unreadable.
+pub fn bounding_caps() -> Option<Vec<berth_core::container::security::Capability>> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    let mask = u64::from_str_radix(hex.trim(), 16).ok()?;
+    Some(berth_core::container::security::caps_from_mask(mask))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +116,12 @@ mod tests {
         let n = device_nodes("/dev/null");
         assert_eq!((n[0].major, n[0].minor), (1, 3));
         assert!(device_nodes("/nonexistent").is_empty());
+    }
+
+    #[test]
+    fn bounding_set_is_read() {
+        let caps = bounding_caps().expect("CapBnd");
+        assert!(caps.contains(&berth_core::container::security::Capability::Chown));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Containers {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Serialises name reservation.
     pub names: tokio::sync::Mutex<()>,
+    /// Containers whose CreateContainer answer never reached the client.
+    pub undelivered: crate::delivery::Undelivered,
 }
 
 impl Containers {
@@ -50,6 +52,7 @@ impl Containers {
             bundles,
             locks: Mutex::new(HashMap::new()),
             names: tokio::sync::Mutex::new(()),
+            undelivered: Default::default(),
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Pods {
     pub fault_inject: Option<String>,
     /// Size of each pod's private /dev/shm.
     pub shm_size: u64,
+    /// Pods whose RunPodSandbox answer never reached the client.
+    pub undelivered: crate::delivery::Undelivered,
 }
 
 impl Pods {
@@ -52,6 +54,7 @@ impl Pods {
             locks: Mutex::new(HashMap::new()),
             fault_inject,
             shm_size,
+            undelivered: Default::default(),
         }
     }
 

@@ -1,12 +1,17 @@
 //! `CreateContainer`: rootfs, spec, bundle, runtime create — undone in reverse on failure.
+//! Like RunPodSandbox, the transaction runs in its own task: a name in use is AlreadyExists,
+//! except for the one identical retry after an answer the client never got.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use berth_api::cri::{CreateContainerRequest, CreateContainerResponse};
 use berth_core::container::record::{
     CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, ProcessUser, container_name_key,
 };
-use berth_core::container::{self, CgroupCaps, ContainerInput, ImageConfig, SeccompProfile};
+use berth_core::container::{
+    self, CgroupCaps, ContainerInput, ImageConfig, SeccompProfile, security,
+};
 use berth_core::image::Image;
 use berth_core::pod::record::{PodRecord, PodState};
 use berth_core::runtime::{CreateRequest, RuntimeError, StdioConfig};
@@ -16,11 +21,12 @@ use tonic::Status;
 use crate::Cri;
 use crate::containers::lifecycle::now_ns;
 use crate::containers::{Containers, convert, host};
+use crate::delivery::run_detached;
 use crate::error::{runtime_error_status, store_status};
 use crate::pods::convert::sorted;
 
 pub async fn handle(
-    cri: &Cri,
+    cri: &Arc<Cri>,
     req: CreateContainerRequest,
 ) -> Result<CreateContainerResponse, Status> {
     let invalid = |m: String| Status::invalid_argument(format!("CreateContainer: {m}"));
@@ -93,19 +99,47 @@ pub async fn handle(
     })?;
     let c = &cri.containers;
 
-    // Reserve the name.
+    // Reserve the name, or find the container a previous identical request created and
+    // could not deliver.
     let key = container_name_key(&meta.name, &pod.id, meta.attempt);
-    let names = c.names.lock().await;
-    if let Some(existing) = c.store.find(|r| r.name_key() == key) {
+    let names = loop {
+        let names = c.names.lock().await;
+        let Some(existing) = c.store.find(|r| r.name_key() == key) else {
+            break names;
+        };
+        drop(names);
+        if existing.state == ContainerState::Creating {
+            // The first request is still working: wait for it, then look again.
+            let _ = c.lock_of(&existing.id).lock_owned().await;
+            if c.store
+                .get(&existing.id)
+                .is_some_and(|r| r.state == ContainerState::Creating)
+            {
+                return Err(Status::unavailable(format!(
+                    "container {} is still being created; retry",
+                    existing.id
+                )));
+            }
+            continue;
+        }
+        if existing.config == ccfg
+            && existing.image == image_name
+            && c.undelivered.take(&existing.id)
+        {
+            tracing::info!(container = %existing.id, "CreateContainer retried after a lost answer: returning the container already created");
+            return Ok(CreateContainerResponse {
+                container_id: existing.id,
+            });
+        }
         return Err(Status::already_exists(format!(
-            "container name {:?} (attempt {}) in pod {} is already taken by container {}",
+            "container name {:?} (attempt {}) in pod {} is already in use by container {}; remove it first or use another attempt number",
             meta.name, meta.attempt, pod.id, existing.id
         )));
-    }
+    };
     let id = new_id(&key);
     let log_path = (!pod.log_directory.is_empty() && !cfg.log_path.is_empty())
         .then(|| PathBuf::from(&pod.log_directory).join(&cfg.log_path));
-    let mut rec = ContainerRecord {
+    let rec = ContainerRecord {
         version: CONTAINER_RECORD_VERSION,
         id: id.clone(),
         pod_id: pod.id.clone(),
@@ -139,8 +173,24 @@ pub async fn handle(
     c.store.put(&rec).map_err(store_status)?;
     drop(names);
 
+    let (work_cri, lost_cri) = (cri.clone(), cri.clone());
+    let work = async move { transaction(&work_cri, pod, image, rec).await };
+    let lost =
+        move |r: &CreateContainerResponse| lost_cri.containers.undelivered.mark(&r.container_id);
+    run_detached("CreateContainer", lock, work, lost).await
+}
+
+/// Creates the reserved container, or undoes every step.
+async fn transaction(
+    cri: &Cri,
+    pod: PodRecord,
+    image: Image,
+    mut rec: ContainerRecord,
+) -> Result<CreateContainerResponse, Status> {
+    let c = &cri.containers;
+    let id = rec.id.clone();
     let res = create(cri, c, &pod, &image, &mut rec).await;
-    let out = match res {
+    match res {
         Ok(()) => Ok(CreateContainerResponse {
             container_id: id.clone(),
         }),
@@ -156,9 +206,7 @@ pub async fn handle(
             }
             Err(e)
         }
-    };
-    drop(lock);
-    out
+    }
 }
 
 /// `namespace_options.target_id`: the pid of that (running) container.
@@ -248,6 +296,7 @@ async fn create(
         _ => None,
     };
     let node_hostname = host::node_hostname();
+    let host_caps = host::bounding_caps();
     let spec = container::build(&ContainerInput {
         id: &rec.id,
         config: &rec.config,
@@ -269,9 +318,11 @@ async fn create(
         device_nodes: &device_nodes,
         host_devices: &host_devices,
         seccomp_localhost: seccomp_localhost.as_deref(),
+        host_caps: host_caps.as_deref(),
     })
     .map_err(|e| Status::invalid_argument(format!("CreateContainer {}: {e}", rec.name)))?;
     rec.user = spec.process().as_ref().map(|p| ProcessUser::from(p.user()));
+    warn_missing_caps(rec, host_caps.as_deref());
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| Status::internal(e.to_string()))?;
     write_atomic(&rec.bundle.join("config.json"), &json)
         .map_err(|e| rt_status(RuntimeError::failed("writing config.json", e)))?;
@@ -310,4 +361,22 @@ fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+/// Capabilities asked for by name that berthd's own bounding set lacks cannot be granted;
+/// the runtime leaves them out (a note in the monitor's log). Said here too, in berthd's log,
+/// where an operator looks first.
+fn warn_missing_caps(rec: &ContainerRecord, host_caps: Option<&[security::Capability]>) {
+    let (Some(host), Some(caps)) = (host_caps, &rec.config.security.capabilities) else {
+        return;
+    };
+    let missing: Vec<&str> = caps
+        .add
+        .iter()
+        .filter(|n| security::parse_capability(n).is_ok_and(|c| !host.contains(&c)))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        tracing::warn!(container = %rec.id, name = %rec.name, ?missing, "capabilities asked for are not in berthd's bounding set; the container runs without them");
+    }
 }

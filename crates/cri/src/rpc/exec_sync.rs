@@ -37,6 +37,8 @@ pub async fn handle(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse,
                 process,
                 timeout: (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64)),
                 max_output: MAX_OUTPUT,
+                // The monitor also stops the drain at the request's deadline.
+                drain: Duration::from_secs(cri.info.config.runtime.exec_drain_timeout_secs),
             },
         )
         .await

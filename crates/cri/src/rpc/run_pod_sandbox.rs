@@ -1,7 +1,10 @@
 //! `RunPodSandbox`: a transaction. Each acquired resource pushes its undo; any failure
-//! unwinds them in reverse, so a failed pod leaves nothing. A retry of the same request
-//! (the kubelet after a timeout) gets the same pod back.
+//! unwinds them in reverse, so a failed pod leaves nothing. The transaction runs in its own
+//! task ([`run_detached`]): when the client gave up before the answer (the kubelet's
+//! timeout), the next identical request gets the pod, once; otherwise a name in use is
+//! AlreadyExists.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_api::cri::{PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse};
@@ -16,19 +19,24 @@ use sha2::{Digest as _, Sha256};
 use tonic::Status;
 
 use crate::Cri;
+use crate::delivery::run_detached;
 use crate::error::pod_error_status;
 use crate::pods::Pods;
 use crate::pods::convert;
 use crate::pods::teardown::{network_request, release_all};
 
-pub async fn handle(cri: &Cri, req: RunPodSandboxRequest) -> Result<RunPodSandboxResponse, Status> {
+pub async fn handle(
+    cri: &Arc<Cri>,
+    req: RunPodSandboxRequest,
+) -> Result<RunPodSandboxResponse, Status> {
     let config = req
         .config
         .ok_or_else(|| Status::invalid_argument("RunPodSandbox: config is missing"))?;
-    let mut rec = validate(cri, &config, &req.runtime_handler)?;
+    let rec = validate(cri, &config, &req.runtime_handler)?;
     let pods = &cri.pods;
 
-    // Reserve the name, or find the pod a previous identical request created.
+    // Reserve the name, or find the pod a previous identical request created and could not
+    // deliver.
     let key = rec.name_key();
     let lock = loop {
         let names = pods.names.lock().await;
@@ -49,14 +57,18 @@ pub async fn handle(cri: &Cri, req: RunPodSandboxRequest) -> Result<RunPodSandbo
                 }
                 continue;
             }
-            if existing.state == PodState::Ready && existing.config == rec.config {
-                tracing::info!(pod = %existing.id, "RunPodSandbox retried: returning the pod already created");
+            if existing.state == PodState::Ready
+                && existing.config == rec.config
+                && existing.runtime_handler == rec.runtime_handler
+                && pods.undelivered.take(&existing.id)
+            {
+                tracing::info!(pod = %existing.id, "RunPodSandbox retried after a lost answer: returning the pod already created");
                 return Ok(RunPodSandboxResponse {
                     pod_sandbox_id: existing.id,
                 });
             }
             return Err(Status::already_exists(format!(
-                "pod name {key} is already taken by pod {}; remove it first or use another attempt number",
+                "pod name {key} is already in use by pod {}; remove it first or use another attempt number",
                 existing.id
             )));
         }
@@ -67,8 +79,15 @@ pub async fn handle(cri: &Cri, req: RunPodSandboxRequest) -> Result<RunPodSandbo
         break lock;
     };
 
-    let result = create(pods, &mut rec).await;
-    let out = match result {
+    let (work_cri, lost_cri) = (cri.clone(), cri.clone());
+    let work = async move { transaction(&work_cri.pods, rec).await };
+    let lost = move |r: &RunPodSandboxResponse| lost_cri.pods.undelivered.mark(&r.pod_sandbox_id);
+    run_detached("RunPodSandbox", lock, work, lost).await
+}
+
+/// Creates the reserved pod, or undoes every step.
+async fn transaction(pods: &Pods, mut rec: PodRecord) -> Result<RunPodSandboxResponse, Status> {
+    match create(pods, &mut rec).await {
         Ok(()) => Ok(RunPodSandboxResponse {
             pod_sandbox_id: rec.id.clone(),
         }),
@@ -85,9 +104,7 @@ pub async fn handle(cri: &Cri, req: RunPodSandboxRequest) -> Result<RunPodSandbo
             }
             Err(pod_error_status(e))
         }
-    };
-    drop(lock);
-    out
+    }
 }
 
 fn validate(cri: &Cri, config: &PodSandboxConfig, handler: &str) -> Result<PodRecord, Status> {
@@ -128,6 +145,13 @@ fn validate(cri: &Cri, config: &PodSandboxConfig, handler: &str) -> Result<PodRe
         .map(|l| convert::sorted(&l.sysctls))
         .unwrap_or_default();
     sysctl::validate(&sysctls, &modes).map_err(|e| invalid(e.to_string()))?;
+    if modes.network == NamespaceMode::Node && !config.hostname.is_empty() {
+        return Err(invalid(format!(
+            "hostname {:?} cannot be set for a pod in the node's network namespace \
+             (it shares the node's UTS namespace and would rename the node); leave it empty",
+            config.hostname
+        )));
+    }
     let hostname = if modes.network == NamespaceMode::Node {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())

@@ -1,4 +1,6 @@
-//! `StopContainer`: stop signal, then SIGKILL after the timeout. Idempotent.
+//! `StopContainer`: stop signal, then SIGKILL after the timeout. Idempotent; an unknown id
+//! is success, as for StopPodSandbox: the kubelet retries stops, and a container that is
+//! gone is stopped.
 
 use std::time::Duration;
 
@@ -12,10 +14,8 @@ use crate::error::{runtime_error_status, store_status};
 pub async fn handle(cri: &Cri, req: StopContainerRequest) -> Result<StopContainerResponse, Status> {
     let c = &cri.containers;
     let Some(rec) = c.store.resolve(&req.container_id).map_err(store_status)? else {
-        return Err(Status::not_found(format!(
-            "container {:?} not found",
-            req.container_id
-        )));
+        tracing::debug!(container = %req.container_id, "StopContainer: no such container; nothing to stop");
+        return Ok(StopContainerResponse {});
     };
     let _lock = c.lock_of(&rec.id).lock_owned().await;
     let Some(mut rec) = c.store.get(&rec.id) else {

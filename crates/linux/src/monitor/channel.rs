@@ -18,6 +18,11 @@ pub enum InitMsg {
         #[serde(default)]
         message: String,
     },
+    /// A note from the init (a capability left out, a clamped value): the monitor's log.
+    Warning {
+        #[serde(default)]
+        message: String,
+    },
     #[serde(other)]
     Unknown,
 }

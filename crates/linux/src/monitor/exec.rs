@@ -1,7 +1,10 @@
 //! exec_sync: an extra process in a running container, started by
 //! `<exe> init --exec --pid <container pid> --process <file> [--cgroup <path>] --bundle <dir>`.
 //! Its stdout and stderr are collected (capped per stream) and sent back with the exit code
-//! when it ends, or when the timeout killed it.
+//! once it ended and both streams reached EOF, or when the timeout killed it. Processes it
+//! left in the background may keep the streams open: after the exit they get `drain` to
+//! close them, then the exec fails with containerd's "failed to drain exec process" (never
+//! a success with output cut short, never a wait until the timeout).
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -27,8 +30,16 @@ pub struct Exec {
     out: Vec<u8>,
     err: Vec<u8>,
     max: usize,
+    /// The request's timeout until the process exits, then the end of the drain.
     pub deadline: Option<Instant>,
     timed_out: bool,
+    /// How long the output may take to reach EOF after the exit.
+    drain: Duration,
+    /// The exit code and time, once the process exited (its output may still be draining).
+    exited: Option<(i32, Instant)>,
+    /// `exec-<n>` (its process file's name) and the container, for errors.
+    name: String,
+    container: String,
     pub process_file: PathBuf,
     /// Run by an external runtime's `exec --detach` (its PID file: `process_file` with
     /// extension "pid").
@@ -47,11 +58,16 @@ impl Exec {
     /// A streamed exec: no output is collected (the process writes to the client's fds).
     pub fn streamed(
         client: u64,
+        container: &str,
         init_pid: i32,
         sock: Option<Channel>,
         process_file: PathBuf,
         oci: Option<OciCli>,
     ) -> Self {
+        let name = process_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Exec {
             client,
             init_pid,
@@ -64,6 +80,11 @@ impl Exec {
             max: 0,
             deadline: None,
             timed_out: false,
+            // The client reads the output itself: nothing to drain here.
+            drain: Duration::ZERO,
+            exited: None,
+            name,
+            container: container.to_string(),
             process_file,
             oci,
             stream: true,
@@ -98,6 +119,7 @@ impl Monitor {
         process: &serde_json::Value,
         timeout_ms: Option<u64>,
         max_output: usize,
+        drain_ms: u64,
     ) -> Option<Response> {
         let Some(c) = self.containers.get(id) else {
             return Some(Response::not_found(id));
@@ -145,6 +167,10 @@ impl Monitor {
                     max: max_output,
                     deadline: timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
                     timed_out: false,
+                    drain: Duration::from_millis(drain_ms),
+                    exited: None,
+                    name: format!("exec-{n}"),
+                    container: id.to_string(),
                     process_file: file,
                     oci: cli,
                     stream: false,
@@ -248,17 +274,42 @@ impl Monitor {
     }
 
     pub fn exec_output_event(&mut self, n: u64, stream: Stream) {
-        if let Some(e) = self.execs.get_mut(&n) {
-            e.pump(stream);
+        let Some(e) = self.execs.get_mut(&n) else {
+            return;
+        };
+        e.pump(stream);
+        if e.exited.is_some() && e.stdout.is_none() && e.stderr.is_none() {
+            self.exec_done(n);
         }
     }
 
+    /// The process ended: answer once its output is drained (at once after a timeout kill,
+    /// or when both streams are already at EOF), else wait up to `drain`, never past the
+    /// request's own deadline.
     pub fn exec_exited(&mut self, n: u64, code: i32) {
+        let Some(e) = self.execs.get_mut(&n) else {
+            return;
+        };
+        if e.exited.is_some() {
+            return;
+        }
+        e.exited = Some((code, Instant::now()));
+        e.pump(Stream::Stdout);
+        e.pump(Stream::Stderr);
+        if e.timed_out || (e.stdout.is_none() && e.stderr.is_none()) {
+            return self.exec_done(n);
+        }
+        let until = Instant::now() + e.drain;
+        e.deadline = Some(e.deadline.map_or(until, |d| d.min(until)));
+    }
+
+    /// Answers with the exit code and the output.
+    fn exec_done(&mut self, n: u64) {
         let Some(mut e) = self.execs.remove(&n) else {
             return;
         };
-        // What the process wrote before it ended is in the pipes; descendants that keep
-        // them open are not waited for.
+        let code = e.exited.map_or(-1, |(code, _)| code);
+        // What is left in the pipes (after a timeout kill, descendants may hold them).
         e.pump(Stream::Stdout);
         e.pump(Stream::Stderr);
         let _ = std::fs::remove_file(&e.process_file);
@@ -285,12 +336,41 @@ impl Monitor {
     }
 
     pub fn exec_deadlines(&mut self, now: Instant) {
-        for e in self.execs.values_mut() {
-            if e.deadline.is_some_and(|d| d <= now) {
-                e.deadline = None;
+        let mut undrained = Vec::new();
+        for (n, e) in self.execs.iter_mut() {
+            if e.deadline.is_none_or(|d| d > now) {
+                continue;
+            }
+            e.deadline = None;
+            if e.exited.is_some() {
+                undrained.push(*n);
+            } else {
                 e.timed_out = true;
                 let _ = sys::kill(e.pid.unwrap_or(e.init_pid), libc::SIGKILL);
             }
         }
+        for n in undrained {
+            self.exec_undrained(n);
+        }
+    }
+
+    /// The process exited but its output is still open past the drain time: fail (the
+    /// background processes holding it are left alone, as containerd does).
+    fn exec_undrained(&mut self, n: u64) {
+        let Some(e) = self.execs.remove(&n) else {
+            return;
+        };
+        let _ = std::fs::remove_file(&e.process_file);
+        let _ = std::fs::remove_file(e.process_file.with_extension("pid"));
+        let msg = format!(
+            "failed to drain exec process \"{}\" io: stdout/stderr still open {} ms after the \
+             process exited with code {} in container {} (processes it started in the \
+             background keep them open; runtime.exec_drain_timeout_secs bounds the wait)",
+            e.name,
+            e.exited.map_or(0, |(_, at)| at.elapsed().as_millis()),
+            e.exited.map_or(-1, |(code, _)| code),
+            e.container
+        );
+        self.reply(e.client, &Response::error(ErrorKind::Failed, msg), &[]);
     }
 }

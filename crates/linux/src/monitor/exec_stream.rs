@@ -78,7 +78,7 @@ impl Monitor {
                 if cli.is_some() {
                     self.helpers.insert(init_pid, Helper::Exec(n));
                 }
-                let mut e = Exec::streamed(client, init_pid, sock, file, cli);
+                let mut e = Exec::streamed(client, id, init_pid, sock, file, cli);
                 e.console = console;
                 self.execs.insert(n, e);
                 None

@@ -40,6 +40,8 @@ impl Monitor {
                 }
             }
             InitMsg::Ready if c.phase == Phase::Creating => self.mark_created(id),
+            // stderr is the monitor's log; the container's output never gets these.
+            InitMsg::Warning { message } => eprintln!("monitor: container {id}: init: {message}"),
             InitMsg::Error { message } => match c.phase {
                 Phase::Creating => self.fail_create(id, message),
                 Phase::Starting => {

@@ -71,6 +71,9 @@ pub enum Request {
         #[serde(default)]
         timeout_ms: Option<u64>,
         max_output: usize,
+        /// Milliseconds the output may take to reach EOF after the process exited.
+        #[serde(default)]
+        drain_ms: u64,
     },
     /// Applies OCI `linux.resources` to the container's cgroup.
     Update {

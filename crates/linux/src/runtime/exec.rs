@@ -10,11 +10,11 @@ use super::error::{InitError, Result, Step};
 use super::namespaces;
 use super::process;
 use super::seccomp;
-use super::{EXIT_EXEC_FAILED, EXIT_SETUP_FAILED, arg, cloexec_fds, fail, fork_and_report};
+use super::{EXIT_EXEC_FAILED, EXIT_SETUP_FAILED, arg, enter_init, fail, fork_and_report};
 
 /// Entry point of `init --exec ...` (`args`: the arguments after `init`). Never returns.
 pub fn exec_main(args: &[String]) -> ! {
-    cloexec_fds();
+    enter_init();
     let (proc_, seccomp) = match before_fork(args) {
         Ok(v) => v,
         Err(e) => fail(&e, EXIT_SETUP_FAILED),

@@ -12,13 +12,13 @@ use super::namespaces::{self, Entered};
 use super::process::{self, Identity};
 use super::seccomp::{self, Filter};
 use super::sync::{self, SYNC_FD, SyncMessage};
-use super::{EXIT_EXEC_FAILED, EXIT_SETUP_FAILED, arg, cloexec_fds, fail, fork_and_report};
+use super::{EXIT_EXEC_FAILED, EXIT_SETUP_FAILED, arg, enter_init, fail, fork_and_report};
 use crate::cgroup::CgroupMode;
 
 /// Entry point of `init --bundle <dir> --id <container-id>` (`args`: the arguments after
 /// `init`). Never returns: on success the process becomes the container's program.
 pub fn init_main(args: &[String]) -> ! {
-    cloexec_fds();
+    enter_init();
     let (spec, bundle, entered) = match before_fork(args) {
         Ok(v) => v,
         Err(e) => fail(&e, EXIT_SETUP_FAILED),

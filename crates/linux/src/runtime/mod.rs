@@ -28,6 +28,7 @@ mod securejoin;
 pub mod sync;
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use cgroup::{apply_resources, oom_kill_count, remove_cgroup};
 pub use error::InitError;
@@ -49,20 +50,34 @@ fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Sends the error on the sync socket (and to stderr if that fails) and exits.
+/// Set once this process is a container's init or exec entry, whose stdio is the
+/// container's: from then on its notes go over the sync socket, never to stderr.
+static IN_INIT: AtomicBool = AtomicBool::new(false);
+
+/// Sends the error on the sync socket and exits. Nothing goes to stderr, which is the
+/// container's: when the socket is gone the monitor sees the exit code alone.
 fn fail(err: &InitError, code: i32) -> ! {
     let msg = SyncMessage::Error {
         message: err.to_string(),
     };
-    if sync::send(SYNC_FD, &msg).is_err() {
-        eprintln!("berth init: {err}");
-    }
+    let _ = sync::send(SYNC_FD, &msg);
     std::process::exit(code)
 }
 
-/// The sync fd closes on execve (so the monitor sees EOF when the program runs); every
-/// other inherited fd above it closes too.
-fn cloexec_fds() {
+/// A note (something left out or clamped). In the init it goes over the sync socket to the
+/// monitor's log; elsewhere (the monitor applying resources) to stderr, the monitor's log.
+pub(crate) fn warn(message: String) {
+    if IN_INIT.load(Ordering::Relaxed) {
+        let _ = sync::send(SYNC_FD, &SyncMessage::Warning { message });
+    } else {
+        eprintln!("berth: {message}");
+    }
+}
+
+/// Marks this process as an init (see [`warn`]). The sync fd closes on execve (so the
+/// monitor sees EOF when the program runs); every other inherited fd above it closes too.
+fn enter_init() {
+    IN_INIT.store(true, Ordering::Relaxed);
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     let _ = fcntl(SYNC_FD, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
@@ -91,8 +106,8 @@ fn fork_and_report() -> Result<(), InitError> {
             let msg = SyncMessage::Pid {
                 pid: child.as_raw(),
             };
-            if let Err(e) = sync::send(SYNC_FD, &msg) {
-                eprintln!("berth init: reporting the container pid: {e}");
+            if sync::send(SYNC_FD, &msg).is_err() {
+                // The monitor is gone: nobody would own the container.
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                 std::process::exit(EXIT_SETUP_FAILED);
             }

@@ -67,8 +67,9 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
 }
 
 /// Writes oom_score_adj. Lowering it below the current value needs CAP_SYS_RESOURCE; when
-/// that is refused the value stays where it is and one line goes to stderr (containerd's
-/// restrict_oom_score_adj does the same clamp up front). Never fails the container.
+/// that is refused the value stays where it is and a warning goes to the monitor's log
+/// (containerd's restrict_oom_score_adj does the same clamp up front). Never fails the
+/// container.
 pub fn set_oom_score_adj(value: i32) {
     let file = "/proc/self/oom_score_adj";
     let current: Option<i32> = std::fs::read_to_string(file)
@@ -79,11 +80,11 @@ pub fn set_oom_score_adj(value: i32) {
     }
     if let Err(e) = std::fs::write(file, value.to_string()) {
         match current {
-            Some(cur) if value < cur => eprintln!(
-                "berth init: oom_score_adj {value} is below the current {cur} and lowering it is \
-                 not permitted ({e}): keeping {cur}"
-            ),
-            _ => eprintln!("berth init: setting oom_score_adj to {value}: {e}"),
+            Some(cur) if value < cur => super::warn(format!(
+                "oom_score_adj {value} is below the current {cur} and lowering it is not \
+                 permitted ({e}): keeping {cur}"
+            )),
+            _ => super::warn(format!("setting oom_score_adj to {value}: {e}")),
         }
     }
 }
@@ -126,7 +127,8 @@ pub struct Identity {
 
 /// Bounding set, user and groups, umask, cwd, capability sets, no_new_privs. Capabilities
 /// this kernel or this process' bounding set lacks (e.g. CAP_SYS_RESOURCE where berth runs
-/// without it) are left out with one line on stderr, rather than failing the container.
+/// without it) are left out with a warning to the monitor's log, rather than failing the
+/// container.
 pub fn set_identity(p: &Process, seccomp: bool) -> Result<Identity> {
     let nnp = p.no_new_privileges().unwrap_or(false);
     let mut keep_admin = false;
@@ -144,10 +146,10 @@ pub fn set_identity(p: &Process, seccomp: bool) -> Result<Identity> {
         if !dropped.is_empty() {
             let mut d: Vec<_> = dropped.into_iter().collect();
             d.sort();
-            eprintln!(
-                "berth init: capabilities not available here, left out: {}",
+            super::warn(format!(
+                "capabilities not available here, left out: {}",
                 d.join(" ")
-            );
+            ));
         }
         s
     });
@@ -194,7 +196,7 @@ pub fn set_identity(p: &Process, seccomp: bool) -> Result<Identity> {
         // that cannot be raised is left out with a note, not an error.
         for cap in amb {
             if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
-                eprintln!("berth init: ambient capability {cap} left out: {e}");
+                super::warn(format!("ambient capability {cap} left out: {e}"));
             }
         }
     } else if seccomp && !nnp && !uid.is_root() {

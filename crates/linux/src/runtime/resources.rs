@@ -131,7 +131,7 @@ fn memory_v1(cg: &ContainerCgroup, mem: &LinuxMemory) -> Result<(), RuntimeError
             if memsw.exists() {
                 write(dir, "memory.memsw.limit_in_bytes", swap)?;
             } else if swap != limit && swap != -1 {
-                eprintln!("berth init: swap limit {swap} ignored: swap accounting is off");
+                super::warn(format!("swap limit {swap} ignored: swap accounting is off"));
             }
         }
         if first.is_err() {

@@ -3,7 +3,8 @@
 //!
 //! init → monitor: `{"type":"pid","pid":N}` (host PID of the container process, sent by
 //! the intermediate parent once it forked), then `{"type":"ready"}` when the process is
-//! set up and waits, or `{"type":"error","message":"<step>: <detail>"}`.
+//! set up and waits, or `{"type":"error","message":"<step>: <detail>"}`. Any time before
+//! that, `{"type":"warning","message":"..."}` for the monitor's log.
 //! monitor → init: `{"type":"start"}`. On a successful execve the socket (CLOEXEC) is
 //! closed by the kernel, so the monitor sees EOF; on failure an error message comes first.
 
@@ -18,10 +19,19 @@ pub const SYNC_FD: RawFd = 3;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SyncMessage {
-    Pid { pid: i32 },
+    Pid {
+        pid: i32,
+    },
     Ready,
     Start,
-    Error { message: String },
+    Error {
+        message: String,
+    },
+    /// Something the init left out or clamped, for the monitor's log: the init never
+    /// writes to fds the workload inherits (its stdout/stderr are the container's).
+    Warning {
+        message: String,
+    },
 }
 
 impl SyncMessage {
