@@ -41,6 +41,9 @@ pub struct Exec {
     /// External runtime with a tty: where its `exec` sends the pty master (passed on to
     /// the client).
     pub console: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    /// berth's init with a tty: the pty master it made in the container (passed on to the
+    /// client once the process runs).
+    pub master: Option<OwnedFd>,
 }
 
 impl Exec {
@@ -69,6 +72,7 @@ impl Exec {
             stream: true,
             answered: false,
             console: None,
+            master: None,
         }
     }
 
@@ -113,8 +117,7 @@ impl Monitor {
         let cli = OciCli::of(&self.dir, &c.rec);
         let n = self.next_id();
         let file = records::container_dir(&self.dir, id).join(format!("exec-{n}.json"));
-        let captured =
-            || sys::child_stdio(false, false).map_err(|e| format!("creating stdio: {e}"));
+        let captured = || sys::child_stdio(false).map_err(|e| format!("creating stdio: {e}"));
         let spawned = match &cli {
             Some(cli) => records::write_json(&file, process)
                 .map_err(|e| format!("writing {}: {e}", file.display()))
@@ -150,6 +153,7 @@ impl Monitor {
                     stream: false,
                     answered: false,
                     console: None,
+                    master: None,
                 };
                 self.execs.insert(n, e);
                 None
@@ -212,6 +216,7 @@ impl Monitor {
                         return self.exec_exited(n, code);
                     }
                 }
+                InitMsg::Console => e.master = e.sock.as_mut().and_then(Channel::take_fd),
                 InitMsg::Error { message } => return self.exec_failed(n, message),
                 _ => {}
             }
@@ -228,7 +233,8 @@ impl Monitor {
                 );
             } else if e.stream {
                 // The socket is close-on-exec: EOF means the user's program runs.
-                self.exec_stream_started(n, None);
+                let master = e.master.take();
+                self.exec_stream_started(n, master);
             }
         }
     }
