@@ -1,6 +1,7 @@
 //! `berthd init --bundle <dir> --id <id>`: creates the container process from an OCI
 //! bundle, reports it ready on the sync socket and execs its program on `start`.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
@@ -112,7 +113,8 @@ fn setup(
         .ok_or_else(|| InitError::new("config", "root missing"))?;
     let rootfs = bundle.join(root.path());
     let rootfs = std::fs::canonicalize(&rootfs).step(format!("rootfs {}", rootfs.display()))?;
-    super::rootfs::prepare(spec, &rootfs, bundle, &cgroups)?;
+    let idmap = entered.user.as_ref().map(|(f, _)| f.as_fd());
+    super::rootfs::prepare(spec, &rootfs, bundle, &cgroups, idmap)?;
     super::rootfs::pivot(&rootfs)?;
     // As runc: a working directory the image lacks is created (as root, 0755) before the
     // process drops to its user. A read-only rootfs makes this fail; chdir then reports it.
@@ -144,6 +146,7 @@ fn setup(
     }
     process::session(proc_.terminal().unwrap_or(false))?;
     let filter = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    namespaces::join_user(entered)?;
     let identity = process::set_identity(&proc_, filter.is_some())?;
     Ok((proc_, filter, identity))
 }

@@ -16,6 +16,7 @@
 mod cgroup;
 mod error;
 mod exec;
+mod idmap_rootfs;
 mod init;
 mod mount_opts;
 mod mounts;
