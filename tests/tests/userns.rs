@@ -182,7 +182,17 @@ async fn pod_run_body() -> Result<()> {
              ping -c 1 -W 5 127.0.0.1 >/dev/null && echo lo-ok; \
              stat -c %u /etc/passwd"
         ));
-    let id = t.run(&mut c, &pod, &s).await?;
+    let id = match t.run(&mut c, &pod, &s).await {
+        Ok(id) => id,
+        // berthd's root on a filesystem this kernel cannot idmap (tmpfs before Linux 6.3,
+        // as in the VM lane): the error must say so; nothing else to check here.
+        Err(e) if format!("{e:#}").contains("cannot be idmapped on this kernel") => {
+            eprintln!("SKIP the rest of a_pod_runs_in_its_user_namespace: {e:#}");
+            std::fs::remove_dir_all(&data)?;
+            return t.finish().await;
+        }
+        Err(e) => return Err(e),
+    };
     let st = rpc::wait_exited(&mut c, &id, WAIT).await?;
     let out = logs::messages(&logs::read(&pod.log_path(&s))?, "stdout");
     let err = logs::messages(&logs::read(&pod.log_path(&s))?, "stderr");
