@@ -29,8 +29,8 @@ impl HandlerFeatures {
         let at_least = |v| kernel.is_some_and(|k| k >= v);
         Self {
             recursive_read_only_mounts: at_least(MOUNT_SETATTR_KERNEL),
-            // Pod user namespaces are not wired into berth's runtime yet.
-            user_namespaces: false,
+            // Pod user namespaces need the container rootfs (overlayfs) idmapped.
+            user_namespaces: at_least(IDMAPPED_OVERLAY_KERNEL),
         }
     }
 
@@ -78,7 +78,7 @@ mod tests {
             HandlerFeatures::default()
         );
         let f = HandlerFeatures::berth(Some((6, 1)));
-        assert!(f.recursive_read_only_mounts);
+        assert!(f.recursive_read_only_mounts && f.user_namespaces);
     }
 
     #[test]

@@ -45,6 +45,7 @@ fn request(
         pin_dir: dir.join("pods").join(id).join("ns"),
         modes: NamespaceModes { network, pid, ipc },
         hostname: format!("host-{id}"),
+        userns: None,
     }
 }
 

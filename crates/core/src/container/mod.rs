@@ -153,7 +153,7 @@ pub fn build(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
     root.set_path(input.rootfs.to_path_buf());
     root.set_readonly(Some(sc.readonly_rootfs));
 
-    let (mounts, rootfs_propagation) = mounts::mounts(config, &pod.dir)?;
+    let (mounts, rootfs_propagation) = mounts::mounts(config, &pod.dir, pod.userns.as_ref())?;
     let (devices, device_rules) = devices::devices(
         &config.devices,
         input.device_nodes,
@@ -167,6 +167,7 @@ pub fn build(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
         pid,
         input.cgroups.version,
         sc.privileged,
+        pod.userns.is_some(),
     )?;
     let resources = resources::resources(
         &config.resources,
@@ -182,8 +183,11 @@ pub fn build(input: &ContainerInput<'_>) -> Result<Spec, SpecError> {
     )?;
 
     let mut linux = Linux::default();
-    linux.set_uid_mappings(None);
-    linux.set_gid_mappings(None);
+    // Joining the pod's user namespace: the mappings are the pod's, as runc expects them
+    // alongside a user namespace path.
+    let userns = pod.userns.as_ref();
+    linux.set_uid_mappings(userns.map(|u| mounts::oci_mappings(&u.uids)).transpose()?);
+    linux.set_gid_mappings(userns.map(|u| mounts::oci_mappings(&u.gids)).transpose()?);
     linux.set_sysctl(None);
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(

@@ -3,10 +3,29 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::Mount;
+use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Mount};
 
 use super::SpecError;
 use super::config::{self, ContainerConfig, Propagation};
+use crate::pod::userns::{IdMapping, UserNamespace};
+
+/// OCI's `linux.uidMappings` / `gidMappings` entries for `maps`.
+pub fn oci_mappings(maps: &[IdMapping]) -> Result<Vec<LinuxIdMapping>, SpecError> {
+    maps.iter()
+        .map(|m| {
+            LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.length)
+                .build()
+                .map_err(|e| SpecError::Invalid {
+                    field: "user namespace mapping",
+                    value: format!("{m:?}"),
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
+}
 
 fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Mount {
     let mut m = Mount::default();
@@ -102,9 +121,17 @@ fn depth(p: &Path) -> usize {
 /// All mounts of the container, parents before children, and the rootfs propagation the
 /// CRI mounts need (`rshared` or `rslave`), if any. The caller must make sure the host
 /// side of a bidirectional (host-to-container) mount is shared (shared or slave).
+///
+/// With a pod user namespace (`userns`), the CRI mounts carry OCI's `ridmap` option: the
+/// runtime mounts them through a recursively idmapped clone with the container's user
+/// namespace, so ids on disk show unchanged inside (root's files are root's) and what
+/// the container writes lands with the same ids on disk, as Kubernetes expects of
+/// volumes. The pod's own files (hosts, resolv.conf, hostname, shm) are plain binds:
+/// readable (and shm writable) to anyone, and on tmpfs, which only Linux 6.3 idmaps.
 pub fn mounts(
     config: &ContainerConfig,
     pod_dir: &Path,
+    userns: Option<&UserNamespace>,
 ) -> Result<(Vec<Mount>, Option<String>), SpecError> {
     let sc = &config.security;
     let mut cri: Vec<(PathBuf, config::Mount)> = Vec::new();
@@ -150,7 +177,7 @@ pub fn mounts(
         ("/etc/resolv.conf", "resolv.conf", sc.readonly_rootfs),
         ("/dev/shm", "shm", false),
     ];
-    let mut binds: Vec<(PathBuf, config::Mount)> = Vec::new();
+    let mut binds: Vec<(PathBuf, config::Mount, bool)> = Vec::new();
     for (dst, file, readonly) in pod_files {
         if !cri.iter().any(|(d, _)| d == Path::new(dst)) {
             binds.push((
@@ -162,24 +189,25 @@ pub fn mounts(
                     propagation: Propagation::Private,
                     recursive_read_only: false,
                 },
+                false,
             ));
         }
     }
-    binds.extend(cri);
+    binds.extend(cri.into_iter().map(|(d, m)| (d, m, userns.is_some())));
 
-    let dev_supplied = binds.iter().any(|(d, _)| d == Path::new("/dev"));
+    let dev_supplied = binds.iter().any(|(d, ..)| d == Path::new("/dev"));
     let mut all: Vec<Mount> = default_mounts(sc.privileged)
         .into_iter()
         .filter(|m| {
             let dst = m.destination();
-            let overridden = binds.iter().any(|(d, _)| d == dst);
+            let overridden = binds.iter().any(|(d, ..)| d == dst);
             let under_dev = dev_supplied && dst.starts_with("/dev");
             !overridden && !under_dev
         })
         .collect();
 
     let mut propagation: Option<String> = None;
-    for (dst, m) in binds {
+    for (dst, m, idmap) in binds {
         let prop = match m.propagation {
             Propagation::Private => "rprivate",
             Propagation::HostToContainer => {
@@ -203,6 +231,9 @@ pub fn mounts(
             // OCI's `rro`: the runtime applies MOUNT_ATTR_RDONLY with AT_RECURSIVE.
             options.push("rro".into());
         }
+        if idmap {
+            options.push("ridmap".into());
+        }
         b.set_options(Some(options));
         all.push(b);
     }
@@ -214,6 +245,14 @@ pub fn mounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn oci_free_mapping() -> Vec<IdMapping> {
+        vec![IdMapping {
+            container_id: 0,
+            host_id: 65536,
+            length: 65536,
+        }]
+    }
 
     fn cri(dst: &str, src: &str, ro: bool, p: Propagation) -> config::Mount {
         config::Mount {
@@ -243,7 +282,8 @@ mod tests {
 
     #[test]
     fn standard_and_pod_mounts() {
-        let (ms, prop) = mounts(&ContainerConfig::default(), Path::new("/run/pods/p1")).unwrap();
+        let (ms, prop) =
+            mounts(&ContainerConfig::default(), Path::new("/run/pods/p1"), None).unwrap();
         assert_eq!(prop, None);
         assert_eq!(
             dsts(&ms),
@@ -272,7 +312,7 @@ mod tests {
     fn readonly_rootfs_makes_pod_files_ro_but_not_shm() {
         let mut c = ContainerConfig::default();
         c.security.readonly_rootfs = true;
-        let (ms, _) = mounts(&c, Path::new("/p")).unwrap();
+        let (ms, _) = mounts(&c, Path::new("/p"), None).unwrap();
         assert_eq!(opts(find(&ms, "/etc/resolv.conf"))[2], "ro");
         assert_eq!(opts(find(&ms, "/dev/shm"))[2], "rw");
     }
@@ -281,7 +321,7 @@ mod tests {
     fn privileged_sys_is_rw() {
         let mut c = ContainerConfig::default();
         c.security.privileged = true;
-        let (ms, _) = mounts(&c, Path::new("/p")).unwrap();
+        let (ms, _) = mounts(&c, Path::new("/p"), None).unwrap();
         assert!(opts(find(&ms, "/sys")).contains(&"rw".to_string()));
         assert!(opts(find(&ms, "/sys/fs/cgroup")).contains(&"rw".to_string()));
     }
@@ -297,7 +337,7 @@ mod tests {
             )],
             ..Default::default()
         };
-        let (ms, _) = mounts(&c, Path::new("/p")).unwrap();
+        let (ms, _) = mounts(&c, Path::new("/p"), None).unwrap();
         let hosts: Vec<&Mount> = ms
             .iter()
             .filter(|m| m.destination() == Path::new("/etc/hosts"))
@@ -316,7 +356,7 @@ mod tests {
             mounts: vec![cri("/a", "/h/a", false, Propagation::HostToContainer)],
             ..Default::default()
         };
-        let (ms, prop) = mounts(&c, Path::new("/p")).unwrap();
+        let (ms, prop) = mounts(&c, Path::new("/p"), None).unwrap();
         assert_eq!(opts(find(&ms, "/a")), ["rbind", "rslave", "rw"]);
         assert_eq!(prop.as_deref(), Some("rslave"));
 
@@ -324,7 +364,7 @@ mod tests {
             cri("/b", "/h/b", false, Propagation::Bidirectional),
             cri("/a", "/h/a", true, Propagation::HostToContainer),
         ];
-        let (ms, prop) = mounts(&c, Path::new("/p")).unwrap();
+        let (ms, prop) = mounts(&c, Path::new("/p"), None).unwrap();
         assert_eq!(opts(find(&ms, "/b")), ["rbind", "rshared", "rw"]);
         assert_eq!(opts(find(&ms, "/a")), ["rbind", "rslave", "ro"]);
         assert_eq!(prop.as_deref(), Some("rshared"));
@@ -340,7 +380,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (ms, _) = mounts(&c, Path::new("/p")).unwrap();
+        let (ms, _) = mounts(&c, Path::new("/p"), None).unwrap();
         let d = dsts(&ms);
         let pos = |p: &str| d.iter().position(|x| x == p).expect("present");
         assert!(pos("/data") < pos("/data/x"));
@@ -354,7 +394,7 @@ mod tests {
             mounts: vec![cri("/dev", "/dev", false, Propagation::Private)],
             ..Default::default()
         };
-        let (ms, _) = mounts(&c, Path::new("/p")).unwrap();
+        let (ms, _) = mounts(&c, Path::new("/p"), None).unwrap();
         let d = dsts(&ms);
         assert!(!d.contains(&"/dev/pts".to_string()));
         assert!(!d.contains(&"/dev/mqueue".to_string()));
@@ -373,16 +413,24 @@ mod tests {
             mounts: vec![rro(true, Propagation::Private)],
             ..Default::default()
         };
-        let (ms, _) = mounts(&c, Path::new("/p")).unwrap();
+        let (ms, _) = mounts(&c, Path::new("/p"), None).unwrap();
         assert_eq!(opts(find(&ms, "/data")), ["rbind", "rprivate", "ro", "rro"]);
+        // In a pod user namespace, CRI mounts are idmapped; the pod's own files are not.
+        let u = UserNamespace::new(oci_free_mapping(), oci_free_mapping()).unwrap();
+        let (ms, _) = mounts(&c, Path::new("/p"), Some(&u)).unwrap();
+        assert_eq!(
+            opts(find(&ms, "/data")),
+            ["rbind", "rprivate", "ro", "rro", "ridmap"]
+        );
+        assert_eq!(opts(find(&ms, "/etc/hosts")), ["rbind", "rprivate", "rw"]);
         c.mounts = vec![rro(false, Propagation::Private)];
-        let e = mounts(&c, Path::new("/p")).unwrap_err().to_string();
+        let e = mounts(&c, Path::new("/p"), None).unwrap_err().to_string();
         assert!(
             e.contains("recursive_read_only") && e.contains("readonly"),
             "{e}"
         );
         c.mounts = vec![rro(true, Propagation::HostToContainer)];
-        let e = mounts(&c, Path::new("/p")).unwrap_err().to_string();
+        let e = mounts(&c, Path::new("/p"), None).unwrap_err().to_string();
         assert!(e.contains("private propagation"), "{e}");
     }
 
@@ -392,16 +440,16 @@ mod tests {
             mounts: vec![cri("rel", "/h", false, Propagation::Private)],
             ..Default::default()
         };
-        let e = mounts(&c, Path::new("/p")).unwrap_err().to_string();
+        let e = mounts(&c, Path::new("/p"), None).unwrap_err().to_string();
         assert!(e.contains("container_path") && e.contains("rel"), "{e}");
         c.mounts = vec![cri("/x", "", false, Propagation::Private)];
         assert!(
-            mounts(&c, Path::new("/p"))
+            mounts(&c, Path::new("/p"), None)
                 .unwrap_err()
                 .to_string()
                 .contains("host_path")
         );
         c.mounts = vec![cri("/x/..", "/h", false, Propagation::Private)];
-        assert!(mounts(&c, Path::new("/p")).is_err());
+        assert!(mounts(&c, Path::new("/p"), None).is_err());
     }
 }

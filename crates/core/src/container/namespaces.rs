@@ -1,5 +1,6 @@
-//! Namespaces: join the pod's pinned network/IPC/UTS namespaces (or stay in the node's),
-//! the PID namespace by mode, a new mount namespace, and a cgroup namespace on v2.
+//! Namespaces: join the pod's pinned user (when it has one), network/IPC/UTS namespaces
+//! (or stay in the node's), the PID namespace by mode, a new mount namespace, and a cgroup
+//! namespace on v2.
 
 use std::path::PathBuf;
 
@@ -33,14 +34,22 @@ pub fn pid_mode(container: Option<PidMode>, pod: &NamespaceModes) -> PidMode {
 }
 
 /// The namespace list. A namespace left out is the node's (host network, IPC or PID).
+/// `userns`: the pod has a user namespace of its own, which every container joins.
 pub fn namespaces(
     modes: &NamespaceModes,
     pinned_ns: &PodNamespaces,
     pid: PidMode,
     cgroup: CgroupVersion,
     privileged: bool,
+    userns: bool,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
     let mut out = Vec::new();
+    if userns {
+        out.push(ns(
+            LinuxNamespaceType::User,
+            pinned("user", &pinned_ns.user)?,
+        ));
+    }
     match pid {
         PidMode::Node => {}
         PidMode::Container => out.push(ns(LinuxNamespaceType::Pid, None)),
@@ -101,6 +110,7 @@ mod tests {
             net: Some("/run/berth/pods/p/ns/net".into()),
             ipc: Some("/run/berth/pods/p/ns/ipc".into()),
             uts: Some("/run/berth/pods/p/ns/uts".into()),
+            user: Some("/run/berth/pods/p/ns/user".into()),
             init_pid: Some(4242),
             init_start_time: Some(1),
         }
@@ -119,6 +129,7 @@ mod tests {
             &pinned_all(),
             pid_mode(None, &m),
             CgroupVersion::V1,
+            false,
             false,
         )
         .unwrap();
@@ -158,6 +169,7 @@ mod tests {
             pid_mode(None, &m),
             CgroupVersion::V1,
             false,
+            false,
         )
         .unwrap();
         assert_eq!(l.len(), 1);
@@ -174,6 +186,7 @@ mod tests {
             pid_mode(None, &m),
             CgroupVersion::V2,
             false,
+            false,
         )
         .unwrap();
         assert!(find(&l, LinuxNamespaceType::Pid).unwrap().path().is_none());
@@ -184,6 +197,7 @@ mod tests {
             PidMode::Container,
             CgroupVersion::V2,
             true,
+            false,
         )
         .unwrap();
         assert!(find(&l, LinuxNamespaceType::Cgroup).is_none());
@@ -199,6 +213,7 @@ mod tests {
             PidMode::Target { pid: 77 },
             CgroupVersion::V1,
             false,
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -207,11 +222,35 @@ mod tests {
         );
         let mut p = pinned_all();
         p.init_pid = None;
-        let e = namespaces(&m, &p, PidMode::Pod, CgroupVersion::V1, false).unwrap_err();
+        let e = namespaces(&m, &p, PidMode::Pod, CgroupVersion::V1, false, false).unwrap_err();
         assert_eq!(e, SpecError::MissingPodNamespace("pid"));
         let mut p = pinned_all();
         p.net = None;
-        let e = namespaces(&m, &p, PidMode::Pod, CgroupVersion::V1, false).unwrap_err();
+        let e = namespaces(&m, &p, PidMode::Pod, CgroupVersion::V1, false, false).unwrap_err();
         assert!(e.to_string().contains("network"));
+    }
+
+    #[test]
+    fn the_pods_user_namespace_is_joined_first() {
+        use NamespaceMode::*;
+        let m = modes(Pod, Pod, Pod);
+        let l = namespaces(
+            &m,
+            &pinned_all(),
+            PidMode::Pod,
+            CgroupVersion::V2,
+            false,
+            true,
+        )
+        .unwrap();
+        assert_eq!(l[0].typ(), LinuxNamespaceType::User);
+        assert_eq!(
+            l[0].path().clone(),
+            Some("/run/berth/pods/p/ns/user".into())
+        );
+        let mut p = pinned_all();
+        p.user = None;
+        let e = namespaces(&m, &p, PidMode::Pod, CgroupVersion::V2, false, true).unwrap_err();
+        assert_eq!(e, SpecError::MissingPodNamespace("user"));
     }
 }

@@ -32,6 +32,7 @@ fn pod() -> PodRecord {
             net: Some("/run/berth/pods/p/ns/net".into()),
             ipc: Some("/run/berth/pods/p/ns/ipc".into()),
             uts: Some("/run/berth/pods/p/ns/uts".into()),
+            user: None,
             init_pid: None,
             init_start_time: None,
         },

@@ -39,6 +39,9 @@ pub struct NamespaceRequest {
     pub modes: NamespaceModes,
     /// Set in the pod's UTS namespace (which exists unless the network mode is Node).
     pub hostname: String,
+    /// The pod's own user namespace (mode POD): created first, with these mappings, so
+    /// that it owns the pod's network, IPC and UTS namespaces.
+    pub userns: Option<super::userns::UserNamespace>,
 }
 
 #[async_trait]

@@ -78,6 +78,9 @@ pub struct PodNamespaces {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The pod's user namespace (userns mode POD), owner of its net/IPC/UTS namespaces.
+    #[serde(default)]
+    pub user: Option<PathBuf>,
     /// The pod's init process (PID 1 of the shared PID namespace), when PID is POD.
     pub init_pid: Option<i32>,
     /// Its start time (clock ticks since boot, /proc/PID/stat field 22), so a recycled PID

@@ -138,6 +138,22 @@ fn validate(cri: &Cri, config: &PodSandboxConfig, handler: &str) -> Result<PodRe
              (Status reports user_namespaces per handler); use mode NODE (hostUsers: true)"
         )));
     }
+    if userns.is_some() {
+        // As the kubelet's validation: a pod in a user namespace shares none of the node's
+        // namespaces (they belong to the node's user namespace).
+        for (what, mode) in [
+            ("network", modes.network),
+            ("pid", modes.pid),
+            ("ipc", modes.ipc),
+        ] {
+            if mode == NamespaceMode::Node {
+                return Err(invalid(format!(
+                    "namespace_options.{what} is NODE, which a pod in its own user namespace \
+                     (userns_options mode POD) cannot use"
+                )));
+            }
+        }
+    }
     let port_mappings = convert::port_mappings(config).map_err(invalid)?;
     let sysctls = config
         .linux
@@ -252,6 +268,7 @@ async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
         pin_dir: pods.pin_dir(&rec.id),
         modes: rec.modes,
         hostname: rec.hostname.clone(),
+        userns: rec.userns.clone(),
     };
     rec.namespaces = p.namespaces.create(&ns_req).await?;
     persist(pods, rec)?;

@@ -123,6 +123,7 @@ impl Namespaces for Fake {
             net: Some(req.pin_dir.join("net")),
             ipc: Some(req.pin_dir.join("ipc")),
             uts: Some(req.pin_dir.join("uts")),
+            user: req.userns.as_ref().map(|_| req.pin_dir.join("user")),
             init_pid: (req.modes.pid == berth_core::pod::record::NamespaceMode::Pod)
                 .then(std::process::id)
                 .map(|p| p as i32),

@@ -5,6 +5,7 @@ pub mod init;
 pub mod mountinfo;
 mod pin;
 mod sysctl;
+mod userns;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,9 @@
 //! Creating a pod's namespaces and pinning them with bind mounts of their nsfs files.
 //!
 //! Everything here is blocking and runs on a thread of its own that exits afterwards:
-//! unshare(CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS) moves only the calling thread, which
-//! must never go back to a pool.
+//! unshare(CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS) (or setns into the namespaces a pod's
+//! user namespace owns, see userns.rs) moves only the calling thread, which must never go
+//! back to a pool.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -13,7 +14,7 @@ use berth_core::pod::ports::{NamespaceRequest, PodError};
 use berth_core::pod::record::{NamespaceMode, PodNamespaces};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, unshare};
+use nix::sched::{CloneFlags, setns, unshare};
 
 use super::init;
 use super::mountinfo;
@@ -24,6 +25,8 @@ const KINDS: [(&str, CloneFlags); 3] = [
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
 ];
+/// The pin of the pod's user namespace (mode POD).
+const USER: &str = "user";
 
 /// Creates the namespaces of `req` from the calling (dedicated) thread. On error, what
 /// was done is undone before returning.
@@ -68,13 +71,34 @@ fn create_steps(
             format!("{}: {e}", req.pin_dir.display()),
         )
     })?;
-    if !wanted.is_empty() {
+    if !wanted.is_empty() || req.userns.is_some() {
         make_shared_mount(&req.pin_dir)?;
     }
     let flags = wanted
         .iter()
         .fold(CloneFlags::empty(), |acc, (_, f)| acc | *f);
-    if !flags.is_empty() {
+    if let Some(userns) = &req.userns {
+        // Made by a child process (see userns.rs), pinned from it, then joined by this
+        // thread as root of the parent user namespace, which may enter them all.
+        let holder = super::userns::create(userns, flags)?;
+        let pin = req.pin_dir.join(USER);
+        pin_ns(&holder.ns_path(USER), &pin)?;
+        done.user = Some(pin);
+        for (name, flag) in &wanted {
+            let pin = req.pin_dir.join(name);
+            pin_ns(&holder.ns_path(name), &pin)?;
+            set_pin(done, name, pin.clone());
+            let f = File::open(&pin).map_err(|e| {
+                PodError::failed("enter pod namespace", format!("{}: {e}", pin.display()))
+            })?;
+            setns(&f, *flag).map_err(|e| {
+                PodError::failed(
+                    "enter pod namespace",
+                    format!("setns {}: {e}", pin.display()),
+                )
+            })?;
+        }
+    } else if !flags.is_empty() {
         unshare(flags).map_err(|e| PodError::failed("unshare namespaces", e))?;
     }
     if own_uts {
@@ -86,11 +110,9 @@ fn create_steps(
     }
     for (name, _) in &wanted {
         let pin = req.pin_dir.join(name);
-        pin_thread_ns(name, &pin)?;
-        match *name {
-            "net" => done.net = Some(pin),
-            "ipc" => done.ipc = Some(pin),
-            _ => done.uts = Some(pin),
+        if req.userns.is_none() {
+            pin_ns(&format!("/proc/thread-self/ns/{name}"), &pin)?;
+            set_pin(done, name, pin);
         }
     }
     if modes.pid != NamespaceMode::Pod {
@@ -137,8 +159,16 @@ fn make_shared_mount(dir: &Path) -> Result<(), PodError> {
     shared().map_err(|e| PodError::failed(step, format!("make {} shared: {e}", dir.display())))
 }
 
-/// Bind-mounts the calling thread's namespace `name` onto `pin` (an empty file).
-fn pin_thread_ns(name: &str, pin: &Path) -> Result<(), PodError> {
+fn set_pin(done: &mut PodNamespaces, name: &str, pin: PathBuf) {
+    match name {
+        "net" => done.net = Some(pin),
+        "ipc" => done.ipc = Some(pin),
+        _ => done.uts = Some(pin),
+    }
+}
+
+/// Bind-mounts the namespace file `src` (`/proc/.../ns/<name>`) onto `pin` (an empty file).
+fn pin_ns(src: &str, pin: &Path) -> Result<(), PodError> {
     let step = "pin namespace";
     File::options()
         .write(true)
@@ -146,15 +176,8 @@ fn pin_thread_ns(name: &str, pin: &Path) -> Result<(), PodError> {
         .truncate(false)
         .open(pin)
         .map_err(|e| PodError::failed(step, format!("creating {}: {e}", pin.display())))?;
-    let src = format!("/proc/thread-self/ns/{name}");
-    mount(
-        Some(src.as_str()),
-        pin,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| PodError::failed(step, format!("bind {src} on {}: {e}", pin.display())))
+    mount(Some(src), pin, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| PodError::failed(step, format!("bind {src} on {}: {e}", pin.display())))
 }
 
 /// Sets IFF_UP on `lo` in the calling thread's network namespace.
@@ -193,12 +216,12 @@ pub(crate) fn remove(ns: &PodNamespaces, pin_dir: &Path) -> Result<(), PodError>
     }
     // The recorded pins, and the standard names too: a crash may have left a pin that
     // never made it into the record.
-    let mut pins: Vec<PathBuf> = [&ns.net, &ns.ipc, &ns.uts]
+    let mut pins: Vec<PathBuf> = [&ns.net, &ns.ipc, &ns.uts, &ns.user]
         .into_iter()
         .flatten()
         .cloned()
         .collect();
-    for (name, _) in KINDS {
+    for name in KINDS.iter().map(|(n, _)| *n).chain([USER]) {
         let p = pin_dir.join(name);
         if !pins.contains(&p) {
             pins.push(p);

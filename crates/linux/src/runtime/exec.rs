@@ -16,7 +16,7 @@ use super::{EXIT_EXEC_FAILED, EXIT_SETUP_FAILED, arg, enter_init, fail, fork_and
 /// Entry point of `init --exec ...` (`args`: the arguments after `init`). Never returns.
 pub fn exec_main(args: &[String]) -> ! {
     enter_init();
-    let (proc_, seccomp) = match before_fork(args) {
+    let (proc_, seccomp, entered) = match before_fork(args) {
         Ok(v) => v,
         Err(e) => fail(&e, EXIT_SETUP_FAILED),
     };
@@ -35,6 +35,7 @@ pub fn exec_main(args: &[String]) -> ! {
         }
         process::session(terminal)?;
         let filter = seccomp.as_ref().map(seccomp::compile).transpose()?;
+        namespaces::join_user(&entered)?;
         let identity = process::set_identity(&proc_, filter.is_some())?;
         Ok((filter, identity))
     };
@@ -46,7 +47,7 @@ pub fn exec_main(args: &[String]) -> ! {
     fail(&err, EXIT_EXEC_FAILED)
 }
 
-fn before_fork(args: &[String]) -> Result<(Process, Option<LinuxSeccomp>)> {
+fn before_fork(args: &[String]) -> Result<(Process, Option<LinuxSeccomp>, namespaces::Entered)> {
     let pid: i32 = arg(args, "--pid")
         .ok_or_else(|| InitError::new("arguments", "--pid <container pid> is required"))?
         .parse()
@@ -73,6 +74,6 @@ fn before_fork(args: &[String]) -> Result<(Process, Option<LinuxSeccomp>)> {
             .and_then(|cg| cg.join_self())
             .step("cgroup")?;
     }
-    namespaces::enter(&nss)?;
-    Ok((proc_, seccomp))
+    let entered = namespaces::enter(&nss)?;
+    Ok((proc_, seccomp, entered))
 }

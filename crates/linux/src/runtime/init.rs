@@ -1,6 +1,7 @@
 //! `berthd init --bundle <dir> --id <id>`: creates the container process from an OCI
 //! bundle, reports it ready on the sync socket and execs its program on `start`.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
@@ -112,7 +113,8 @@ fn setup(
         .ok_or_else(|| InitError::new("config", "root missing"))?;
     let rootfs = bundle.join(root.path());
     let rootfs = std::fs::canonicalize(&rootfs).step(format!("rootfs {}", rootfs.display()))?;
-    super::rootfs::prepare(spec, &rootfs, bundle, &cgroups)?;
+    let idmap = entered.user.as_ref().map(|(f, _)| f.as_fd());
+    super::rootfs::prepare(spec, &rootfs, bundle, &cgroups, idmap)?;
     super::rootfs::pivot(&rootfs)?;
     if proc_.terminal().unwrap_or(false) {
         // In the container's own devpts, and bound onto its /dev/console.
@@ -148,6 +150,7 @@ fn setup(
     }
     process::session(proc_.terminal().unwrap_or(false))?;
     let filter = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    namespaces::join_user(entered)?;
     let identity = process::set_identity(&proc_, filter.is_some())?;
     Ok((proc_, filter, identity))
 }

@@ -19,6 +19,7 @@ mod cgroup;
 mod console;
 mod error;
 mod exec;
+mod idmap_rootfs;
 mod init;
 mod mount_opts;
 mod mounts;

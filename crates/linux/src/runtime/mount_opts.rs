@@ -13,6 +13,15 @@ pub struct MountOpts {
     pub bind: bool,
     /// `rro`: read-only recursively (mount_setattr), submounts included.
     pub recursive_readonly: bool,
+    /// `idmap` / `ridmap` (OCI 1.2): mount an idmapped clone of the source, with the
+    /// container's user namespace; `ridmap` idmaps its submounts too.
+    pub idmap: Option<IdmapOpt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdmapOpt {
+    Top,
+    Recursive,
 }
 
 impl Default for MountOpts {
@@ -23,6 +32,7 @@ impl Default for MountOpts {
             data: Vec::new(),
             bind: false,
             recursive_readonly: false,
+            idmap: None,
         }
     }
 }
@@ -62,6 +72,14 @@ pub fn parse(options: &[String]) -> MountOpts {
             "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "idmap" | "ridmap" => {
+                o.idmap = Some(if opt == "idmap" {
+                    IdmapOpt::Top
+                } else {
+                    IdmapOpt::Recursive
+                });
+                (MsFlags::empty(), MsFlags::empty())
+            }
             "rro" => {
                 o.recursive_readonly = true;
                 (MsFlags::MS_RDONLY, MsFlags::empty())

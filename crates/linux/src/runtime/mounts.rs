@@ -2,6 +2,7 @@
 //! the rootfs, mount points created to match the source (dir or file), bind remounts for
 //! flags, propagation last.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use oci_spec::runtime::Mount;
 
 use super::error::{InitError, Result, Step};
-use super::mount_opts::{self, MountOpts};
+use super::mount_opts::{self, IdmapOpt, MountOpts};
 use super::securejoin::secure_join;
 
 /// Where each cgroup mount's content comes from: (name below the mount point, host dir);
@@ -85,8 +86,70 @@ fn remount_flags(o: &MountOpts) -> MsFlags {
     o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)
 }
 
+/// Mounts an idmapped clone of `src` (its submounts too with `recursive`) at `dest`:
+/// open_tree(OPEN_TREE_CLONE) → mount_setattr(MOUNT_ATTR_IDMAP, `userns`) → move_mount.
+/// Must run as root of the node's user namespace (which owns the source filesystems).
+pub fn idmapped_bind(
+    src: &Path,
+    dest: &Path,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+    what: &str,
+) -> Result<()> {
+    let step = format!("idmapped mount of {what}");
+    let tree = crate::mount_api::clone_tree(src, recursive)
+        .map_err(|e| InitError::new(&step, format!("open_tree {}: {e}", src.display())))?;
+    crate::mount_api::idmap(tree.as_fd(), userns, recursive).map_err(|e| {
+        let fs = fs_type(src);
+        let why = match e {
+            nix::errno::Errno::EINVAL => format!(
+                "filesystem {fs} of {} cannot be idmapped on this kernel ({}); idmapped mounts \
+                 need ext4/xfs/btrfs (Linux 5.12+), overlayfs (5.19+) or tmpfs (6.3+)",
+                src.display(),
+                kernel_release()
+            ),
+            e => format!("{} ({fs}): {e}", src.display()),
+        };
+        InitError::new(&step, why)
+    })?;
+    crate::mount_api::attach(tree.as_fd(), dest)
+        .map_err(|e| InitError::new(&step, format!("move_mount to {}: {e}", dest.display())))
+}
+
+/// The filesystem type of `path` from statfs, for error messages.
+fn fs_type(path: &Path) -> String {
+    let Ok(st) = nix::sys::statfs::statfs(path) else {
+        return "(unknown)".into();
+    };
+    let magic = st.filesystem_type().0;
+    let name = match magic {
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x794C_7630 => "overlayfs",
+        0x6969 => "nfs",
+        0x6573_5546 => "fuse",
+        _ => return format!("with magic {magic:#x}"),
+    };
+    name.into()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_else(|_| "unknown kernel".into())
+}
+
 /// Does one spec mount below `rootfs`. Relative bind sources are relative to `bundle`.
-pub fn mount_one(rootfs: &Path, bundle: &Path, m: &Mount, cgroups: &CgroupSources) -> Result<()> {
+/// `idmap`: the container's user namespace, for `idmap`/`ridmap` mounts.
+pub fn mount_one(
+    rootfs: &Path,
+    bundle: &Path,
+    m: &Mount,
+    cgroups: &CgroupSources,
+    idmap: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     let dest = secure_join(rootfs, m.destination())?;
     let o = mount_opts::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().clone().unwrap_or_default();
@@ -106,9 +169,23 @@ pub fn mount_one(rootfs: &Path, bundle: &Path, m: &Mount, cgroups: &CgroupSource
         } else {
             touch(&dest)?;
         }
-        let flags = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
-        mount(Some(&src), &dest, None::<&str>, flags, None::<&str>)
-            .map_err(|e| mount_err(&what, &dest, e))?;
+        match (o.idmap, idmap) {
+            (Some(kind), Some(userns)) => {
+                let recursive = kind == IdmapOpt::Recursive;
+                idmapped_bind(&src, &dest, userns, recursive, &what)?;
+            }
+            (Some(_), None) => {
+                return Err(InitError::new(
+                    format!("mount {what}"),
+                    "idmap/ridmap mounts need the container to join a user namespace",
+                ));
+            }
+            (None, _) => {
+                let flags = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
+                mount(Some(&src), &dest, None::<&str>, flags, None::<&str>)
+                    .map_err(|e| mount_err(&what, &dest, e))?;
+            }
+        }
         if !remount_flags(&o).is_empty() {
             remount(&dest, remount_flags(&o))?;
         }

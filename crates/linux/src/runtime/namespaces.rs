@@ -1,6 +1,15 @@
 //! Entering the spec's namespaces: ones with a path are joined (setns), the others created
 //! (unshare). PID and time namespaces only apply to children: the caller forks after this.
 //! A new cgroup namespace is left to the caller, to create once it sits in its cgroup.
+//!
+//! A user namespace (a pod's, by path) is opened here but joined last, by [`join_user`],
+//! right before the process drops to its user: everything before (cgroup, mounts,
+//! pivot_root, /proc, sysfs, rlimits) is done as root of the node, which may act in the
+//! pod's namespaces (they belong to a child of the node's user namespace) and may read
+//! and mount host paths the container's mapped ids could not reach. The mount and PID
+//! namespaces made here thus belong to the node's user namespace, as runc makes them
+//! when it runs as root, so the container cannot change its mounts; its net, IPC and UTS
+//! namespaces belong to the pod's user namespace.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -20,22 +29,20 @@ fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
-        LinuxNamespaceType::User => {
-            return Err(InitError::new(
-                "namespaces",
-                "user namespaces are not supported by berth's runtime",
-            ));
-        }
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
     })
 }
 
 /// What the spec asked for, after [`enter`].
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Entered {
     /// Namespaces created here (not joined).
     pub new: Vec<LinuxNamespaceType>,
     /// Namespaces joined by path.
     pub joined: Vec<LinuxNamespaceType>,
+    /// The user namespace to join last ([`join_user`]), open; also the idmapping of the
+    /// container's idmapped mounts.
+    pub user: Option<(File, String)>,
 }
 
 /// Joins the namespaces with a path (all opened first, the mount namespace joined last so
@@ -46,6 +53,18 @@ pub fn enter(namespaces: &[LinuxNamespace]) -> Result<Entered> {
     let mut new_flags = CloneFlags::empty();
     for ns in namespaces {
         let f = flag(ns.typ())?;
+        if ns.typ() == LinuxNamespaceType::User {
+            let Some(path) = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) else {
+                return Err(InitError::new(
+                    "namespaces",
+                    "berth's runtime joins an existing user namespace (a pod's, by path) \
+                     and cannot create one per container",
+                ));
+            };
+            let file = File::open(path).step(format!("open user namespace {}", path.display()))?;
+            out.user = Some((file, path.display().to_string()));
+            continue;
+        }
         match ns.path() {
             Some(path) if !path.as_os_str().is_empty() => {
                 let file = File::open(path).step(format!(
@@ -74,6 +93,16 @@ pub fn enter(namespaces: &[LinuxNamespace]) -> Result<Entered> {
     Ok(out)
 }
 
+/// Joins the user namespace [`enter`] opened, if any. The process must be single-threaded;
+/// afterwards it holds every capability in that namespace and none in the node's.
+pub fn join_user(entered: &Entered) -> Result<()> {
+    if let Some((file, path)) = &entered.user {
+        setns(file.as_fd(), CloneFlags::CLONE_NEWUSER)
+            .step(format!("join user namespace {path}"))?;
+    }
+    Ok(())
+}
+
 /// Creates the cgroup namespace, once the process is in its cgroup (its root is then the
 /// container's cgroup).
 pub fn unshare_cgroup() -> Result<()> {
@@ -85,6 +114,7 @@ pub fn unshare_cgroup() -> Result<()> {
 pub fn of_process(pid: i32) -> Result<Vec<LinuxNamespace>> {
     use std::os::unix::fs::MetadataExt;
     let kinds = [
+        ("user", LinuxNamespaceType::User),
         ("cgroup", LinuxNamespaceType::Cgroup),
         ("ipc", LinuxNamespaceType::Ipc),
         ("uts", LinuxNamespaceType::Uts),

@@ -2,6 +2,7 @@
 //! itself, the spec mounts, /dev, pivot_root, and after it masked and read-only paths.
 //! (/dev/console is the terminal's, bound after pivot_root: [`super::console`].)
 
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -21,8 +22,17 @@ use crate::ns::mountinfo;
 /// mknod would not, e.g. in a user namespace).
 const DEFAULT_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-/// Everything done below the rootfs before pivot_root.
-pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, cgroups: &CgroupSources) -> Result<()> {
+/// Everything done below the rootfs before pivot_root. `idmap`: the user namespace the
+/// container will join; the rootfs and the `idmap`/`ridmap` mounts are mounted through
+/// idmapped clones with its mapping, so files the node's root owns are the container
+/// root's, with no copy or chown of the image layers.
+pub fn prepare(
+    spec: &Spec,
+    rootfs: &Path,
+    bundle: &Path,
+    cgroups: &CgroupSources,
+    idmap: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     let linux = spec.linux().clone().unwrap_or_default();
     let prop = match linux.rootfs_propagation().as_deref() {
         None | Some("") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
@@ -41,17 +51,35 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, cgroups: &CgroupSource
         None::<&str>,
     )
     .step(format!("rootfs propagation: {}", parent.display()))?;
-    mount(
-        Some(rootfs),
-        rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .step(format!("bind rootfs {}", rootfs.display()))?;
+    match idmap {
+        Some(userns) => {
+            let root_of = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+                maps.iter()
+                    .flatten()
+                    .find(|m| m.container_id() == 0)
+                    .map(|m| m.host_id())
+            };
+            let ids = root_of(linux.uid_mappings()).zip(root_of(linux.gid_mappings()));
+            let ids = ids.ok_or_else(|| {
+                InitError::new(
+                    "idmapped rootfs",
+                    "linux.uidMappings/gidMappings must map the container's root (id 0)",
+                )
+            })?;
+            super::idmap_rootfs::mount_idmapped(rootfs, bundle, userns, ids)?
+        }
+        None => mount(
+            Some(rootfs),
+            rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .step(format!("bind rootfs {}", rootfs.display()))?,
+    }
     let spec_mounts = spec.mounts().clone().unwrap_or_default();
     for m in &spec_mounts {
-        mounts::mount_one(rootfs, bundle, m, cgroups)?;
+        mounts::mount_one(rootfs, bundle, m, cgroups, idmap)?;
     }
     let private_dev = spec_mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
