@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use layout::{LayoutWriter, WrittenManifest};
 
 /// Bump when any recipe changes, so stale cached layouts are not reused.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 
 /// The images the tests use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
