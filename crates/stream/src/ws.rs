@@ -114,7 +114,8 @@ impl ChannelMux {
             close_signals,
             gone.clone(),
         )));
-        let writer = AbortOnDropHandle::new(tokio::spawn(write_loop(sink, codec, rx)));
+        let writer =
+            AbortOnDropHandle::new(tokio::spawn(write_loop(sink, codec, rx, gone.clone())));
         ChannelMux {
             tx,
             readers,
@@ -208,6 +209,7 @@ async fn write_loop<S>(
     mut sink: futures::stream::SplitSink<WebSocketStream<S>, Message>,
     codec: Codec,
     mut rx: mpsc::Receiver<Out>,
+    gone: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -230,6 +232,10 @@ async fn write_loop<S>(
             Out::Close => break,
         };
         if sink.send(msg).await.is_err() {
+            // The connection broke. The read loop may not notice: it can be blocked
+            // handing stdin to a process that no longer reads it (stuck writing the output
+            // nobody takes any more), so say it here, or the session would never end.
+            gone.cancel();
             return;
         }
     }

@@ -102,6 +102,8 @@ pub fn config_toml_with(
          [plugins.\"io.containerd.grpc.v1.cri\"]\n\
          restrict_oom_score_adj = true\n\
          sandbox_image = {sandbox_image:?}\n\
+         stream_server_address = \"127.0.0.1\"\n\
+         stream_server_port = \"0\"\n\
          \n\
          [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n\
          snapshotter = \"overlayfs\"\n\

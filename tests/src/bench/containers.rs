@@ -7,28 +7,20 @@
 //! connected). Memory: for each pod count (10, 50), each runtime in turn runs that many pods
 //! with one sleeping container each, then the per-pod processes are read from /proc
 //! ([`procmem`]): berth's monitor vs containerd's shim (and pod init vs pause).
-//!
-//! berthd gets a short run dir in /run: its monitors' socket paths must fit in a unix
-//! socket address (the harness's default run dir under /tmp is too long).
+//! The runtimes are set up by [`SideBySide`].
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::containerd::{Containerd, CriPods};
 use crate::bench::containers_report::print_report;
 use crate::bench::env::EnvOptions;
-use crate::bench::pods::{BERTHD_BRIDGE, BERTHD_SUBNET, CNI_BRIDGE, CNI_SUBNET};
 use crate::bench::procmem::{self, Mem, PerPod};
+use crate::bench::side_by_side::SideBySide;
 use crate::bench::stats::Runtime;
 use crate::containers::{CtrSpec, rpc as crpc};
-use crate::pods::{leaks, rpc};
-use crate::{Berthd, BerthdOptions, Registry, TestImage, client, cri, images};
-
-const BERTHD_CGROUP: &str = "/berth-bench-cb";
-const CONTAINERD_CGROUP: &str = "/berth-bench-ccd";
+use crate::cri;
+use crate::pods::rpc;
 
 #[derive(Debug, Clone)]
 pub struct ContainersOptions {
@@ -70,52 +62,6 @@ pub struct MemSample {
     pub daemon: Mem,
 }
 
-struct Env {
-    /// Kept alive for the whole run.
-    _registry: Registry,
-    berthd: Berthd,
-    containerd: Containerd,
-    /// berthd's run dir; removed after berthd stops.
-    run: Option<tempfile::TempDir>,
-    busybox: String,
-    log_dir: PathBuf,
-}
-
-impl Env {
-    async fn rt(&self, rt: Runtime) -> Result<rpc::Runtime> {
-        match rt {
-            Runtime::Berthd => self.berthd.runtime().await,
-            Runtime::Containerd => self.containerd.runtime().await,
-        }
-    }
-}
-
-fn pod_config(env: &Env, rt: Runtime, name: &str) -> cri::PodSandboxConfig {
-    let parent = match rt {
-        Runtime::Berthd => BERTHD_CGROUP,
-        Runtime::Containerd => CONTAINERD_CGROUP,
-    };
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("{name}-uid"),
-            namespace: "berth-bench".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: env.log_dir.join(rt.name()).join(name).display().to_string(),
-        linux: Some(cri::LinuxPodSandboxConfig {
-            cgroup_parent: parent.into(),
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption::default()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// Runs the containers phase and prints its report.
 pub async fn run(opts: &ContainersOptions) -> Result<(Times, Times, Vec<MemSample>)> {
     let bins = ["docker-registry", "skopeo", "nft", "ip", "iptables", "runc"];
@@ -125,131 +71,17 @@ pub async fn run(opts: &ContainersOptions) -> Result<(Times, Times, Vec<MemSampl
     if opts.containers == 0 || opts.block == 0 {
         bail!("--containers and --block must be at least 1");
     }
-    let work = tempfile::Builder::new()
-        .prefix("berth-bench-ctrs-")
-        .tempdir()?;
-    let registry = Registry::start().context("start docker-registry")?;
-    let pause = registry.push_as(
-        &crate::bench::pods::build_pause(work.path())?,
-        "pause",
-        "3.9",
-    )?;
-    let busybox = registry.push(&images::build(TestImage::Busybox)?)?;
-    let netns_before = netns_list();
-    let run = tempfile::Builder::new().prefix("bcb").tempdir_in("/run")?;
-    let extra = format!(
-        "run_dir = {:?}\n[grpc]\nsocket = {:?}\n[log]\nlevel = {:?}\n\
-         [network]\nbridge = {BERTHD_BRIDGE:?}\nsubnet = {BERTHD_SUBNET:?}\n",
-        run.path().display().to_string(),
-        run.path().join("berth.sock").display().to_string(),
-        opts.env.berthd_log,
-    );
-    let berthd = Berthd::start_with(BerthdOptions::toml(extra))
-        .await
-        .context("start berthd")?;
-    let pods = CriPods {
-        sandbox_image: pause.reference.clone(),
-        cni_bin_dir: PathBuf::from("/usr/lib/cni"),
-        cni_conflist: crate::bench::pods::cni_conflist(&work.path().join("cni-ipam")),
-    };
-    let containerd = Containerd::start_with(
-        &opts.env.containerd_log,
-        std::slice::from_ref(&registry.host),
-        Some(&pods),
-    )
-    .await
-    .context("start containerd")?;
-    let mut env = Env {
-        _registry: registry,
-        berthd,
-        containerd,
-        run: Some(run),
-        busybox: busybox.reference.clone(),
-        log_dir: work.path().join("logs"),
-    };
-    let result = measure(&env, &pause.reference, opts).await;
-    if result.is_err() {
-        eprintln!("---- berthd log tail ----\n{}", env.berthd.log_tail(40));
-        eprintln!("{}", env.containerd.log_digest());
-    }
-    let versions = (
-        version(&env, Runtime::Berthd).await,
-        version(&env, Runtime::Containerd).await,
-    );
-    for rt in [Runtime::Berthd, Runtime::Containerd] {
-        if let Ok(mut c) = env.rt(rt).await
-            && let Ok(n) = rpc::remove_all(&mut c).await
-            && n > 0
-        {
-            eprintln!("bench: removed {n} pods left on {}", rt.name());
-        }
-    }
-    let mut problems = Vec::new();
-    match env.berthd.terminate(Duration::from_secs(20)).await {
-        Ok(st) if st.success() => {}
-        Ok(st) => problems.push(format!("berthd exited with {st} on SIGTERM")),
-        Err(e) => problems.push(format!("{e:#}")),
-    }
-    if let Err(e) = env.containerd.stop() {
-        problems.push(format!("{e:#}"));
-    }
-    let run = env.run.take();
-    drop(env);
-    if let Some(run) = run {
-        let left = crate::procs::mounts_under(run.path());
-        if left.is_empty() {
-            drop(run);
-        } else {
-            problems.push(format!("mounts left under {:?}: {left:?}", run.keep()));
-        }
-    }
-    let host = clean_host(&netns_before);
-    let (b, c, mem) = result?;
-    if !problems.is_empty() {
-        bail!("cleanup: {}", problems.join("\n"));
-    }
-    print_report(&b, &c, &mem, opts, versions, &host);
+    let env = SideBySide::start("berth-bench-ctrs-", &opts.env).await?;
+    let result = measure(&env, opts).await;
+    let ((b, c, mem), done) = env.finish(result).await?;
+    print_report(&b, &c, &mem, opts, done.versions, &done.host);
     Ok((b, c, mem))
 }
 
-async fn version(env: &Env, rt: Runtime) -> String {
-    let Ok(mut c) = env.rt(rt).await else {
-        return "unknown".into();
-    };
-    match c
-        .version(cri::VersionRequest {
-            version: "v1".into(),
-        })
-        .await
-    {
-        Ok(v) => {
-            let v = v.into_inner();
-            format!(
-                "{} {} ({})",
-                v.runtime_name, v.runtime_version, v.runtime_api_version
-            )
-        }
-        Err(e) => format!("unknown ({e})"),
-    }
-}
-
 async fn measure(
-    env: &Env,
-    pause: &str,
+    env: &SideBySide,
     opts: &ContainersOptions,
 ) -> Result<(Times, Times, Vec<MemSample>)> {
-    let mut ci = env.containerd.images().await?;
-    client::pull(&mut ci, pause, None)
-        .await
-        .context("containerd: pull pause")?;
-    client::pull(&mut ci, &env.busybox, None)
-        .await
-        .context("containerd: pull busybox")?;
-    let mut bi = env.berthd.images().await?;
-    client::pull(&mut bi, &env.busybox, None)
-        .await
-        .context("berthd: pull busybox")?;
-
     let mut times = [Times::default(), Times::default()];
     let idx = |rt: Runtime| usize::from(rt == Runtime::Containerd);
     for rt in Runtime::order(0) {
@@ -290,14 +122,14 @@ async fn measure(
 /// One pod with `n` containers: each created and started (timed), then all stopped and
 /// removed (timed), then the pod goes (untimed).
 async fn block(
-    env: &Env,
+    env: &SideBySide,
     rt: Runtime,
     tag: &str,
     n: usize,
     times: Option<&mut Times>,
 ) -> Result<()> {
     let mut c = env.rt(rt).await?;
-    let pod_cfg = pod_config(env, rt, &format!("ctr-{}-{tag}", rt.name()));
+    let pod_cfg = env.pod_config(rt, &format!("ctr-{}-{tag}", rt.name()));
     let pod = rpc::run(&mut c, &pod_cfg)
         .await
         .with_context(|| format!("{} RunPodSandbox", rt.name()))?;
@@ -352,10 +184,10 @@ async fn block(
 }
 
 /// `pods` pods with one sleeping container each; their per-pod processes read from /proc.
-async fn memory(env: &Env, rt: Runtime, pods: usize) -> Result<MemSample> {
+async fn memory(env: &SideBySide, rt: Runtime, pods: usize) -> Result<MemSample> {
     let mut c = env.rt(rt).await?;
     for i in 0..pods {
-        let cfg = pod_config(env, rt, &format!("mem-{}-{pods}-{i}", rt.name()));
+        let cfg = env.pod_config(rt, &format!("mem-{}-{pods}-{i}", rt.name()));
         let pod = rpc::run(&mut c, &cfg)
             .await
             .with_context(|| format!("{} pod {i}", rt.name()))?;
@@ -401,83 +233,4 @@ async fn memory(env: &Env, rt: Runtime, pods: usize) -> Result<MemSample> {
         per_pod,
         daemon,
     })
-}
-
-fn netns_list() -> Vec<String> {
-    std::fs::read_dir("/run/netns")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn run_quiet(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// What the runtimes leave by design (containerd's CNI bridge, the cgroup parents) and
-/// anything else found; one line per action.
-fn clean_host(netns_before: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for ns in netns_list() {
-        if !netns_before.contains(&ns) {
-            run_quiet(&["ip", "netns", "delete", &ns]);
-            out.push(format!("LEAK: netns {ns} (deleted)"));
-        }
-    }
-    if leaks::link_exists(CNI_BRIDGE) {
-        run_quiet(&["ip", "link", "delete", CNI_BRIDGE]);
-        out.push(format!("deleted containerd's CNI bridge {CNI_BRIDGE}"));
-    }
-    if leaks::link_exists(BERTHD_BRIDGE) {
-        run_quiet(&["ip", "link", "delete", BERTHD_BRIDGE]);
-        out.push(format!("LEAK: berthd's bridge {BERTHD_BRIDGE} (deleted)"));
-    }
-    let nat = Command::new("iptables")
-        .args(["-t", "nat", "-S"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    let prefix = CNI_SUBNET.trim_end_matches("0.0/16");
-    for rule in nat
-        .lines()
-        .filter(|l| l.starts_with("-A ") && l.contains(prefix))
-    {
-        let mut args = vec!["iptables", "-t", "nat", "-D"];
-        args.extend(rule[3..].split_whitespace().map(|s| s.trim_matches('"')));
-        run_quiet(&args);
-        out.push(format!("LEAK: iptables nat rule `{rule}` (deleted)"));
-    }
-    for parent in [BERTHD_CGROUP, CONTAINERD_CGROUP] {
-        for dir in leaks::cgroup_dirs(parent) {
-            let n = std::fs::read_dir(&dir)
-                .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).count())
-                .unwrap_or(0);
-            if n > 0 {
-                out.push(format!("LEAK: {n} cgroups left in {}", dir.display()));
-            }
-            leaks::remove_cgroup_tree(&dir);
-        }
-    }
-    out.push(format!(
-        "removed the cgroup parents {BERTHD_CGROUP} and {CONTAINERD_CGROUP}"
-    ));
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn paths_are_short_enough() {
-        // /run/bcbXXXXXX/pods/<64>/monitor/monitor.sock must fit in sun_path (108 bytes).
-        assert!("/run/bcbXXXXXX/pods/".len() + 64 + "/monitor/monitor.sock".len() < 108);
-    }
 }

@@ -13,7 +13,10 @@ pub mod images;
 pub mod pods;
 pub mod procmem;
 pub mod pull;
+pub mod side_by_side;
 pub mod stats;
+pub mod streaming;
+pub mod streaming_report;
 pub mod uds;
 
 pub use env::{BenchEnv, EnvOptions};

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use berth_tests::bench::containers::{self, ContainersOptions};
 use berth_tests::bench::pods::{self, PodsOptions};
 use berth_tests::bench::pull::{self, PullOptions};
+use berth_tests::bench::streaming::{self, StreamingOptions};
 
 const USAGE: &str = "usage: bench <phase> [options]
 
@@ -22,6 +23,9 @@ phases:
   containers
           CreateContainer+StartContainer latency (p50, p99) and per-pod memory (berth's
           monitor vs containerd's shim, RSS and PSS) with 10 and 50 pods, on both
+  streaming
+          exec round trip (Exec RPC + SPDY session of `true`, p50/p99) and port-forward
+          throughput (one SPDY-forwarded download from httpd in the pod), on both
 
 options:
   --iterations N        measured iterations (default 5)
@@ -30,6 +34,10 @@ options:
                         per block (default 10)
   --containers N        containers: containers per runtime (default 60)
   --pod-counts A,B      containers: pod counts of the memory phase (default 10,50)
+  --execs N             streaming: exec round trips per runtime (default 200; --block sets
+                        the block, default 20 there)
+  --runs N              streaming: port-forward downloads per runtime (default 5)
+  --mib N               streaming: download size in MiB (default 200)
   --logs DIR            copy berthd.log and containerd.log into DIR
   --berthd-log FILTER   berthd's log level (default \"info,berth_image=debug\")
   --containerd-log LVL  containerd's log level (default info; debug shows per-layer apply times)
@@ -37,7 +45,14 @@ options:
 env: BERTHD_BIN (berthd binary; default: cargo build of the debug berthd),
      CONTAINERD_BIN (default /usr/bin/containerd)";
 
-fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions, ContainersOptions)> {
+struct Options {
+    pull: PullOptions,
+    pods: PodsOptions,
+    ctrs: ContainersOptions,
+    stream: StreamingOptions,
+}
+
+fn parse(args: &[String]) -> Result<(String, Options)> {
     let mut it = args.iter();
     let phase = match it.next() {
         Some(p) if p == "-h" || p == "--help" => {
@@ -50,6 +65,7 @@ fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions, Container
     let mut opts = PullOptions::default();
     let mut pods = PodsOptions::default();
     let mut ctrs = ContainersOptions::default();
+    let mut stream = StreamingOptions::default();
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -60,6 +76,7 @@ fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions, Container
             "--block" => {
                 pods.block = value()?.parse().context("--block takes a number")?;
                 ctrs.block = pods.block;
+                stream.block = pods.block;
             }
             "--containers" => {
                 ctrs.containers = value()?.parse().context("--containers takes a number")?;
@@ -71,6 +88,9 @@ fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions, Container
                     .collect::<Result<_, _>>()
                     .context("--pod-counts takes numbers: 10,50")?;
             }
+            "--execs" => stream.execs = value()?.parse().context("--execs takes a number")?,
+            "--runs" => stream.runs = value()?.parse().context("--runs takes a number")?,
+            "--mib" => stream.mib = value()?.parse().context("--mib takes a number")?,
             "--logs" => opts.env.logs_dir = Some(PathBuf::from(value()?)),
             "--berthd-log" => opts.env.berthd_log = value()?.clone(),
             "--containerd-log" => opts.env.containerd_log = value()?.clone(),
@@ -83,22 +103,32 @@ fn parse(args: &[String]) -> Result<(String, PullOptions, PodsOptions, Container
     }
     pods.env = opts.env.clone();
     ctrs.env = opts.env.clone();
-    Ok((phase, opts, pods, ctrs))
+    stream.env = opts.env.clone();
+    let all = Options {
+        pull: opts,
+        pods,
+        ctrs,
+        stream,
+    };
+    Ok((phase, all))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (phase, opts, pods_opts, ctrs_opts) = parse(&args)?;
+    let (phase, o) = parse(&args)?;
     match phase.as_str() {
         "pull" => {
-            pull::run(&opts).await?;
+            pull::run(&o.pull).await?;
         }
         "pods" => {
-            pods::run(&pods_opts).await?;
+            pods::run(&o.pods).await?;
         }
         "containers" => {
-            containers::run(&ctrs_opts).await?;
+            containers::run(&o.ctrs).await?;
+        }
+        "streaming" => {
+            streaming::run(&o.stream).await?;
         }
         other => bail!("unknown phase {other:?}\n{USAGE}"),
     }

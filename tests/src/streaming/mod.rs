@@ -3,6 +3,8 @@
 //! network helpers.
 
 pub mod crictl;
+pub mod cut_proxy;
+pub mod session;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
