@@ -10,6 +10,7 @@ pub mod pods;
 mod records;
 mod rpc;
 mod runtime_service;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct Cri {
     pub(crate) info: RuntimeInfo,
     pub(crate) pods: Pods,
     pub(crate) containers: Containers,
+    /// The previous stats sample per container and pod.
+    pub(crate) samples: stats::Samples,
 }
 
 /// The RuntimeService half.
@@ -99,6 +102,7 @@ impl Cri {
             info,
             pods,
             containers,
+            samples: Default::default(),
         }))
     }
 

@@ -141,27 +141,35 @@ impl RuntimeService for RuntimeSvc {
     }
     async fn container_stats(
         &self,
-        _: Request<ContainerStatsRequest>,
+        r: Request<ContainerStatsRequest>,
     ) -> R<ContainerStatsResponse> {
-        Err(not_yet("ContainerStats", STATS))
+        rpc::container_stats::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn list_container_stats(
         &self,
-        _: Request<ListContainerStatsRequest>,
+        r: Request<ListContainerStatsRequest>,
     ) -> R<ListContainerStatsResponse> {
-        Err(not_yet("ListContainerStats", STATS))
+        rpc::list_container_stats::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        r: Request<PodSandboxStatsRequest>,
     ) -> R<PodSandboxStatsResponse> {
-        Err(not_yet("PodSandboxStats", STATS))
+        rpc::pod_sandbox_stats::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        r: Request<ListPodSandboxStatsRequest>,
     ) -> R<ListPodSandboxStatsResponse> {
-        Err(not_yet("ListPodSandboxStats", STATS))
+        rpc::list_pod_sandbox_stats::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn checkpoint_container(
         &self,

@@ -29,6 +29,8 @@ pub struct ContainerPorts {
     pub streams: Arc<dyn StreamService>,
     /// The node's cgroup version (shapes the spec's resources).
     pub cgroup_version: CgroupVersion,
+    /// Reads CPU, memory, disk and network usage.
+    pub stats: Arc<dyn berth_core::stats::StatsReader>,
 }
 
 pub struct Containers {
