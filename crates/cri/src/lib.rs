@@ -5,6 +5,7 @@
 pub mod containers;
 mod delivery;
 mod error;
+mod events;
 mod image_service;
 pub mod pods;
 mod records;
@@ -93,17 +94,20 @@ impl Cri {
             cstore,
             container_ports,
             info.config.root_dir.join("containers"),
+            pods.events.clone(),
         );
         // Containers first: a pod is only judged once its containers' exits are known.
         containers::recovery::reconcile(&containers).await;
         pods::recovery::reconcile(&pods).await;
-        Ok(Arc::new(Self {
+        let cri = Arc::new(Self {
             images,
             info,
             pods,
             containers,
             samples: Default::default(),
-        }))
+        });
+        containers::watch::spawn(Arc::downgrade(&cri));
+        Ok(cri)
     }
 
     /// The two tonic services, ready to add to a server.

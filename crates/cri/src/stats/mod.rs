@@ -6,6 +6,7 @@
 //! side and never holds a lock across I/O or blocks the async workers.
 
 pub mod convert;
+pub mod metrics;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
