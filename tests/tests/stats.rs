@@ -107,23 +107,24 @@ async fn busy_body() -> Result<()> {
     well_formed(&a, &id)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let b = cstats(&mut c, &id).await?;
-    let (cpu_a, cpu_b) = (
-        val(&a.cpu.unwrap().usage_core_nano_seconds),
-        val(&b.cpu.as_ref().unwrap().usage_core_nano_seconds),
+    let (cpu_a, cpu_b) = (a.cpu.context("cpu")?, b.cpu.context("cpu")?);
+    let (cpu_a, cores) = (
+        val(&cpu_a.usage_core_nano_seconds),
+        val(&cpu_b.usage_nano_cores),
     );
+    let cpu_b = val(&cpu_b.usage_core_nano_seconds);
     ensure!(cpu_a > 0 && cpu_b > cpu_a, "cpu {cpu_a} → {cpu_b}");
-    let cores = val(&b.cpu.as_ref().unwrap().usage_nano_cores);
     ensure!(
         cores > 100_000_000,
         "a spinning loop uses {cores} nano cores"
     );
-    let mem = b.memory.as_ref().unwrap();
+    let mem = b.memory.as_ref().context("memory")?;
     ensure!(
         val(&mem.working_set_bytes) >= 30 << 20
             && val(&mem.usage_bytes) >= val(&mem.working_set_bytes),
         "memory {mem:?}"
     );
-    let fs = b.writable_layer.as_ref().unwrap();
+    let fs = b.writable_layer.as_ref().context("writable layer")?;
     ensure!(
         val(&fs.used_bytes) >= 20 << 20 && val(&fs.inodes_used) >= 2,
         "fs {fs:?}"
@@ -144,8 +145,8 @@ async fn busy_body() -> Result<()> {
         eth.name == "eth0" && val(&eth.tx_bytes) > 0 && val(&eth.rx_bytes) > 0,
         "{eth:?}"
     );
-    ensure!(val(&linux.process.unwrap().process_count) >= 1);
-    ensure!(val(&linux.cpu.unwrap().usage_core_nano_seconds) >= cpu_a);
+    ensure!(val(&linux.process.context("process")?.process_count) >= 1);
+    ensure!(val(&linux.cpu.context("pod cpu")?.usage_core_nano_seconds) >= cpu_a);
     ensure!(linux.containers.len() == 1, "{:?}", linux.containers);
 
     // Filters: id prefix, pod, labels.
@@ -165,9 +166,9 @@ async fn busy_body() -> Result<()> {
             .map(|r| [("role".to_string(), r.to_string())].into())
             .unwrap_or_default(),
     };
-    ensure!(list(&mut c, by(&id[..8], "", None)).await? == [id.clone()]);
+    ensure!(list(&mut c, by(&id[..8], "", None)).await? == std::slice::from_ref(&id));
     ensure!(list(&mut c, by("", &pod.id[..8], None)).await? == both);
-    ensure!(list(&mut c, by("", "", Some("idle"))).await? == [created.clone()]);
+    ensure!(list(&mut c, by("", "", Some("idle"))).await? == std::slice::from_ref(&created));
     ensure!(list(&mut c, by("", "nope", None)).await?.is_empty());
 
     // Created, then exited: well-formed answers, never an error.
