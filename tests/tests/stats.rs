@@ -310,3 +310,99 @@ async fn exit_body() -> Result<()> {
     drop(c);
     t.finish().await
 }
+
+/// `GET /metrics` over a plain TCP connection; answers the body.
+async fn scrape(addr: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    ensure!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    Ok(body.to_string())
+}
+
+/// Every line is a comment (`# HELP`, `# TYPE`, `# EOF`) or `name{labels} number`.
+fn parse_prometheus(text: &str) -> Result<Vec<(String, f64)>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(c) = line.strip_prefix('#') {
+            ensure!(
+                c.starts_with(" HELP ") || c.starts_with(" TYPE ") || c == " EOF",
+                "bad comment {line:?}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .context(format!("no value: {line:?}"))?;
+        let value: f64 = value.parse().context(format!("bad value: {line:?}"))?;
+        let name = series.split('{').next().unwrap_or_default();
+        ensure!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name {line:?}"
+        );
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            ensure!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels {line:?}"
+            );
+        }
+        out.push((series.to_string(), value));
+    }
+    Ok(out)
+}
+
+stats_test!(metrics_endpoint_serves_prometheus_text, metrics_body);
+async fn metrics_body() -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let t = CtrTest::start_with(&format!("[metrics]\naddress = \"{addr}\"\n"), Vec::new()).await?;
+    let mut c = t.rt().await?;
+    let pod = t.pod(&mut c, "metrics").await?;
+    t.run(&mut c, &pod, &t.spec("sleeper").cmd(&["sleep", "300"]))
+        .await?;
+    let series = parse_prometheus(&scrape(&addr).await?)?;
+    let get = |s: &str| series.iter().find(|(n, _)| n == s).map(|(_, v)| *v);
+    ensure!(
+        get("berth_pods{state=\"ready\"}") == Some(1.0),
+        "{series:?}"
+    );
+    ensure!(
+        get("berth_containers{state=\"running\"}") == Some(1.0),
+        "{series:?}"
+    );
+    ensure!(get("berth_monitors") == Some(1.0), "{series:?}");
+    ensure!(get("berth_leaked_resources") == Some(0.0), "{series:?}");
+    ensure!(
+        get("berth_image_pulls_total").is_some_and(|v| v >= 1.0),
+        "{series:?}"
+    );
+    let runs =
+        "berth_rpc_requests_total{method=\"/runtime.v1.RuntimeService/RunPodSandbox\",code=\"OK\"}";
+    ensure!(get(runs) == Some(1.0), "{series:?}");
+    ensure!(
+        series
+            .iter()
+            .any(|(n, _)| n.starts_with("berth_rpc_duration_seconds_bucket{")),
+        "{series:?}"
+    );
+    drop(c);
+    t.finish().await
+}

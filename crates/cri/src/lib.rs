@@ -2,6 +2,7 @@
 //! each RPC lives in its own file under `rpc/`. The one error → `tonic::Status` mapping is
 //! in `error.rs`. This crate sees only `berth-core`'s ports; berthd injects the real ones.
 
+pub mod census;
 pub mod containers;
 mod delivery;
 mod error;
@@ -55,6 +56,8 @@ pub struct Cri {
     pub(crate) containers: Containers,
     /// The previous stats sample per container and pod.
     pub(crate) samples: stats::Samples,
+    /// Pull totals for berthd's metrics.
+    pub(crate) pulls: census::PullCounters,
 }
 
 /// The RuntimeService half.
@@ -105,6 +108,7 @@ impl Cri {
             pods,
             containers,
             samples: Default::default(),
+            pulls: Default::default(),
         });
         containers::watch::spawn(Arc::downgrade(&cri));
         Ok(cri)
