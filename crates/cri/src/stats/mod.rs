@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_api::cri;
+use berth_core::config::CgroupDriver;
 use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::container::resources::cgroups_path;
 use berth_core::pod::{PodRecord, PodState};
@@ -122,18 +123,35 @@ async fn read(
     });
     task.await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "a stats read failed");
+        Raw::empty()
+    })
+}
+
+impl Raw {
+    fn empty() -> Self {
         Raw {
             timestamp: now_ns(),
             cgroup: CgroupUsage::default(),
             layer: None,
             network: None,
         }
-    })
+    }
 }
 
 fn container_cgroup(cri: &Cri, rec: &ContainerRecord, pod: Option<&PodRecord>) -> Option<String> {
     let driver = cri.info.config.runtime.cgroup_driver;
     cgroups_path(driver, pod.and_then(|p| p.cgroup.as_deref()), &rec.id)
+}
+
+/// The cgroup that holds all of a pod's processes. cgroupfs nests the containers in the
+/// pod's own cgroup; systemd puts the pod's scope and its containers' scopes side by side
+/// in the pod's slice (the kubelet's cgroup parent), so that slice is read.
+fn pod_cgroup(cri: &Cri, pod: &PodRecord) -> Option<String> {
+    let own = pod.cgroup.clone()?;
+    match cri.info.config.runtime.cgroup_driver {
+        CgroupDriver::Cgroupfs => Some(own),
+        CgroupDriver::Systemd => own.rsplit_once('/').map(|(slice, _)| slice.to_string()),
+    }
 }
 
 /// Stats of each container, read concurrently; answers in the order given.
@@ -154,7 +172,8 @@ pub async fn containers(cri: &Cri, recs: Vec<ContainerRecord>) -> Vec<cri::Conta
         .collect();
     let mut out = Vec::with_capacity(tasks.len());
     for (rec, raw) in tasks {
-        let Ok(raw) = raw.await else { continue };
+        // One answer per container, whatever happened to its read.
+        let raw = raw.await.unwrap_or_else(|_| Raw::empty());
         let sample = cri.samples.record(&rec.id, raw.timestamp, raw.cgroup);
         out.push(convert::container(
             &rec,
@@ -170,22 +189,34 @@ pub async fn containers(cri: &Cri, recs: Vec<ContainerRecord>) -> Vec<cri::Conta
 /// Stats of each pod with its containers, read concurrently.
 pub async fn pods(cri: &Cri, pods: Vec<PodRecord>) -> Vec<cri::PodSandboxStats> {
     let reader = cri.containers.ports.stats.clone();
-    let all = cri.containers.store.list();
-    let tasks: Vec<_> = pods
+    let ids: HashSet<&str> = pods.iter().map(|p| p.id.as_str()).collect();
+    let mine: Vec<_> = cri
+        .containers
+        .store
+        .list()
+        .into_iter()
+        .filter(|c| ids.contains(c.pod_id.as_str()))
+        .collect();
+    let pod_of: Vec<String> = mine.iter().map(|c| c.pod_id.clone()).collect();
+    // Pods' and containers' reads all run side by side.
+    let pod_tasks: Vec<_> = pods
         .into_iter()
         .map(|pod| {
             let ready = pod.state == PodState::Ready;
-            let cgroup = ready.then(|| pod.cgroup.clone()).flatten();
+            let cgroup = ready.then(|| pod_cgroup(cri, &pod)).flatten();
             let netns = ready.then(|| pod.namespaces.net.clone()).flatten();
             let raw = tokio::spawn(read(reader.clone(), cgroup, None, netns));
             (pod, raw)
         })
         .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for (pod, raw) in tasks {
+    let mut by_pod: HashMap<String, Vec<cri::ContainerStats>> = HashMap::new();
+    for (pod_id, s) in pod_of.into_iter().zip(containers(cri, mine).await) {
+        by_pod.entry(pod_id).or_default().push(s);
+    }
+    let mut out = Vec::with_capacity(pod_tasks.len());
+    for (pod, raw) in pod_tasks {
         let Ok(raw) = raw.await else { continue };
-        let mine: Vec<_> = all.iter().filter(|c| c.pod_id == pod.id).cloned().collect();
-        let containers = containers(cri, mine).await;
+        let containers = by_pod.remove(&pod.id).unwrap_or_default();
         let sample = cri.samples.record(&pod.id, raw.timestamp, raw.cgroup);
         out.push(convert::pod(
             &pod,
