@@ -112,7 +112,8 @@ async fn exec_body(bin: std::path::PathBuf) -> Result<()> {
             {"sleep": 0.5},
             {"send": "stty size\n"},
             {"expect": "33 101"},
-            {"send": "tty; exit 5\n"},
+            // The container's own pty: `tty` names a node of its devpts, fd 0 points at it.
+            {"send": "t=$(tty); [ \"$t\" = \"$(readlink /proc/self/fd/0)\" ] && [ -c \"$t\" ] && echo OWN\"\"TTY; tty; exit 5\n"},
         ]);
         let run = pty_drive(
             &steps,
@@ -125,7 +126,7 @@ async fn exec_body(bin: std::path::PathBuf) -> Result<()> {
             run.output
         );
         ensure!(
-            run.output.contains("/dev/pts/"),
+            run.output.contains("/dev/pts/") && run.output.contains("OWNTTY"),
             "{tr}: no tty in the exec: {:?}",
             run.output
         );

@@ -1,8 +1,8 @@
-//! Pseudo-terminals for sessions: opening a pair, and their size (TIOCSWINSZ on the
-//! master; the kernel then sends SIGWINCH to the terminal's foreground process group).
+//! A pseudo-terminal's size (TIOCSWINSZ on the master; the kernel then sends SIGWINCH to
+//! the terminal's foreground process group). The ptys themselves are made by the runtime
+//! inside the container ([`crate::runtime`]'s console, or runc/crun).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
 
 pub fn set_winsize(master: &impl AsRawFd, width: u16, height: u16) -> std::io::Result<()> {
     let ws = libc::winsize {
@@ -19,37 +19,6 @@ pub fn set_winsize(master: &impl AsRawFd, width: u16, height: u16) -> std::io::R
     Ok(())
 }
 
-/// A new pty pair (master, slave), both close-on-exec from the start: berthd is
-/// multi-threaded and spawns processes concurrently, which must not inherit either end.
-pub fn open() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let master: OwnedFd = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open("/dev/ptmx")?
-        .into();
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads one int, which lives across the call.
-    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: TIOCGPTPEER opens the master's peer with the given flags and returns a new
-    // fd (or -1); no memory is passed.
-    let fd = unsafe {
-        libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the ioctl returned a fresh fd that nothing else owns.
-    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok((master, slave))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -57,12 +26,9 @@ mod tests {
     use std::io::{Read, Write};
 
     #[test]
-    fn pair_is_cloexec_and_connected() {
-        let (master, slave) = open().unwrap();
-        for fd in [&master, &slave] {
-            let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::F_GETFD).unwrap();
-            assert_ne!(flags & libc::FD_CLOEXEC, 0);
-        }
+    fn winsize_reaches_the_slave() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let (master, slave) = (pty.master, pty.slave);
         set_winsize(&master, 90, 30).unwrap();
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
         // SAFETY: TIOCGWINSZ fills the struct we own.

@@ -1,7 +1,8 @@
 //! berthd's side of streamed exec and attach ([`ContainerRuntime::exec_stream`],
-//! [`ContainerRuntime::attach`]): it makes the session's pipes (or pty) itself, passes the
-//! far ends to the pod's monitor with the request ([`crate::monitor::fdpass`]) and keeps
-//! the near ends as the [`StdioSession`]. The monitor connection lives in the session's
+//! [`ContainerRuntime::attach`]): it makes the session's pipes itself, passes the far ends
+//! to the pod's monitor with the request ([`crate::monitor::fdpass`]) and keeps the near
+//! ends as the [`StdioSession`]. A tty exec's pty is made by the runtime inside the
+//! container (berth's init, runc, crun alike); its master comes back with the answer. The monitor connection lives in the session's
 //! `exit` future, which reads the exit code; dropping it closes the connection, which ends
 //! the session (an exec's process is killed, an attacher detached).
 //!
@@ -87,18 +88,11 @@ pub async fn exec_stream(
         resize: None,
         exit: Box::pin(async { Ok(0) }),
     };
-    // The process' fds 0, 1, 2, closed here once they were sent.
-    let child: [OwnedFd; 3] = if req.tty {
-        let (master, s) = crate::pty::open().map_err(&io)?;
-        nonblocking(&master).map_err(&io)?;
-        if req.stdin {
-            session.stdin = Some(master.try_clone().map_err(&io)?);
-        }
-        session.resize = Some(Box::new(PtyResizer {
-            master: master.try_clone().map_err(&io)?,
-        }));
-        session.stdout = Some(master);
-        [s.try_clone().map_err(&io)?, s.try_clone().map_err(&io)?, s]
+    // The process' fds 0, 1, 2, closed here once they were sent. A terminal is made by
+    // the runtime inside the container (as runc does): nothing is sent, its master comes
+    // back with the answer.
+    let child: Vec<OwnedFd> = if req.tty {
+        Vec::new()
     } else {
         let stdin = if req.stdin {
             let (r, w) = pipe().map_err(&io)?;
@@ -119,7 +113,7 @@ pub async fn exec_stream(
         };
         let stdout = output(req.stdout, &mut session.stdout).map_err(&io)?;
         let stderr = output(req.stderr, &mut session.stderr).map_err(&io)?;
-        [stdin, stdout, stderr]
+        vec![stdin, stdout, stderr]
     };
     let wire = Request::ExecStream {
         id: id.clone(),
@@ -130,9 +124,13 @@ pub async fn exec_stream(
     let conn = start(stream, &wire, &raw, id).await;
     drop(child);
     let mut conn = conn?;
-    if let Some(master) = conn.fds.pop().filter(|_| req.tty) {
-        // An external runtime made the terminal inside the container: its master replaces
-        // ours (unused: the process never got our slave).
+    if req.tty {
+        let master = conn.fds.pop().ok_or_else(|| {
+            RuntimeError::failed(
+                "exec",
+                format!("container {id}: the runtime sent no terminal for the tty exec"),
+            )
+        })?;
         nonblocking(&master).map_err(&io)?;
         session.stdin = match req.stdin {
             true => Some(master.try_clone().map_err(&io)?),
@@ -305,7 +303,7 @@ fn exit_future(mut conn: Conn, id: String) -> berth_core::stream::ExitFuture {
     })
 }
 
-/// An exec's terminal: berthd holds its master.
+/// An exec's terminal: berthd holds its master (made in the container).
 struct PtyResizer {
     master: OwnedFd,
 }

@@ -124,6 +124,11 @@ async fn attach_tty_resize() {
         resize.resize(77, 22).await.expect("resize");
         stdin.write_all(b"busybox stty size\n").unwrap();
         out.wait_for("22 77").await;
+        // The container's own pty (its devpts), which is also its /dev/console.
+        check_own_terminal(&out, &mut stdin, true).await;
+        resize.resize(90, 30).await.expect("resize again");
+        stdin.write_all(b"busybox stty size\n").unwrap();
+        out.wait_for("30 90").await;
         stdin.write_all(b"exit 4\n").unwrap();
         assert_eq!(exit_of(s).await, 4, "{id}");
         out.finish().await;

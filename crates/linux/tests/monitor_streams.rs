@@ -107,6 +107,16 @@ async fn exec_with_tty() {
         .unwrap();
     out.wait_for("45 123").await;
     out.wait_for("\nis-a-tty").await;
+    // The pty is the container's own (its devpts), as with runc.
+    check_own_terminal(&out, &mut stdin, false).await;
+    s.resize
+        .as_ref()
+        .unwrap()
+        .resize(81, 19)
+        .await
+        .expect("resize");
+    stdin.write_all(b"busybox stty size\n").unwrap();
+    out.wait_for("19 81").await;
     // The terminal is the shell's controlling one: ^C interrupts its foreground job.
     stdin.write_all(b"sleep 100\n").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -215,6 +225,7 @@ async fn exec_stream_with_runc() {
         .resize(66, 11)
         .await
         .expect("resize");
+    check_own_terminal(&out, &mut stdin, false).await;
     stdin
         .write_all(b"busybox stty size; busybox tty; exit 8\n")
         .unwrap();

@@ -103,8 +103,18 @@ fn oom_score_adj_below_current_is_clamped_not_fatal() {
         got == current || got == want,
         "{got} (current {current}, wanted {want})"
     );
+    // The note goes to the monitor's log over the sync socket, never to the container's
+    // own stderr.
+    assert!(
+        !err.contains("oom_score_adj"),
+        "runtime note in the container's stderr: {err}"
+    );
     if got == current && want != current {
-        assert!(err.contains("oom_score_adj"), "a note on stderr: {err}");
+        let w = runtime_support::warnings();
+        assert!(
+            w.iter().any(|m| m.contains("oom_score_adj")),
+            "a note for the monitor's log: {w:?}"
+        );
     }
 }
 
@@ -117,10 +127,19 @@ fn terminal_is_the_controlling_tty_and_console() {
         "sh",
         "-c",
         "test -t 0 && echo stdin-tty; test -c /dev/console && echo console; \
-         echo tty_nr=$(cut -d' ' -f7 /proc/self/stat); echo sid=$(cut -d' ' -f6 /proc/self/stat)",
+         echo tty_nr=$(cut -d' ' -f7 /proc/self/stat); echo sid=$(cut -d' ' -f6 /proc/self/stat); \
+         t=$(tty); echo tty=$t; echo fd0=$(readlink /proc/self/fd/0); test -c \"$t\" && echo exists; \
+         echo dev=$(stat -c %t:%T \"$t\") console=$(stat -c %t:%T /dev/console); \
+         echo size=$(stty size)",
     ]);
     b.process(|p| {
         p.set_terminal(Some(true));
+        let size = oci_spec::runtime::BoxBuilder::default()
+            .height(33u64)
+            .width(101u64)
+            .build()
+            .unwrap();
+        p.set_console_size(Some(size));
     });
     let (code, out, err) = b.run();
     assert_eq!(code, 0, "{out} {err}");
@@ -130,4 +149,23 @@ fn terminal_is_the_controlling_tty_and_console() {
     );
     assert!(!out.contains("tty_nr=0"), "a controlling terminal: {out}");
     assert!(out.contains("sid=1"), "its own session: {out}");
+    // The pty is the container's own (its devpts), not one of the host's.
+    let val = |key: &str| {
+        out.lines()
+            .find_map(|l| l.trim_end_matches('\r').strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {out}"))
+            .to_string()
+    };
+    let tty = val("tty=");
+    assert!(tty.starts_with("/dev/pts/"), "{out}");
+    assert_eq!(val("fd0="), tty, "{out}");
+    assert!(
+        out.contains("exists"),
+        "{tty} exists in the container: {out}"
+    );
+    let dev = val("dev=");
+    assert!(dev.contains(" console="), "{out}");
+    let (term, console) = dev.split_once(" console=").unwrap();
+    assert_eq!(term, console, "/dev/console is the terminal: {out}");
+    assert_eq!(val("size="), "33 101", "consoleSize: {out}");
 }

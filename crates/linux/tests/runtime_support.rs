@@ -47,7 +47,7 @@ fn subreaper() {
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "id", "cat", "touch", "hostname", "ls", "sleep", "env", "pwd", "grep", "unshare",
-    "readlink", "head", "true", "false", "mkdir", "stat", "ps",
+    "readlink", "head", "true", "false", "mkdir", "stat", "ps", "tty", "stty",
 ];
 
 /// A bundle dir (named berth-rt-*) with a busybox rootfs and a unique cgroups path.
@@ -196,16 +196,57 @@ fn reader(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
 }
 
 fn recv(sock: &UnixStream) -> Option<SyncMessage> {
+    recv_fd(sock, &mut Vec::new())
+}
+
+/// One sync message, read a byte at a time with recvmsg so a descriptor sent with it
+/// (the console's pty master) lands in `fds`.
+fn recv_fd(sock: &UnixStream, fds: &mut Vec<OwnedFd>) -> Option<SyncMessage> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::FromRawFd;
     let mut line = Vec::new();
-    let mut b = [0u8; 1];
     loop {
-        match (&*sock).read(&mut b) {
-            Ok(0) | Err(_) => return None,
-            Ok(_) if b[0] == b'\n' => break,
-            Ok(_) => line.push(b[0]),
+        let mut b = [0u8; 1];
+        let mut iov = [std::io::IoSliceMut::new(&mut b)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .ok()?;
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: fresh descriptors from SCM_RIGHTS.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        if msg.bytes == 0 {
+            return None;
+        }
+        if b[0] != b'\n' {
+            line.push(b[0]);
+            continue;
+        }
+        match SyncMessage::from_line(&String::from_utf8_lossy(&line)).unwrap() {
+            // Notes for the monitor's log may come at any time; kept for the tests.
+            SyncMessage::Warning { message } => {
+                warnings().push(message);
+                line.clear();
+            }
+            m => return Some(m),
         }
     }
-    Some(SyncMessage::from_line(&String::from_utf8_lossy(&line)).unwrap())
+}
+
+/// The warnings inits of this test process sent over their sync sockets so far.
+pub fn warnings() -> std::sync::MutexGuard<'static, Vec<String>> {
+    static W: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    W.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Spawns `berth-test-init <args>` with fd 3 = sync socket and piped stdio; reads `pid`
@@ -214,7 +255,8 @@ pub fn spawn(args: &[&str], until_ready: bool) -> Result<Container, String> {
     spawn_with(args, until_ready, false)
 }
 
-/// [`spawn`], with a pty slave as stdio when `tty` (the output is read from the master).
+/// [`spawn`] of a process with a terminal when `tty`: the init makes it in the container
+/// and sends its master back (the output is read from it).
 pub fn spawn_with(args: &[&str], until_ready: bool, tty: bool) -> Result<Container, String> {
     subreaper();
     let (ours, theirs) = UnixStream::pair().unwrap();
@@ -222,18 +264,9 @@ pub fn spawn_with(args: &[&str], until_ready: bool, tty: bool) -> Result<Contain
     let raw = theirs_fd.as_raw_fd();
     let mut cmd = Command::new(INIT);
     cmd.args(args);
-    let mut master = None;
-    if tty {
-        let pty = nix::pty::openpty(None, None).unwrap();
-        cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stderr(Stdio::from(pty.slave));
-        master = Some(std::fs::File::from(pty.master));
-    } else {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: dup2 is async-signal-safe; raw stays open in the parent until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
@@ -245,14 +278,8 @@ pub fn spawn_with(args: &[&str], until_ready: bool, tty: bool) -> Result<Contain
     }
     let mut child = cmd.spawn().unwrap();
     drop(theirs_fd);
-    drop(cmd); // closes the parent's copies of the pty slave
-    let (out, err) = match master {
-        Some(m) => (reader(m), reader(std::io::empty())),
-        None => (
-            reader(child.stdout.take().unwrap()),
-            reader(child.stderr.take().unwrap()),
-        ),
-    };
+    let out = reader(child.stdout.take().unwrap());
+    let err = reader(child.stderr.take().unwrap());
     let first = recv(&ours);
     let status = child.wait().unwrap();
     let mut c = Container {
@@ -278,6 +305,27 @@ pub fn spawn_with(args: &[&str], until_ready: bool, tty: bool) -> Result<Contain
             return Err(format!(
                 "unexpected {other:?} (status {status}, stderr {e})"
             ));
+        }
+    }
+    if tty {
+        let mut fds = Vec::new();
+        match recv_fd(&c.sock, &mut fds) {
+            Some(SyncMessage::Console) if fds.len() == 1 => {
+                // The pipe's reader ends once the process took the pty as its stdout.
+                let _ = c.out.take().map(|h| h.join());
+                c.out = Some(reader(std::fs::File::from(fds.remove(0))));
+            }
+            Some(SyncMessage::Error { message }) => {
+                c.wait();
+                return Err(message);
+            }
+            other => {
+                let (code, _, e) = c.wait();
+                return Err(format!(
+                    "unexpected {other:?} with {} fds (exit {code}, stderr {e})",
+                    fds.len()
+                ));
+            }
         }
     }
     if until_ready {

@@ -10,7 +10,11 @@ use anyhow::{Context, Result, bail};
 
 /// The rig's crictl, when the rig is there.
 pub fn path() -> Option<PathBuf> {
-    let p = crate::workspace_root().join("../shared/tools/cri-rig/bin/crictl");
+    // BERTH_CRICTL overrides: from a git worktree the relative path does not reach the rig.
+    let p = match std::env::var_os("BERTH_CRICTL") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => crate::workspace_root().join("../shared/tools/cri-rig/bin/crictl"),
+    };
     p.is_file().then_some(p)
 }
 

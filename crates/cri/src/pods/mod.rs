@@ -96,6 +96,14 @@ impl Pods {
         locks.remove(id);
     }
 
+    /// The pod named by a CRI request (full id or unique prefix), or NotFound.
+    pub fn resolve(&self, id: &str) -> Result<berth_core::pod::PodRecord, tonic::Status> {
+        self.store
+            .resolve(id)
+            .map_err(crate::error::store_status)?
+            .ok_or_else(|| tonic::Status::not_found(format!("pod sandbox {id:?} not found")))
+    }
+
     pub fn pod_dir(&self, id: &str) -> PathBuf {
         self.run_dir.join(id)
     }

@@ -30,14 +30,7 @@ pub async fn handle(
     req: CreateContainerRequest,
 ) -> Result<CreateContainerResponse, Status> {
     let invalid = |m: String| Status::invalid_argument(format!("CreateContainer: {m}"));
-    let pod = cri
-        .pods
-        .store
-        .resolve(&req.pod_sandbox_id)
-        .map_err(store_status)?
-        .ok_or_else(|| {
-            Status::not_found(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
-        })?;
+    let pod = cri.pods.resolve(&req.pod_sandbox_id)?;
     if pod.state != PodState::Ready {
         return Err(Status::failed_precondition(format!(
             "pod sandbox {} is not ready (stopped or being created)",

@@ -6,18 +6,10 @@ use berth_api::cri::{PodSandboxStatusRequest, PodSandboxStatusResponse};
 use tonic::Status;
 
 use crate::Cri;
-use crate::error::store_status;
 use crate::pods::convert;
 
 pub fn handle(cri: &Cri, req: PodSandboxStatusRequest) -> Result<PodSandboxStatusResponse, Status> {
-    let rec = cri
-        .pods
-        .store
-        .resolve(&req.pod_sandbox_id)
-        .map_err(store_status)?
-        .ok_or_else(|| {
-            Status::not_found(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
-        })?;
+    let rec = cri.pods.resolve(&req.pod_sandbox_id)?;
     let mut info = HashMap::new();
     if req.verbose {
         let v = serde_json::json!({

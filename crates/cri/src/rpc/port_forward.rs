@@ -9,7 +9,6 @@ use tonic::Status;
 
 use super::stream_common::stream_error_status;
 use crate::Cri;
-use crate::error::store_status;
 
 pub fn handle(cri: &Cri, req: PortForwardRequest) -> Result<PortForwardResponse, Status> {
     if req.pod_sandbox_id.is_empty() {
@@ -22,14 +21,7 @@ pub fn handle(cri: &Cri, req: PortForwardRequest) -> Result<PortForwardResponse,
             "PortForward: port {p} is out of range 1..=65535"
         )));
     }
-    let rec = cri
-        .pods
-        .store
-        .resolve(&req.pod_sandbox_id)
-        .map_err(store_status)?
-        .ok_or_else(|| {
-            Status::not_found(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
-        })?;
+    let rec = cri.pods.resolve(&req.pod_sandbox_id)?;
     if rec.state != PodState::Ready {
         return Err(Status::failed_precondition(format!(
             "PortForward: pod sandbox {} is not ready ({:?})",

@@ -1,7 +1,9 @@
-//! fd 3 between the monitor and an init process: newline-delimited JSON messages.
+//! fd 3 between the monitor and an init process: newline-delimited JSON messages; a
+//! terminal's master comes along with its `console` message (SCM_RIGHTS).
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum InitMsg {
     /// Host PID of the container (or exec) process.
     Pid { pid: i32 },
+    /// The process' pty master (made in the container) came with this message: take it
+    /// with [`Channel::take_fd`].
+    Console,
     /// The container is set up and waits for `start`.
     Ready,
     Error {
@@ -38,6 +43,8 @@ pub enum MonitorMsg {
 pub struct Channel {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Descriptors received, in order; each belongs to a `console` message.
+    fds: VecDeque<OwnedFd>,
 }
 
 /// Messages beyond this without a newline mean a broken peer.
@@ -49,6 +56,7 @@ impl Channel {
         Ok(Channel {
             stream,
             buf: Vec::new(),
+            fds: VecDeque::new(),
         })
     }
 
@@ -62,7 +70,10 @@ impl Channel {
         let mut eof = false;
         let mut chunk = [0u8; 4096];
         loop {
-            match self.stream.read(&mut chunk) {
+            let mut fds = Vec::new();
+            let read = super::fdpass::recv(&self.stream, &mut chunk, &mut fds);
+            self.fds.extend(fds);
+            match read {
                 Ok(0) => {
                     eof = true;
                     break;
@@ -99,6 +110,12 @@ impl Channel {
         (msgs, eof)
     }
 
+    /// The descriptor of the oldest `console` message not yet served. A message sent
+    /// with its descriptor has it here once the message itself was read.
+    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fds.pop_front()
+    }
+
     pub fn send(&mut self, msg: &MonitorMsg) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
         line.push(b'\n');
@@ -126,5 +143,25 @@ mod tests {
         let (m, eof) = ch.read();
         assert_eq!(m, vec![InitMsg::Ready, InitMsg::Unknown]);
         assert!(eof);
+    }
+
+    #[test]
+    fn console_brings_its_fd() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut ch = Channel::new(a).unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        super::super::fdpass::send(&b, b"{\"type\":\"console\"}\n", &[w.as_raw_fd()]).unwrap();
+        drop(w);
+        let (m, eof) = ch.read();
+        assert_eq!(m, vec![InitMsg::Console]);
+        assert!(!eof);
+        std::fs::File::from(ch.take_fd().unwrap())
+            .write_all(b"x")
+            .unwrap();
+        assert!(ch.take_fd().is_none());
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut s).unwrap();
+        assert_eq!(s, "x");
     }
 }

@@ -250,8 +250,16 @@ impl Monitor {
                 .unwrap_or(std::path::Path::new(""));
             format!("opening log file {}: {e}", p.display())
         })?;
-        let pipes =
-            sys::child_stdio(stdio.tty, stdio.stdin).map_err(|e| format!("creating stdio: {e}"))?;
+        // With a tty the init makes the pty in the container and sends its master back
+        // ([`InitMsg::Console`](super::channel::InitMsg)); until then there is no output.
+        let (child, pipes) = match stdio.tty {
+            true => (sys::null_stdio()?, None),
+            false => {
+                let p =
+                    sys::child_stdio(stdio.stdin).map_err(|e| format!("creating stdio: {e}"))?;
+                (p.child, Some((p.stdout, p.stderr, p.stdin)))
+            }
+        };
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let theirs: OwnedFd = theirs.into();
         let args = [
@@ -261,7 +269,7 @@ impl Monitor {
             "--id".into(),
             id.to_string(),
         ];
-        let init_pid = sys::spawn_with_fd3(&self.exe, &args, pipes.child, &theirs)
+        let init_pid = sys::spawn_with_fd3(&self.exe, &args, child, &theirs)
             .map_err(|e| format!("spawning {} init: {e}", self.exe.display()))?;
         let rec = ContainerRecord {
             version: 1,
@@ -280,9 +288,11 @@ impl Monitor {
         let mut c = Container::new(rec, Phase::Creating, log);
         c.init_pid = init_pid;
         c.sock = Some(Channel::new(ours).map_err(|e| format!("sync socket: {e}"))?);
-        c.stdout = Some(pipes.stdout);
-        c.stderr = pipes.stderr;
-        c.stdin = pipes.stdin;
+        if let Some((stdout, stderr, stdin)) = pipes {
+            c.stdout = Some(stdout);
+            c.stderr = stderr;
+            c.stdin = stdin;
+        }
         c.deadline = Some(Instant::now() + INIT_TIMEOUT);
         Ok(c)
     }

@@ -52,6 +52,9 @@ pub struct Exec {
     /// External runtime with a tty: where its `exec` sends the pty master (passed on to
     /// the client).
     pub console: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    /// berth's init with a tty: the pty master it made in the container (passed on to the
+    /// client once the process runs).
+    pub master: Option<OwnedFd>,
 }
 
 impl Exec {
@@ -90,6 +93,7 @@ impl Exec {
             stream: true,
             answered: false,
             console: None,
+            master: None,
         }
     }
 
@@ -135,8 +139,7 @@ impl Monitor {
         let cli = OciCli::of(&self.dir, &c.rec);
         let n = self.next_id();
         let file = records::container_dir(&self.dir, id).join(format!("exec-{n}.json"));
-        let captured =
-            || sys::child_stdio(false, false).map_err(|e| format!("creating stdio: {e}"));
+        let captured = || sys::child_stdio(false).map_err(|e| format!("creating stdio: {e}"));
         let spawned = match &cli {
             Some(cli) => records::write_json(&file, process)
                 .map_err(|e| format!("writing {}: {e}", file.display()))
@@ -176,6 +179,7 @@ impl Monitor {
                     stream: false,
                     answered: false,
                     console: None,
+                    master: None,
                 };
                 self.execs.insert(n, e);
                 None
@@ -238,6 +242,7 @@ impl Monitor {
                         return self.exec_exited(n, code);
                     }
                 }
+                InitMsg::Console => e.master = e.sock.as_mut().and_then(Channel::take_fd),
                 InitMsg::Error { message } => return self.exec_failed(n, message),
                 _ => {}
             }
@@ -254,7 +259,8 @@ impl Monitor {
                 );
             } else if e.stream {
                 // The socket is close-on-exec: EOF means the user's program runs.
-                self.exec_stream_started(n, None);
+                let master = e.master.take();
+                self.exec_stream_started(n, master);
             }
         }
     }

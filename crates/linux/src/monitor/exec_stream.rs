@@ -1,13 +1,14 @@
 //! Streamed exec (CRI Exec, `docker exec -it`): an extra process in a running container
 //! whose fds 0-2 are the ones berthd passed with the request ([`super::fdpass`]), so its
-//! bytes flow between berthd and the process without passing through the monitor. The
+//! bytes flow between berthd and the process without passing through the monitor. With a
+//! tty berthd passes none: the runtime (berth's init, runc, crun) makes the pty in the
+//! container and its master goes to berthd with the first answer. The
 //! process is spawned like exec_sync's (`<exe> init --exec`, or the external runtime's
 //! `exec --detach`) and reaped here; the client is answered once it runs and again when it
 //! exits. The client's connection is the session: when it closes first, the process is
 //! SIGKILLed (and still reaped).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixListener;
 
 use super::container::Phase;
 use super::exec::Exec;
@@ -26,12 +27,29 @@ impl Monitor {
         tty: bool,
         fds: Vec<OwnedFd>,
     ) -> Option<Response> {
+        // With a tty the runtime makes the terminal in the container: the process' fds
+        // 0-2 are /dev/null until it replaces them.
         let got = fds.len();
-        let Ok(stdio) = <[OwnedFd; 3]>::try_from(fds) else {
-            return Some(Response::error(
-                ErrorKind::InvalidArgument,
-                format!("exec_stream needs 3 file descriptors (stdin, stdout, stderr), got {got}"),
-            ));
+        let stdio = match (tty, <[OwnedFd; 3]>::try_from(fds)) {
+            (false, Ok(stdio)) => stdio,
+            (true, Err(_)) if got == 0 => match sys::null_stdio() {
+                Ok(stdio) => stdio,
+                Err(msg) => return Some(Response::error(ErrorKind::Failed, msg)),
+            },
+            (false, _) => {
+                return Some(Response::error(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "exec_stream needs 3 file descriptors (stdin, stdout, stderr), got {got}"
+                    ),
+                ));
+            }
+            (true, _) => {
+                return Some(Response::error(
+                    ErrorKind::InvalidArgument,
+                    format!("exec_stream with a tty takes no file descriptors, got {got}"),
+                ));
+            }
         };
         let Some(c) = self.containers.get(id) else {
             return Some(Response::not_found(id));
@@ -51,20 +69,17 @@ impl Monitor {
         let bundle = c.rec.bundle.clone();
         let n = self.next_id();
         let file = records::container_dir(&self.dir, id).join(format!("exec-{n}.json"));
-        // runc and crun make an exec's pty inside the container and send its master to a
-        // console socket: it is passed on to berthd, whose own pty then goes unused.
+        // Every runtime makes an exec's pty inside the container and sends its master back:
+        // runc and crun to a console socket, berth's init on its sync socket. It is passed
+        // on to berthd once the process runs.
         let mut console = None;
         let spawned = match &cli {
             Some(cli) => records::write_json(&file, &process)
                 .map_err(|e| format!("writing {}: {e}", file.display()))
                 .and_then(|()| {
-                    let stdio = match tty {
-                        true => {
-                            console = Some(oci::console_listener(&self.dir, n)?);
-                            null_stdio()?
-                        }
-                        false => stdio,
-                    };
+                    if tty {
+                        console = Some(oci::console_listener(&self.dir, n)?);
+                    }
                     let sock = console.as_ref().map(|(_, p)| p.as_path());
                     self.spawn_oci_exec(cli, id, &file, stdio, sock)
                 })
@@ -93,20 +108,12 @@ impl Monitor {
         }
     }
 
-    /// The exec's process runs its program: tell the client (with the pty master an
-    /// external runtime sent to `console`), or, when the client is already gone, end it.
-    pub fn exec_stream_started(&mut self, n: u64, console: Option<UnixListener>) {
+    /// The exec's process runs its program: tell the client (with the pty master the
+    /// runtime made in the container, for a tty), or, when the client is already gone, end
+    /// it.
+    pub fn exec_stream_started(&mut self, n: u64, master: Option<OwnedFd>) {
         let Some(e) = self.execs.get_mut(&n).filter(|e| !e.answered) else {
             return;
-        };
-        let master = match console.map(|l| l.accept().and_then(|(conn, _)| sys::recv_fd(&conn))) {
-            None => None,
-            Some(Ok(fd)) => Some(fd),
-            Some(Err(err)) => {
-                let bin = e.oci.as_ref().map(|c| c.bin().display().to_string());
-                let msg = format!("receiving the tty from {}: {err}", bin.unwrap_or_default());
-                return self.exec_failed(n, msg);
-            }
         };
         e.answered = true;
         let (client, pid) = (e.client, e.pid);
@@ -148,9 +155,4 @@ impl Monitor {
             None => false,
         }
     }
-}
-
-fn null_stdio() -> Result<[OwnedFd; 3], String> {
-    let null = || sys::dev_null().map_err(|e| format!("/dev/null: {e}"));
-    Ok([null()?, null()?, null()?])
 }

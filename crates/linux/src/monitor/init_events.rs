@@ -1,5 +1,6 @@
-//! Messages from a container's init on fd 3: its process's PID, ready, errors, and the
-//! EOF that means the user's program was exec'd.
+//! Messages from a container's init on fd 3: its process's PID, its terminal's master (a
+//! pty made inside the container), ready, errors, and the EOF that means the user's
+//! program was exec'd.
 
 use super::sys;
 
@@ -39,7 +40,30 @@ impl Monitor {
                     self.container_exited(id, code);
                 }
             }
-            InitMsg::Ready if c.phase == Phase::Creating => self.mark_created(id),
+            InitMsg::Console => {
+                let master = c.sock.as_mut().and_then(|ch| ch.take_fd());
+                let ours = c.phase == Phase::Creating && c.rec.stdio.tty && c.stdout.is_none();
+                if let Some(fd) = master.filter(|_| ours) {
+                    let dup = sys::set_nonblocking(&fd)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| fd.try_clone());
+                    match dup {
+                        Ok(dup) => {
+                            // Kept open so a container reading its tty blocks, not sees EOF.
+                            c.stdin = Some(dup);
+                            c.stdout = Some(fd);
+                        }
+                        Err(e) => self.fail_create(id, format!("the container's tty: {e}")),
+                    }
+                }
+            }
+            InitMsg::Ready if c.phase == Phase::Creating => {
+                if c.rec.stdio.tty && c.stdout.is_none() {
+                    let msg = "the init sent no terminal for a tty container".to_string();
+                    return self.fail_create(id, msg);
+                }
+                self.mark_created(id)
+            }
             // stderr is the monitor's log; the container's output never gets these.
             InitMsg::Warning { message } => eprintln!("monitor: container {id}: init: {message}"),
             InitMsg::Error { message } => match c.phase {

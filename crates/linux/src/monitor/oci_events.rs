@@ -20,11 +20,6 @@ use super::sys;
 /// How long a runtime may take to create or start a container (as berth's init).
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn null_stdio() -> Result<[OwnedFd; 3], String> {
-    let null = || sys::dev_null().map_err(|e| format!("/dev/null: {e}"));
-    Ok([null()?, null()?, null()?])
-}
-
 impl Monitor {
     /// Runs `<bin> create` for the bundle; the container is ready when it exits 0.
     pub fn spawn_oci_create(
@@ -66,13 +61,13 @@ impl Monitor {
         // Without a tty the runtime passes its own stdio on to the container; with one,
         // it creates the pty and sends its master back over the console socket.
         let child = if stdio.tty {
-            let fds = null_stdio()?;
+            let fds = sys::null_stdio()?;
             let n = self.next_id();
             c.console = Some(oci::console_listener(&self.dir, n)?);
             fds
         } else {
             let pipes =
-                sys::child_stdio(false, stdio.stdin).map_err(|e| format!("creating stdio: {e}"))?;
+                sys::child_stdio(stdio.stdin).map_err(|e| format!("creating stdio: {e}"))?;
             c.stdout = Some(pipes.stdout);
             c.stderr = pipes.stderr;
             c.stdin = pipes.stdin;
@@ -99,7 +94,7 @@ impl Monitor {
             return Some(Response::not_found(id));
         };
         let cli = OciCli::of(&self.dir, &c.rec)?;
-        let spawned = null_stdio().and_then(|fds| {
+        let spawned = sys::null_stdio().and_then(|fds| {
             sys::spawn(cli.start(id), fds)
                 .map_err(|e| format!("spawning {} start: {e}", cli.bin().display()))
         });
@@ -234,7 +229,17 @@ impl Monitor {
             Ok(pid) => {
                 e.pid = Some(pid);
                 if e.stream {
-                    self.exec_stream_started(n, console.map(|(l, _)| l));
+                    let master =
+                        console.map(|(l, _)| l.accept().and_then(|(conn, _)| sys::recv_fd(&conn)));
+                    match master.transpose() {
+                        Ok(master) => self.exec_stream_started(n, master),
+                        Err(err) => {
+                            let bin = e.oci.as_ref().map(|c| c.bin().display().to_string());
+                            let bin = bin.unwrap_or_default();
+                            let msg = format!("receiving the tty from {bin}: {err}");
+                            return self.exec_failed(n, msg);
+                        }
+                    }
                 }
                 if let Some(code) = self.take_unclaimed(pid) {
                     self.exec_exited(n, code);

@@ -10,7 +10,8 @@
 //! descriptors: the request line is sent with SCM_RIGHTS ([`super::fdpass`]), the
 //! descriptors attached to its first bytes.
 //! - `exec_stream`: exactly 3, the process' fds 0, 1 and 2 (berthd opens /dev/null for the
-//!   streams the client did not ask for; with a tty, the pty slave three times).
+//!   streams the client did not ask for); with a tty none: the runtime makes the pty inside
+//!   the container and its master comes back with the `{"ok":true}` answer.
 //! - `attach`: one per stream asked for, in the order stdin, stdout, stderr: the read end
 //!   of a pipe whose write end berthd keeps (stdin), the write ends of pipes whose read ends
 //!   berthd keeps (stdout, stderr).
@@ -96,7 +97,8 @@ pub enum Request {
     },
     /// Ids of the containers the monitor knows.
     List,
-    /// Runs an extra process in the container on the stdio passed along (3 fds).
+    /// Runs an extra process in the container on the stdio passed along (3 fds; none with
+    /// a tty, whose master comes with the answer).
     ExecStream {
         id: String,
         process: serde_json::Value,

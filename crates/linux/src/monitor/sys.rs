@@ -1,4 +1,4 @@
-//! The monitor's system calls: pipes, ptys, spawning with fd 3, signals, poll, pidfds.
+//! The monitor's system calls: pipes, spawning with fd 3, signals, poll, pidfds.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
@@ -8,14 +8,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::unistd::pipe2;
 
 /// The container side and the monitor side of a process's stdio.
 pub struct ChildStdio {
     /// fds 0, 1, 2 of the child.
     pub child: [OwnedFd; 3],
-    /// Output to log: stdout pipe (or the pty master), stderr pipe (none with a tty).
+    /// Output to log: stdout and stderr pipes.
     pub stdout: OwnedFd,
     pub stderr: Option<OwnedFd>,
     /// Kept open so a container reading stdin blocks instead of seeing EOF.
@@ -28,11 +28,6 @@ pub fn set_nonblocking(fd: &impl AsRawFd) -> nix::Result<()> {
     Ok(())
 }
 
-fn set_cloexec(fd: &impl AsRawFd) -> nix::Result<()> {
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-    Ok(())
-}
-
 pub fn dev_null() -> std::io::Result<OwnedFd> {
     Ok(File::options()
         .read(true)
@@ -41,22 +36,15 @@ pub fn dev_null() -> std::io::Result<OwnedFd> {
         .into())
 }
 
-/// Pipes (or a pty when `tty`) for a process's stdio; `stdin` false gives /dev/null.
-pub fn child_stdio(tty: bool, stdin: bool) -> std::io::Result<ChildStdio> {
-    if tty {
-        let pty = nix::pty::openpty(None, None)?;
-        set_cloexec(&pty.master)?;
-        set_cloexec(&pty.slave)?;
-        set_nonblocking(&pty.master)?;
-        let keep_in = pty.master.try_clone()?;
-        let child = [pty.slave.try_clone()?, pty.slave.try_clone()?, pty.slave];
-        return Ok(ChildStdio {
-            child,
-            stdout: pty.master,
-            stderr: None,
-            stdin: Some(keep_in),
-        });
-    }
+/// /dev/null as fds 0-2: for a runtime that makes the process' terminal itself.
+pub fn null_stdio() -> Result<[OwnedFd; 3], String> {
+    let null = || dev_null().map_err(|e| format!("/dev/null: {e}"));
+    Ok([null()?, null()?, null()?])
+}
+
+/// Pipes for a process's stdio; `stdin` false gives /dev/null. (A terminal is made by the
+/// runtime inside the container, which sends its master back.)
+pub fn child_stdio(stdin: bool) -> std::io::Result<ChildStdio> {
     let (in_child, in_keep) = if stdin {
         let (r, w) = pipe2(OFlag::O_CLOEXEC)?;
         (r, Some(w))

@@ -2,6 +2,7 @@
 //! <dir>]`: runs one more process in a running container, in all its namespaces and its
 //! cgroup, with the process' own user, environment, capabilities and the container's
 //! seccomp profile (from the bundle, when given). No start message: it execs at once.
+//! With `terminal`, its pty is made in the container and the master sent back first.
 
 use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
@@ -27,7 +28,12 @@ pub fn exec_main(args: &[String]) -> ! {
         if let Some(adj) = proc_.oom_score_adj() {
             process::set_oom_score_adj(adj);
         }
-        process::session(proc_.terminal().unwrap_or(false))?;
+        let terminal = proc_.terminal().unwrap_or(false);
+        if terminal {
+            // The container's /dev/ptmx: the exec entered its mount namespace.
+            super::console::setup(&proc_, false)?;
+        }
+        process::session(terminal)?;
         let filter = seccomp.as_ref().map(seccomp::compile).transpose()?;
         let identity = process::set_identity(&proc_, filter.is_some())?;
         Ok((filter, identity))

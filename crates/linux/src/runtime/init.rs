@@ -114,6 +114,10 @@ fn setup(
     let rootfs = std::fs::canonicalize(&rootfs).step(format!("rootfs {}", rootfs.display()))?;
     super::rootfs::prepare(spec, &rootfs, bundle, &cgroups)?;
     super::rootfs::pivot(&rootfs)?;
+    if proc_.terminal().unwrap_or(false) {
+        // In the container's own devpts, and bound onto its /dev/console.
+        super::console::setup(&proc_, true)?;
+    }
     // As runc: a working directory the image lacks is created (as root, 0755) before the
     // process drops to its user. A read-only rootfs makes this fail; chdir then reports it.
     if let Some(p) = spec.process().as_ref()

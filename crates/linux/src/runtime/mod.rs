@@ -9,11 +9,14 @@
 //!   container's seccomp profile)
 //!
 //! Contract with the monitor (a PR_SET_CHILD_SUBREAPER process): fds 0/1/2 are the
-//! container's stdio, fd 3 the sync socket ([`sync`] describes the messages). The init
+//! container's stdio, fd 3 the sync socket ([`sync`] describes the messages). A process
+//! with `terminal` gets a pty made inside the container instead (its master goes back on
+//! fd 3, [`console`]); fds 0/1/2 are then ignored (the monitor passes /dev/null). The init
 //! forks once (PID namespaces apply to children); the intermediate parent reports the
 //! child's host PID and exits 0, and the monitor inherits the child.
 
 mod cgroup;
+mod console;
 mod error;
 mod exec;
 mod init;

@@ -1,5 +1,6 @@
 //! The container's root: propagation of the new mount namespace, the rootfs bound onto
 //! itself, the spec mounts, /dev, pivot_root, and after it masked and read-only paths.
+//! (/dev/console is the terminal's, bound after pivot_root: [`super::console`].)
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -67,14 +68,6 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, cgroups: &CgroupSource
         }
         default_devices(rootfs)?;
         dev_symlinks(rootfs)?;
-        let terminal = spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.terminal())
-            .unwrap_or(false);
-        if terminal {
-            console(rootfs)?;
-        }
     }
     Ok(())
 }
@@ -179,14 +172,6 @@ fn dev_symlinks(rootfs: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// /dev/console: the terminal the monitor gave as stdin (a pty slave), bound in.
-fn console(rootfs: &Path) -> Result<()> {
-    let Ok(tty) = nix::unistd::ttyname(std::io::stdin()) else {
-        return Ok(()); // stdin is not a terminal: no console
-    };
-    bind_node(&tty, &rootfs.join("dev/console"))
 }
 
 /// pivot_root(".", ".") then lazily unmounting the old root stacked on top: no put_old

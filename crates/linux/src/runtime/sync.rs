@@ -2,8 +2,10 @@
 //! on an AF_UNIX SOCK_STREAM socket.
 //!
 //! init → monitor: `{"type":"pid","pid":N}` (host PID of the container process, sent by
-//! the intermediate parent once it forked), then `{"type":"ready"}` when the process is
-//! set up and waits, or `{"type":"error","message":"<step>: <detail>"}`. Any time before
+//! the intermediate parent once it forked); with a terminal, `{"type":"console"}` carrying
+//! the pty master (SCM_RIGHTS, attached to the line's first byte; the pty was made in the
+//! container's own devpts, as runc does); then `{"type":"ready"}` when the process is set
+//! up and waits, or `{"type":"error","message":"<step>: <detail>"}`. Any time before
 //! that, `{"type":"warning","message":"..."}` for the monitor's log.
 //! monitor → init: `{"type":"start"}`. On a successful execve the socket (CLOEXEC) is
 //! closed by the kernel, so the monitor sees EOF; on failure an error message comes first.
@@ -22,6 +24,8 @@ pub enum SyncMessage {
     Pid {
         pid: i32,
     },
+    /// The pty master travels with this message.
+    Console,
     Ready,
     Start,
     Error {
@@ -48,7 +52,7 @@ impl SyncMessage {
     }
 }
 
-fn fd(raw: RawFd) -> BorrowedFd<'static> {
+fn fd_of(raw: RawFd) -> BorrowedFd<'static> {
     // SAFETY: the sync fd is owned by this process for its whole life (until execve closes
     // it); nothing here closes it.
     unsafe { BorrowedFd::borrow_raw(raw) }
@@ -59,7 +63,33 @@ pub fn send(raw: RawFd, msg: &SyncMessage) -> Result<(), Errno> {
     let line = msg.to_line();
     let mut buf = line.as_bytes();
     while !buf.is_empty() {
-        match nix::unistd::write(fd(raw), buf) {
+        match nix::unistd::write(fd_of(raw), buf) {
+            Ok(0) => return Err(Errno::EPIPE),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `msg` to `raw` with `fd` attached to its first byte (SCM_RIGHTS).
+pub fn send_fd(raw: RawFd, msg: &SyncMessage, fd: RawFd) -> Result<(), Errno> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let line = msg.to_line();
+    let fds = [fd];
+    let n = loop {
+        let iov = [std::io::IoSlice::new(line.as_bytes())];
+        let cmsgs = [ControlMessage::ScmRights(&fds)];
+        match sendmsg::<()>(raw, &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(n) => break n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let mut buf = &line.as_bytes()[n..];
+    while !buf.is_empty() {
+        match nix::unistd::write(fd_of(raw), buf) {
             Ok(0) => return Err(Errno::EPIPE),
             Ok(n) => buf = &buf[n..],
             Err(Errno::EINTR) => {}
@@ -103,6 +133,7 @@ mod tests {
             "{\"type\":\"pid\",\"pid\":42}\n"
         );
         assert_eq!(SyncMessage::Ready.to_line(), "{\"type\":\"ready\"}\n");
+        assert_eq!(SyncMessage::Console.to_line(), "{\"type\":\"console\"}\n");
         assert_eq!(
             SyncMessage::from_line("{\"type\":\"start\"}\n").unwrap(),
             SyncMessage::Start

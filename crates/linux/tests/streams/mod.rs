@@ -76,6 +76,46 @@ impl Collector {
     }
 }
 
+/// Asks the shell on the other end of a tty session which terminal it has, and checks it
+/// is the container's own: `tty` names a /dev/pts/N that exists in the container and that
+/// fd 0 points at. With `console`, /dev/console must be that terminal too (the main
+/// process'). Returns the terminal's name.
+pub async fn check_own_terminal(
+    out: &Collector,
+    stdin: &mut std::fs::File,
+    console: bool,
+) -> String {
+    use std::io::Write;
+    // "T""=", E""ND: the echoed input never contains the markers themselves.
+    let script = "t=$(busybox tty); echo \"T\"\"=$t F=$(busybox readlink /proc/self/fd/0) \
+         E=$([ -c $t ] && echo y) D=$(busybox stat -c %t:%T $t) \
+         C=$(busybox stat -c %t:%T /dev/console 2>/dev/null) E\"\"ND\"\n";
+    stdin.write_all(script.as_bytes()).unwrap();
+    out.wait_for(" END").await;
+    let text = out.text();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("T=") && l.contains(" END"))
+        .unwrap_or_else(|| panic!("no answer in {text:?}"))
+        .trim_end_matches('\r')
+        .to_string();
+    let val = |key: &str| {
+        line.split(' ')
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or("")
+            .to_string()
+    };
+    let tty = val("T=");
+    assert!(tty.starts_with("/dev/pts/"), "tty: {line:?}");
+    assert_eq!(val("F="), tty, "fd 0 is the terminal: {line:?}");
+    assert_eq!(val("E="), "y", "{tty} exists in the container: {line:?}");
+    if console {
+        assert_eq!(val("C="), val("D="), "/dev/console is {tty}: {line:?}");
+    }
+    tty
+}
+
 pub fn exec_req(id: &str, args: &[&str], tty: bool, io: [bool; 3]) -> ExecStreamRequest {
     ExecStreamRequest {
         container_id: id.into(),
