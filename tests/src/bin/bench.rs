@@ -22,6 +22,8 @@ phases:
   containers
           CreateContainer+StartContainer latency (p50, p99) and per-pod memory (berth's
           monitor vs containerd's shim, RSS and PSS) with 10 and 50 pods, on both
+  stats   ListContainerStats latency (p50, p99) with 50 running containers (one per pod),
+          on both (--pod-counts sets the counts, --iterations the calls; default 20)
 
 options:
   --iterations N        measured iterations (default 5)
@@ -99,6 +101,24 @@ async fn main() -> Result<()> {
         }
         "containers" => {
             containers::run(&ctrs_opts).await?;
+        }
+        "stats" => {
+            let explicit = |flag: &str| args.iter().any(|a| a == flag);
+            let opts = ContainersOptions {
+                containers: 0,
+                pod_counts: if explicit("--pod-counts") {
+                    ctrs_opts.pod_counts.clone()
+                } else {
+                    vec![50]
+                },
+                list_stats: if explicit("--iterations") || explicit("-n") {
+                    opts.iterations
+                } else {
+                    20
+                },
+                ..ctrs_opts
+            };
+            containers::run(&opts).await?;
         }
         other => bail!("unknown phase {other:?}\n{USAGE}"),
     }
