@@ -32,7 +32,7 @@ cargo test --workspace
 # cgroup v2 lane: test binaries that need a cgroup-v2-only kernel run in a throwaway VM via
 # ../shared/tools/vm-lane.sh (the host mounts cgroup v1). Add `--test NAME` targets of the
 # berth-tests crate to VM_LANE_TESTS as such tests appear.
-VM_LANE_TESTS=(containers_v2 userns)
+VM_LANE_TESTS=(containers_v2 userns stats)
 
 run_in_vm_lane() {
   local lane="$SHARED_TOOLS/vm-lane.sh"

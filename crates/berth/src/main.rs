@@ -1,11 +1,12 @@
 //! berth: a docker-like CLI for people, over berthd's CRI socket.
 
 mod connect;
+mod info;
 
 use anyhow::Context;
 use berth_api::cri::{
     ImageFilter, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest,
-    RemoveImageRequest, VersionRequest,
+    RemoveImageRequest, StatusRequest, VersionRequest,
 };
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,12 @@ struct Cli {
 enum Command {
     /// Show client and berthd versions.
     Version,
+    /// Show berthd's health, runtime handlers and effective configuration.
+    Info {
+        /// Print Status' verbose info as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pull an image from a registry.
     Pull { image: String },
     /// List images.
@@ -63,6 +70,14 @@ async fn main() -> anyhow::Result<()> {
                 "Server:  {} {} (CRI {})",
                 v.runtime_name, v.runtime_version, v.runtime_api_version
             );
+        }
+        Command::Info { json } => {
+            let s = rt
+                .status(StatusRequest { verbose: true })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            info::print(&s, json)?;
         }
         Command::Pull { image } => {
             let r = img

@@ -3,6 +3,7 @@
 mod listen;
 mod lock;
 mod logging;
+mod metrics;
 mod ports;
 mod rpc_trace;
 mod server;

@@ -77,6 +77,9 @@ pub async fn containers(cfg: &Config) -> anyhow::Result<(ContainerPorts, Arc<Str
         rootfs: Arc::new(OverlayRootfs::new()),
         streams: streams.clone(),
         cgroup_version,
+        stats: Arc::new(
+            berth_linux::stats::LinuxStats::new(DEFAULT_ROOT).context("stats reader (cgroups)")?,
+        ),
     };
     Ok((ports, streams))
 }

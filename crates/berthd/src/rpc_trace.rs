@@ -63,6 +63,12 @@ where
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.parse::<i32>().ok())
                             .unwrap_or(0);
+                        let name = if code == 0 {
+                            "OK".to_string()
+                        } else {
+                            format!("{:?}", tonic::Code::from(code))
+                        };
+                        crate::metrics::observe_rpc(&method, &name, ms / 1000.0);
                         if code == 0 {
                             tracing::info!(latency_ms = ms, outcome = "OK", "rpc done");
                         } else {
@@ -75,7 +81,10 @@ where
                             tracing::warn!(latency_ms = ms, outcome, error, "rpc failed");
                         }
                     }
-                    Err(e) => tracing::warn!(latency_ms = ms, outcome = "transport error", error = %e, "rpc failed"),
+                    Err(e) => {
+                        crate::metrics::observe_rpc(&method, "TransportError", ms / 1000.0);
+                        tracing::warn!(latency_ms = ms, outcome = "transport error", error = %e, "rpc failed")
+                    }
                 }
                 res
             }

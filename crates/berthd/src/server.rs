@@ -50,6 +50,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .await
     .context("opening the pod store")?;
     let (runtime_svc, image_svc) = cri.services();
+    if !cfg.metrics.address.is_empty() {
+        let addr = crate::metrics::serve(&cfg.metrics.address, cri.clone()).await?;
+        tracing::info!(%addr, "serving berthd's Prometheus metrics on http://{addr}/metrics");
+    }
 
     let listener = unix::bind(
         &cfg.grpc.socket,

@@ -34,6 +34,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
     /// Per-registry settings, keyed by host[:port] as written in image references
     /// (`docker.io`, `127.0.0.1:5000`).
@@ -123,6 +124,14 @@ pub struct StreamingConfig {
     pub drain_timeout_secs: u64,
 }
 
+/// berthd's own Prometheus metrics (`GET /metrics`), off unless an address is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// IP:port to serve plain-HTTP `/metrics` on; "" turns it off.
+    pub address: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupDriver {
@@ -168,6 +177,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
+            metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             registries: BTreeMap::new(),
         }
@@ -329,6 +339,16 @@ impl Config {
                 }
                 absolute(key, p)?;
             }
+        }
+        let m = &self.metrics;
+        if !m.address.is_empty() && m.address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "metrics.address",
+                format!(
+                    "{:?} is not an IP:port address (or \"\" for off)",
+                    m.address
+                ),
+            ));
         }
         let st = &self.streaming;
         if st.address.parse::<std::net::SocketAddr>().is_err() {

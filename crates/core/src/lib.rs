@@ -9,6 +9,7 @@ pub mod image;
 pub mod pod;
 pub mod reference;
 pub mod runtime;
+pub mod stats;
 pub mod stream;
 
 pub use digest::Digest;

@@ -2,14 +2,17 @@
 //! each RPC lives in its own file under `rpc/`. The one error → `tonic::Status` mapping is
 //! in `error.rs`. This crate sees only `berth-core`'s ports; berthd injects the real ones.
 
+pub mod census;
 pub mod containers;
 mod delivery;
 mod error;
+mod events;
 mod image_service;
 pub mod pods;
 mod records;
 mod rpc;
 mod runtime_service;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +54,10 @@ pub struct Cri {
     pub(crate) info: RuntimeInfo,
     pub(crate) pods: Pods,
     pub(crate) containers: Containers,
+    /// The previous stats sample per container and pod.
+    pub(crate) samples: stats::Samples,
+    /// Pull totals for berthd's metrics.
+    pub(crate) pulls: census::PullCounters,
 }
 
 /// The RuntimeService half.
@@ -90,16 +97,21 @@ impl Cri {
             cstore,
             container_ports,
             info.config.root_dir.join("containers"),
+            pods.events.clone(),
         );
         // Containers first: a pod is only judged once its containers' exits are known.
         containers::recovery::reconcile(&containers).await;
         pods::recovery::reconcile(&pods).await;
-        Ok(Arc::new(Self {
+        let cri = Arc::new(Self {
             images,
             info,
             pods,
             containers,
-        }))
+            samples: Default::default(),
+            pulls: Default::default(),
+        });
+        containers::watch::spawn(Arc::downgrade(&cri));
+        Ok(cri)
     }
 
     /// The two tonic services, ready to add to a server.

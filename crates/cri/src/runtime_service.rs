@@ -10,7 +10,6 @@ use crate::error::not_yet;
 use crate::{RuntimeSvc, rpc};
 
 type R<T> = Result<Response<T>, Status>;
-const STATS: &str = "pod and container statistics";
 
 #[tonic::async_trait]
 impl RuntimeService for RuntimeSvc {
@@ -141,27 +140,35 @@ impl RuntimeService for RuntimeSvc {
     }
     async fn container_stats(
         &self,
-        _: Request<ContainerStatsRequest>,
+        r: Request<ContainerStatsRequest>,
     ) -> R<ContainerStatsResponse> {
-        Err(not_yet("ContainerStats", STATS))
+        rpc::container_stats::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn list_container_stats(
         &self,
-        _: Request<ListContainerStatsRequest>,
+        r: Request<ListContainerStatsRequest>,
     ) -> R<ListContainerStatsResponse> {
-        Err(not_yet("ListContainerStats", STATS))
+        rpc::list_container_stats::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        r: Request<PodSandboxStatsRequest>,
     ) -> R<PodSandboxStatsResponse> {
-        Err(not_yet("PodSandboxStats", STATS))
+        rpc::pod_sandbox_stats::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        r: Request<ListPodSandboxStatsRequest>,
     ) -> R<ListPodSandboxStatsResponse> {
-        Err(not_yet("ListPodSandboxStats", STATS))
+        rpc::list_pod_sandbox_stats::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
     async fn checkpoint_container(
         &self,
@@ -172,20 +179,22 @@ impl RuntimeService for RuntimeSvc {
     type GetContainerEventsStream = BoxStream<ContainerEventResponse>;
     async fn get_container_events(
         &self,
-        _: Request<GetEventsRequest>,
+        r: Request<GetEventsRequest>,
     ) -> R<Self::GetContainerEventsStream> {
-        Err(not_yet("GetContainerEvents", "container events"))
+        rpc::get_container_events::handle(&self.0, r.into_inner()).map(Response::new)
     }
     async fn list_metric_descriptors(
         &self,
-        _: Request<ListMetricDescriptorsRequest>,
+        r: Request<ListMetricDescriptorsRequest>,
     ) -> R<ListMetricDescriptorsResponse> {
-        Err(not_yet("ListMetricDescriptors", STATS))
+        rpc::list_metric_descriptors::handle(&self.0, r.into_inner()).map(Response::new)
     }
     async fn list_pod_sandbox_metrics(
         &self,
-        _: Request<ListPodSandboxMetricsRequest>,
+        r: Request<ListPodSandboxMetricsRequest>,
     ) -> R<ListPodSandboxMetricsResponse> {
-        Err(not_yet("ListPodSandboxMetrics", STATS))
+        rpc::list_pod_sandbox_metrics::handle(&self.0, r.into_inner())
+            .await
+            .map(Response::new)
     }
 }

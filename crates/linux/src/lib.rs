@@ -16,3 +16,4 @@ pub mod rootfs;
 pub mod runtime;
 pub mod sessions;
 pub mod sockpath;
+pub mod stats;

@@ -30,6 +30,9 @@ pub struct ContainersOptions {
     pub block: usize,
     /// Pod counts of the memory phase.
     pub pod_counts: Vec<usize>,
+    /// Timed ListContainerStats calls per runtime while the memory phase's pods run (0:
+    /// none). `bench stats` sets it, with no latency blocks (`containers` 0).
+    pub list_stats: usize,
     pub env: EnvOptions,
 }
 
@@ -39,6 +42,7 @@ impl Default for ContainersOptions {
             containers: 60,
             block: 10,
             pod_counts: vec![10, 50],
+            list_stats: 0,
             env: EnvOptions::default(),
         }
     }
@@ -60,6 +64,8 @@ pub struct MemSample {
     pub pods: usize,
     pub per_pod: PerPod,
     pub daemon: Mem,
+    /// ListContainerStats latencies with `pods` running containers.
+    pub list_stats: Vec<Duration>,
 }
 
 /// Runs the containers phase and prints its report.
@@ -68,7 +74,7 @@ pub async fn run(opts: &ContainersOptions) -> Result<(Times, Times, Vec<MemSampl
     if let Some(why) = crate::skip::missing(&bins, true) {
         bail!("bench containers cannot run: {why}");
     }
-    if opts.containers == 0 || opts.block == 0 {
+    if (opts.containers == 0 && opts.list_stats == 0) || opts.block == 0 {
         bail!("--containers and --block must be at least 1");
     }
     let env = SideBySide::start("berth-bench-ctrs-", &opts.env).await?;
@@ -84,8 +90,10 @@ async fn measure(
 ) -> Result<(Times, Times, Vec<MemSample>)> {
     let mut times = [Times::default(), Times::default()];
     let idx = |rt: Runtime| usize::from(rt == Runtime::Containerd);
-    for rt in Runtime::order(0) {
-        block(env, rt, "warmup", 2, None).await.context("warm-up")?;
+    if opts.containers > 0 {
+        for rt in Runtime::order(0) {
+            block(env, rt, "warmup", 2, None).await.context("warm-up")?;
+        }
     }
     let blocks = opts.containers.div_ceil(opts.block);
     for b in 0..blocks {
@@ -103,7 +111,7 @@ async fn measure(
     let mut mem = Vec::new();
     for &pods in &opts.pod_counts {
         for rt in [Runtime::Berthd, Runtime::Containerd] {
-            let s = memory(env, rt, pods).await?;
+            let s = memory(env, rt, pods, opts.list_stats).await?;
             eprintln!(
                 "bench: {} with {pods} pods: {} agents ({} KiB RSS), {} holders ({} KiB RSS)",
                 rt.name(),
@@ -184,7 +192,12 @@ async fn block(
 }
 
 /// `pods` pods with one sleeping container each; their per-pod processes read from /proc.
-async fn memory(env: &SideBySide, rt: Runtime, pods: usize) -> Result<MemSample> {
+async fn memory(
+    env: &SideBySide,
+    rt: Runtime,
+    pods: usize,
+    list_stats: usize,
+) -> Result<MemSample> {
     let mut c = env.rt(rt).await?;
     for i in 0..pods {
         let cfg = env.pod_config(rt, &format!("mem-{}-{pods}-{i}", rt.name()));
@@ -215,6 +228,7 @@ async fn memory(env: &SideBySide, rt: Runtime, pods: usize) -> Result<MemSample>
             )
         }
     };
+    let list_stats = crate::bench::list_stats::time(&mut c, pods, list_stats).await?;
     if per_pod.agents != pods {
         bail!(
             "{}: {} per-pod agents for {pods} pods",
@@ -232,5 +246,6 @@ async fn memory(env: &SideBySide, rt: Runtime, pods: usize) -> Result<MemSample>
         pods,
         per_pod,
         daemon,
+        list_stats,
     })
 }

@@ -150,6 +150,9 @@ pub fn print_report(
         "target MISSED (goal: at most 1/2)"
     };
     println!("\nCreate+Start p50 ratio berthd/containerd: {r:.3} ({verdict})\n");
+    if mem.iter().any(|s| !s.list_stats.is_empty()) {
+        print!("{}", crate::bench::list_stats::table(mem));
+    }
     print!("{}", memory_table(mem));
     for s in mem.iter().filter(|s| s.rt == Runtime::Berthd) {
         if let Some(c) = mem
@@ -215,7 +218,19 @@ mod tests {
                 holder_mem: m(0, 0),
             },
             daemon: m(1, 1),
+            list_stats: vec![Duration::from_millis(match rt {
+                Runtime::Berthd => 2,
+                Runtime::Containerd => 8,
+            })],
         };
+        let l = crate::bench::list_stats::table(&[
+            s(Runtime::Berthd, m(1, 1)),
+            s(Runtime::Containerd, m(1, 1)),
+        ]);
+        assert!(
+            l.contains("| 10 | 1 | 2.00 | 2.00 | 8.00 | 8.00 | 0.250 (target met) |"),
+            "{l}"
+        );
         let t = memory_table(&[
             s(Runtime::Berthd, m(10_000, 5_000)),
             s(Runtime::Containerd, m(100_000, 50_000)),

@@ -10,6 +10,7 @@ pub mod containers;
 pub mod containers_report;
 pub mod env;
 pub mod images;
+pub mod list_stats;
 pub mod pods;
 pub mod procmem;
 pub mod pull;

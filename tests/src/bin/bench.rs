@@ -26,6 +26,8 @@ phases:
   streaming
           exec round trip (Exec RPC + SPDY session of `true`, p50/p99) and port-forward
           throughput (one SPDY-forwarded download from httpd in the pod), on both
+  stats   ListContainerStats latency (p50, p99) with 50 running containers (one per pod),
+          on both (--pod-counts sets the counts, --iterations the calls; default 20)
 
 options:
   --iterations N        measured iterations (default 5)
@@ -129,6 +131,24 @@ async fn main() -> Result<()> {
         }
         "streaming" => {
             streaming::run(&o.stream).await?;
+        }
+        "stats" => {
+            let explicit = |flag: &str| args.iter().any(|a| a == flag);
+            let opts = ContainersOptions {
+                containers: 0,
+                pod_counts: if explicit("--pod-counts") {
+                    o.ctrs.pod_counts.clone()
+                } else {
+                    vec![50]
+                },
+                list_stats: if explicit("--iterations") || explicit("-n") {
+                    o.pull.iterations
+                } else {
+                    20
+                },
+                ..o.ctrs
+            };
+            containers::run(&opts).await?;
         }
         other => bail!("unknown phase {other:?}\n{USAGE}"),
     }

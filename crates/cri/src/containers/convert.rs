@@ -191,11 +191,11 @@ pub fn state(s: ContainerState) -> i32 {
     }
 }
 
-fn unsorted(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String> {
+pub fn unsorted(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn metadata(r: &ContainerRecord) -> cri::ContainerMetadata {
+pub fn metadata(r: &ContainerRecord) -> cri::ContainerMetadata {
     cri::ContainerMetadata {
         name: r.name.clone(),
         attempt: r.attempt,

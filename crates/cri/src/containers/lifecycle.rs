@@ -6,6 +6,7 @@ use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::runtime::{ProcessState, ProcessStatus, RuntimeError};
 
 use super::Containers;
+use berth_api::cri::ContainerEventType as Ev;
 
 pub const SIGKILL: i32 = 9;
 pub const SIGTERM: i32 = 15;
@@ -105,6 +106,7 @@ pub async fn refresh(c: &Containers, rec: &mut ContainerRecord) -> Result<bool, 
         c.store
             .put(rec)
             .map_err(|e| RuntimeError::failed("record", e))?;
+        c.events.container(Ev::ContainerStoppedEvent, rec, &c.store);
     }
     Ok(changed)
 }
@@ -130,10 +132,11 @@ pub async fn stop(
         let st = rt.wait(&rec.pod_id, &rec.id, timeout).await?;
         if st.status == ProcessStatus::Exited {
             apply_exit(rec, &st);
-            return c
-                .store
+            c.store
                 .put(rec)
-                .map_err(|e| RuntimeError::failed("record", e));
+                .map_err(|e| RuntimeError::failed("record", e))?;
+            c.events.container(Ev::ContainerStoppedEvent, rec, &c.store);
+            return Ok(());
         }
     }
     rt.kill(&rec.pod_id, &rec.id, SIGKILL, true).await?;
@@ -143,7 +146,9 @@ pub async fn stop(
             apply_exit(rec, &st);
             c.store
                 .put(rec)
-                .map_err(|e| RuntimeError::failed("record", e))
+                .map_err(|e| RuntimeError::failed("record", e))?;
+            c.events.container(Ev::ContainerStoppedEvent, rec, &c.store);
+            Ok(())
         }
         _ => Err(RuntimeError::failed(
             "stop",
@@ -168,6 +173,7 @@ pub async fn remove(c: &Containers, rec: &mut ContainerRecord) -> Result<(), Run
         .delete(&rec.id)
         .map_err(|e| RuntimeError::failed("record", e))?;
     c.forget_lock(&rec.id);
+    c.events.container(Ev::ContainerDeletedEvent, rec, &c.store);
     Ok(())
 }
 

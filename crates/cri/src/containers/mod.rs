@@ -6,6 +6,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod process;
 pub mod recovery;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub struct ContainerPorts {
     pub streams: Arc<dyn StreamService>,
     /// The node's cgroup version (shapes the spec's resources).
     pub cgroup_version: CgroupVersion,
+    /// Reads CPU, memory, disk and network usage.
+    pub stats: Arc<dyn berth_core::stats::StatsReader>,
 }
 
 pub struct Containers {
@@ -42,10 +45,17 @@ pub struct Containers {
     pub names: tokio::sync::Mutex<()>,
     /// Containers whose CreateContainer answer never reached the client.
     pub undelivered: crate::delivery::Undelivered,
+    /// Lifecycle events for GetContainerEvents.
+    pub events: Arc<crate::events::Events>,
 }
 
 impl Containers {
-    pub fn new(store: ContainerStore, ports: ContainerPorts, bundles: PathBuf) -> Self {
+    pub fn new(
+        store: ContainerStore,
+        ports: ContainerPorts,
+        bundles: PathBuf,
+        events: Arc<crate::events::Events>,
+    ) -> Self {
         Self {
             store,
             ports,
@@ -53,6 +63,7 @@ impl Containers {
             locks: Mutex::new(HashMap::new()),
             names: tokio::sync::Mutex::new(()),
             undelivered: Default::default(),
+            events,
         }
     }
 

@@ -151,7 +151,7 @@ pub fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn unsorted(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+pub fn unsorted(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 

@@ -23,7 +23,7 @@ pub struct PodPorts {
 }
 
 pub struct Pods {
-    pub store: PodStore,
+    pub store: Arc<PodStore>,
     pub ports: PodPorts,
     /// Where per-pod volatile state lives: `<run_dir>/pods/<id>`.
     pub run_dir: PathBuf,
@@ -36,6 +36,8 @@ pub struct Pods {
     pub shm_size: u64,
     /// Pods whose RunPodSandbox answer never reached the client.
     pub undelivered: crate::delivery::Undelivered,
+    /// Lifecycle events for GetContainerEvents (shared with the containers).
+    pub events: Arc<crate::events::Events>,
 }
 
 impl Pods {
@@ -46,6 +48,8 @@ impl Pods {
         shm_size: u64,
         fault_inject: Option<String>,
     ) -> Self {
+        let store = Arc::new(store);
+        let events = Arc::new(crate::events::Events::new(store.clone()));
         Self {
             store,
             ports,
@@ -55,6 +59,7 @@ impl Pods {
             fault_inject,
             shm_size,
             undelivered: Default::default(),
+            events,
         }
     }
 

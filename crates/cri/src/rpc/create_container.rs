@@ -344,7 +344,13 @@ async fn create(
         .map_err(rt_status)?;
     rec.transition(ContainerState::Created)
         .map_err(|e| Status::internal(e.to_string()))?;
-    c.store.put(rec).map_err(store_status)
+    c.store.put(rec).map_err(store_status)?;
+    c.events.container(
+        berth_api::cri::ContainerEventType::ContainerCreatedEvent,
+        rec,
+        &c.store,
+    );
+    Ok(())
 }
 
 fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {

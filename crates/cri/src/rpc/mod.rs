@@ -1,16 +1,23 @@
 //! One file per RPC. Each exposes `handle`, taking the shared state and the request message.
 
 pub mod attach;
+pub mod container_stats;
 pub mod container_status;
 pub mod convert;
 pub mod create_container;
 pub mod exec;
 pub mod exec_sync;
+pub mod get_container_events;
 pub mod image_fs_info;
 pub mod image_status;
+pub mod list_container_stats;
 pub mod list_containers;
 pub mod list_images;
+pub mod list_metric_descriptors;
 pub mod list_pod_sandbox;
+pub mod list_pod_sandbox_metrics;
+pub mod list_pod_sandbox_stats;
+pub mod pod_sandbox_stats;
 pub mod pod_sandbox_status;
 pub mod port_forward;
 pub mod pull_image;

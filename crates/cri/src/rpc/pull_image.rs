@@ -21,11 +21,11 @@ pub async fn handle(cri: &Cri, req: PullImageRequest) -> Result<PullImageRespons
                 Status::invalid_argument(e.to_string())
             })?;
     let auth = req.auth.map(auth_of).filter(|a| !a.is_empty());
-    let img = cri
-        .images
-        .pull(&reference, auth)
-        .await
-        .map_err(image_error_status)?;
+    let start = std::time::Instant::now();
+    let img = cri.images.pull(&reference, auth).await;
+    cri.pulls
+        .record(img.as_ref().ok().map(|i| i.size), start.elapsed());
+    let img = img.map_err(image_error_status)?;
     Ok(PullImageResponse {
         image_ref: img.id.to_string(),
     })

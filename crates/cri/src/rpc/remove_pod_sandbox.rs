@@ -1,7 +1,7 @@
 //! `RemovePodSandbox`: releases everything the pod holds and forgets it.
 //! Idempotent; an unknown pod is success.
 
-use berth_api::cri::{RemovePodSandboxRequest, RemovePodSandboxResponse};
+use berth_api::cri::{ContainerEventType, RemovePodSandboxRequest, RemovePodSandboxResponse};
 use tonic::Status;
 
 use crate::Cri;
@@ -22,6 +22,8 @@ pub async fn handle(
         .map_err(runtime_error_status)?;
     release_all(pods, &rec).await.map_err(pod_error_status)?;
     pods.store.delete(&rec.id).map_err(store_status)?;
+    pods.events
+        .pod(ContainerEventType::ContainerDeletedEvent, &rec, Vec::new);
     drop(lock);
     pods.forget_lock(&rec.id);
     Ok(RemovePodSandboxResponse {})

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use berth_api::cri::{PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse};
+use berth_api::cri::{
+    ContainerEventType, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse,
+};
 use berth_core::pod::cgroup::pod_cgroup;
 use berth_core::pod::files;
 use berth_core::pod::ports::{NamespaceRequest, PodError, PodFilesRequest};
@@ -88,9 +90,16 @@ pub async fn handle(
 /// Creates the reserved pod, or undoes every step.
 async fn transaction(pods: &Pods, mut rec: PodRecord) -> Result<RunPodSandboxResponse, Status> {
     match create(pods, &mut rec).await {
-        Ok(()) => Ok(RunPodSandboxResponse {
-            pod_sandbox_id: rec.id.clone(),
-        }),
+        Ok(()) => {
+            // As containerd: a new sandbox is created and started at once.
+            pods.events
+                .pod(ContainerEventType::ContainerCreatedEvent, &rec, Vec::new);
+            pods.events
+                .pod(ContainerEventType::ContainerStartedEvent, &rec, Vec::new);
+            Ok(RunPodSandboxResponse {
+                pod_sandbox_id: rec.id.clone(),
+            })
+        }
         Err(e) => {
             tracing::warn!(pod = %rec.id, error = %e, "RunPodSandbox failed; undoing");
             // The record is still Creating: if this cleanup fails too, start-up recovery

@@ -1,6 +1,6 @@
 //! `StartContainer`: lets a created container exec its program.
 
-use berth_api::cri::{StartContainerRequest, StartContainerResponse};
+use berth_api::cri::{ContainerEventType, StartContainerRequest, StartContainerResponse};
 use berth_core::container::record::ContainerState;
 use tonic::Status;
 
@@ -31,6 +31,8 @@ pub async fn handle(
             rec.transition(ContainerState::Running)
                 .map_err(|e| Status::internal(e.to_string()))?;
             c.store.put(&rec).map_err(store_status)?;
+            c.events
+                .container(ContainerEventType::ContainerStartedEvent, &rec, &c.store);
             Ok(StartContainerResponse {})
         }
         Err(e) => {
@@ -39,6 +41,8 @@ pub async fn handle(
             rec.reason = "StartError".into();
             rec.message = e.to_string();
             let _ = c.store.put(&rec);
+            c.events
+                .container(ContainerEventType::ContainerStoppedEvent, &rec, &c.store);
             Err(runtime_error_status(e))
         }
     }

@@ -10,6 +10,30 @@ use tonic::Status;
 
 use crate::Cri;
 
+/// berthd's health for `Status` verbose (and `berth info`): the conditions, what it holds
+/// and what it has pulled. Read from memory only: Status must stay instant.
+fn health(cri: &Cri, conditions: &[RuntimeCondition]) -> serde_json::Value {
+    let c = cri.census();
+    let conds: serde_json::Map<String, serde_json::Value> = conditions
+        .iter()
+        .map(|k| {
+            let v =
+                serde_json::json!({"status": k.status, "reason": k.reason, "message": k.message});
+            (k.r#type.clone(), v)
+        })
+        .collect();
+    serde_json::json!({
+        "version": cri.info.version,
+        "conditions": conds,
+        "pods": c.pods,
+        "containers": c.containers,
+        "monitors": c.monitors,
+        "imagePulls": c.pulls,
+        "imagePullFailures": c.pull_failures,
+        "cgroupVersion": format!("{:?}", cri.containers.ports.cgroup_version),
+    })
+}
+
 pub fn handle(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
     let conditions = vec![
         RuntimeCondition {
@@ -38,6 +62,7 @@ pub fn handle(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
         let config = serde_json::to_string(&cri.info.config)
             .map_err(|e| Status::internal(format!("encoding config: {e}")))?;
         info.insert("config".to_string(), config);
+        info.insert("health".to_string(), health(cri, &conditions).to_string());
     }
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions }),

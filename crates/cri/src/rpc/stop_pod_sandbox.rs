@@ -1,7 +1,7 @@
 //! `StopPodSandbox`: disconnects the pod and marks it NotReady; the record stays.
 //! Idempotent; an unknown pod is success (all its resources are already reclaimed).
 
-use berth_api::cri::{StopPodSandboxRequest, StopPodSandboxResponse};
+use berth_api::cri::{ContainerEventType, StopPodSandboxRequest, StopPodSandboxResponse};
 use berth_core::pod::record::PodState;
 use tonic::Status;
 
@@ -26,6 +26,11 @@ pub async fn handle(
         rec.transition(PodState::NotReady)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         pods.store.put(&rec).map_err(store_status)?;
+        let store = &cri.containers.store;
+        pods.events
+            .pod(ContainerEventType::ContainerStoppedEvent, &rec, || {
+                crate::events::statuses(&rec.id, store)
+            });
     }
     Ok(StopPodSandboxResponse {})
 }

@@ -428,6 +428,7 @@ impl Env {
             rootfs: Arc::new(FakeRootfs(self.ledger.clone())),
             streams: self.streams.clone(),
             cgroup_version: CgroupVersion::V1,
+            stats: Arc::new(FakeStats::default()),
         }
     }
 
@@ -527,5 +528,42 @@ impl berth_core::stream::StreamService for FakeStreams {
         let mut r = self.registered.lock().unwrap();
         r.push(req);
         Ok(format!("http://streams.test/{}", r.len()))
+    }
+}
+
+/// Stats that grow by one second of CPU and 1 MiB of memory per read.
+#[derive(Default)]
+pub struct FakeStats(std::sync::atomic::AtomicU64);
+
+impl berth_core::stats::StatsReader for FakeStats {
+    fn cgroup(
+        &self,
+        _: &str,
+    ) -> Result<berth_core::stats::CgroupUsage, berth_core::stats::StatsError> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Ok(berth_core::stats::CgroupUsage {
+            cpu_usage_ns: Some(n * 1_000_000_000),
+            memory: Some(berth_core::stats::MemoryUsage {
+                usage_bytes: n << 20,
+                working_set_bytes: n << 20,
+                ..Default::default()
+            }),
+            pids: Some(1),
+        })
+    }
+    fn dir_usage(
+        &self,
+        _: &std::path::Path,
+    ) -> Result<berth_core::stats::DirUsage, berth_core::stats::StatsError> {
+        Ok(berth_core::stats::DirUsage {
+            used_bytes: 4096,
+            inodes_used: 1,
+        })
+    }
+    fn network(
+        &self,
+        _: &std::path::Path,
+    ) -> Result<Vec<berth_core::stats::InterfaceUsage>, berth_core::stats::StatsError> {
+        Ok(Vec::new())
     }
 }
