@@ -4,6 +4,7 @@ mod listen;
 mod lock;
 mod logging;
 mod ports;
+mod reset;
 mod rpc_trace;
 mod server;
 mod shutdown;
@@ -31,6 +32,9 @@ struct Cli {
 enum Command {
     /// Serve the CRI (the default).
     Run,
+    /// Remove berth's bridge, its nft table and pods' network leftovers and namespace pins
+    /// (refused while a berthd runs on the same root or run dir).
+    Reset,
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -99,6 +103,7 @@ fn real_main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Reset => reset::run(&load_config(cli.config.as_deref())?),
         Command::Run => {
             let cfg = load_config(cli.config.as_deref())?;
             logging::init(&cfg.log)?;
