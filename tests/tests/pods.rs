@@ -839,3 +839,58 @@ async fn bridge_stays_body() -> Result<()> {
     );
     t.finish().await
 }
+
+/// berthd's threads, by name (from /proc/<pid>/task/*/comm).
+fn berthd_threads(pid: u32) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let comm = std::fs::read_to_string(task?.path().join("comm")).unwrap_or_default();
+        names.push(comm.trim().to_string());
+    }
+    names.sort();
+    Ok(names)
+}
+
+pod_test!(berthd_threads_do_not_grow_with_pods, flat_threads_body);
+async fn flat_threads_body() -> Result<()> {
+    let t = PodTest::start().await?;
+    let pid = t.d.pid().context("berthd pid")?;
+    let mut c = t.rt().await?;
+    // One pod first, so the runtime's worker and blocking threads exist.
+    let first = t.run(&mut c, &PodSpec::new("flat-0", &t.net)).await?;
+    let before = berthd_threads(pid)?;
+    for i in 1..=10 {
+        t.run(&mut c, &PodSpec::new(&format!("flat-{i}"), &t.net))
+            .await?;
+    }
+    let after = berthd_threads(pid)?;
+    ensure!(
+        !after.iter().any(|n| n.contains("reaper")),
+        "per-pod reaper threads: {after:?}"
+    );
+    // A little slack for tokio's blocking pool (idle threads linger for 10 s).
+    ensure!(
+        after.len() <= before.len() + 2,
+        "threads grew with 10 pods: {} -> {}\nbefore: {before:?}\nafter: {after:?}",
+        before.len(),
+        after.len()
+    );
+    eprintln!(
+        "berthd threads: {} with 1 pod, {} with 11 pods",
+        before.len(),
+        after.len()
+    );
+    // Pod inits' parents are reaped as the pods go: no zombie child of berthd is left.
+    rpc::remove(&mut c, &first).await?;
+    rpc::remove_all(&mut c).await?;
+    drop(c);
+    let zombies = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| s.contains(") Z "))
+        })
+        .count();
+    ensure!(zombies == 0, "{zombies} zombie children of berthd");
+    t.finish().await
+}
