@@ -1,6 +1,9 @@
 //! A real `berthd` serving the CRI on a unix socket in a temp dir, with its own root and run
 //! dirs, so tests run side by side. Its log goes to `<dir>/berthd.log`.
 //!
+//! Its base config sets `network.remove_on_exit`: berthd's bridge and nft table stay while
+//! it runs and go when it stops (see [`Berthd::stop_and_clean`]).
+//!
 //! On drop: SIGTERM (SIGKILL after a grace period), wait, check that no process of this
 //! daemon survived (panics if one did), and remove the temp dir unless mounts remain in it.
 //! Tests should end with [`crate::finish`] so that a failing test prints berthd's log tail.
@@ -122,6 +125,7 @@ impl Berthd {
             "root_dir = {root:?}\nrun_dir = {run:?}\n\
              [grpc]\nsocket = {sock:?}\nshutdown_grace_secs = 3\n\
              [image]\nauth_file = {auth:?}\n\
+             [network]\nremove_on_exit = true\n\
              [log]\nlevel = \"info,berthd=debug,berth_cri=debug,berth_image=debug\"\n",
             root = d.join("root"),
             run = d.join("run"),
@@ -274,6 +278,42 @@ impl Berthd {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// How a test ends its daemon: SIGTERM (with the base config's `network.remove_on_exit`
+    /// berthd then removes its bridge and nft table), or, when it is not running (killed by
+    /// the test), `berthd reset` with its config.
+    pub async fn stop_and_clean(&mut self) -> Result<()> {
+        if self.child.is_none() {
+            return self.reset().map(|_| ());
+        }
+        let st = self.terminate(Duration::from_secs(20)).await?;
+        if !st.success() {
+            bail!(
+                "berthd exited with {st} on SIGTERM; log:\n{}",
+                self.log_tail(30)
+            );
+        }
+        Ok(())
+    }
+
+    /// `berthd reset --config <this daemon's config>`; its output (one line per removal).
+    pub fn reset(&self) -> Result<String> {
+        let out = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("reset")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {:?} reset", self.bin))?;
+        if !out.status.success() {
+            bail!(
+                "berthd reset failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Clean stop (SIGTERM) then start again with the same dirs and config.

@@ -753,3 +753,144 @@ async fn init_cgroup_body() -> Result<()> {
     drop(c);
     t.finish().await
 }
+
+pod_test!(
+    bridge_and_table_stay_until_berthd_stops_or_reset,
+    bridge_stays_body
+);
+async fn bridge_stays_body() -> Result<()> {
+    use berth_tests::pods::leaks::{link_exists, nft_table_exists};
+    let mut t = PodTest::start().await?;
+    let (bridge, table) = (t.net.bridge.clone(), t.net.nft_table());
+    let host_net = || (link_exists(&bridge), nft_table_exists(&table));
+
+    // The last pod going leaves the bridge and the table in place for the next one.
+    let mut c = t.rt().await?;
+    let a = t.run(&mut c, &PodSpec::new("stay-a", &t.net)).await?;
+    rpc::remove(&mut c, &a).await?;
+    ensure!(
+        host_net() == (true, true),
+        "after the last pod: {:?}",
+        host_net()
+    );
+    let b = t.run(&mut c, &PodSpec::new("stay-b", &t.net)).await?;
+    drop(c);
+
+    // `berthd reset` is refused while berthd runs, and removes everything once it is gone
+    // (here: killed with pod b still attached).
+    let refused = t.d.reset();
+    ensure!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("berthd stopped")),
+        "reset while berthd runs: {refused:?}"
+    );
+    t.d.kill9()?;
+    ensure!(
+        host_net() == (true, true),
+        "after kill -9: {:?}",
+        host_net()
+    );
+    let out = t.d.reset()?;
+    ensure!(
+        host_net() == (false, false),
+        "after reset: {:?}\n{out}",
+        host_net()
+    );
+    ensure!(
+        out.contains(&format!("bridge {bridge}")),
+        "reset said:\n{out}"
+    );
+    ensure!(
+        t.ipam_held()?.is_empty(),
+        "reset left addresses held: {:?}",
+        t.ipam_held()?
+    );
+    ensure!(
+        !t.pin(&b, "net").exists(),
+        "reset left the pod's namespace pins"
+    );
+
+    // network.remove_on_exit (the harness's base config): a clean stop with no pod left
+    // removes them.
+    t.d.start_again().await?;
+    let mut c = t.rt().await?;
+    rpc::remove_all(&mut c).await?;
+    let d = t.run(&mut c, &PodSpec::new("stay-d", &t.net)).await?;
+    rpc::remove(&mut c, &d).await?;
+    drop(c);
+    ensure!(
+        host_net() == (true, true),
+        "before the stop: {:?}",
+        host_net()
+    );
+    t.d.terminate(Duration::from_secs(15)).await?;
+    ensure!(
+        host_net() == (false, false),
+        "after the stop: {:?}",
+        host_net()
+    );
+    // Nothing is created before the first pod.
+    t.d.start_again().await?;
+    ensure!(
+        host_net() == (false, false),
+        "at start-up: {:?}",
+        host_net()
+    );
+    t.finish().await
+}
+
+/// berthd's threads, by name (from /proc/<pid>/task/*/comm).
+fn berthd_threads(pid: u32) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let comm = std::fs::read_to_string(task?.path().join("comm")).unwrap_or_default();
+        names.push(comm.trim().to_string());
+    }
+    names.sort();
+    Ok(names)
+}
+
+pod_test!(berthd_threads_do_not_grow_with_pods, flat_threads_body);
+async fn flat_threads_body() -> Result<()> {
+    let t = PodTest::start().await?;
+    let pid = t.d.pid().context("berthd pid")?;
+    let mut c = t.rt().await?;
+    // One pod first, so the runtime's worker and blocking threads exist.
+    let first = t.run(&mut c, &PodSpec::new("flat-0", &t.net)).await?;
+    let before = berthd_threads(pid)?;
+    for i in 1..=10 {
+        t.run(&mut c, &PodSpec::new(&format!("flat-{i}"), &t.net))
+            .await?;
+    }
+    let after = berthd_threads(pid)?;
+    ensure!(
+        !after.iter().any(|n| n.contains("reaper")),
+        "per-pod reaper threads: {after:?}"
+    );
+    // A little slack for tokio's blocking pool (idle threads linger for 10 s).
+    ensure!(
+        after.len() <= before.len() + 2,
+        "threads grew with 10 pods: {} -> {}\nbefore: {before:?}\nafter: {after:?}",
+        before.len(),
+        after.len()
+    );
+    eprintln!(
+        "berthd threads: {} with 1 pod, {} with 11 pods",
+        before.len(),
+        after.len()
+    );
+    // Pod inits' parents are reaped as the pods go: no zombie child of berthd is left.
+    rpc::remove(&mut c, &first).await?;
+    rpc::remove_all(&mut c).await?;
+    drop(c);
+    let zombies = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| s.contains(") Z "))
+        })
+        .count();
+    ensure!(zombies == 0, "{zombies} zombie children of berthd");
+    t.finish().await
+}

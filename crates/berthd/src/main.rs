@@ -5,6 +5,7 @@ mod lock;
 mod logging;
 mod metrics;
 mod ports;
+mod reset;
 mod rpc_trace;
 mod server;
 mod shutdown;
@@ -32,6 +33,9 @@ struct Cli {
 enum Command {
     /// Serve the CRI (the default).
     Run,
+    /// Remove berth's bridge, its nft table and pods' network leftovers and namespace pins
+    /// (refused while a berthd runs on the same root or run dir).
+    Reset,
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -100,6 +104,7 @@ fn real_main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Reset => reset::run(&load_config(cli.config.as_deref())?),
         Command::Run => {
             let cfg = load_config(cli.config.as_deref())?;
             logging::init(&cfg.log)?;

@@ -17,12 +17,14 @@ use berth_linux::portforward::NetnsPortForwarder;
 use berth_linux::rootfs::OverlayRootfs;
 use berth_stream::{StreamServer, TlsSettings};
 
-pub fn build(cfg: &Config) -> anyhow::Result<PodPorts> {
+/// The pod ports, and the built-in network again (None in CNI mode) for what berthd does
+/// with it at shutdown.
+pub fn build(cfg: &Config) -> anyhow::Result<(PodPorts, Option<Arc<BridgeNetwork>>)> {
     let state_dir = cfg.root_dir.join("network");
-    let network: Arc<dyn Network> = if cfg.network.cni_conf_dir.as_os_str().is_empty() {
-        Arc::new(BridgeNetwork::new(&cfg.network, state_dir).context("built-in pod network")?)
-    } else {
-        Arc::new(CniNetwork::new(&cfg.network, state_dir).context("CNI pod network")?)
+    let bridge = bridge_network(cfg)?;
+    let network: Arc<dyn Network> = match &bridge {
+        Some(b) => b.clone(),
+        None => Arc::new(CniNetwork::new(&cfg.network, state_dir).context("CNI pod network")?),
     };
     let cgroups = LinuxCgroups::new(DEFAULT_ROOT).context("pod cgroups")?;
     // Pod inits run as the small `berth-monitor` when installed beside berthd (see below).
@@ -31,12 +33,23 @@ pub fn build(cfg: &Config) -> anyhow::Result<PodPorts> {
         None => LinuxNamespaces::new(),
     };
     tracing::info!(mode = ?cgroups.mode(), driver = cfg.runtime.cgroup_driver.as_str(), "cgroups");
-    Ok(PodPorts {
+    let ports = PodPorts {
         namespaces: Arc::new(namespaces),
         files: Arc::new(LinuxPodFiles::new()),
         cgroups: Arc::new(cgroups),
         network,
-    })
+    };
+    Ok((ports, bridge))
+}
+
+/// The built-in bridge network, unless the config selects CNI.
+pub fn bridge_network(cfg: &Config) -> anyhow::Result<Option<Arc<BridgeNetwork>>> {
+    if !cfg.network.cni_conf_dir.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let net = BridgeNetwork::new(&cfg.network, cfg.root_dir.join("network"))
+        .context("built-in pod network")?;
+    Ok(Some(Arc::new(net)))
 }
 
 /// The container ports, with the streaming server (Exec/Attach/PortForward sessions) that

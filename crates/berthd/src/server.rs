@@ -24,7 +24,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.image_dir().display()
         )
     })?;
-    let ports = crate::ports::build(&cfg)?;
+    let (ports, bridge) = crate::ports::build(&cfg)?;
     // Test hook: make RunPodSandbox fail right after the named step (see pods' rollback tests).
     let fault_inject = std::env::var("BERTHD_FAULT_INJECT")
         .ok()
@@ -113,6 +113,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // killed with its session, as the kubelet's streams end with the kubelet).
     streams.shutdown().await;
     drop(cri);
+    if cfg.network.remove_on_exit
+        && let Some(bridge) = bridge
+    {
+        match bridge.remove_if_unused().await {
+            Ok(true) => {
+                tracing::info!(bridge = %cfg.network.bridge, "removed the bridge and its nft table (network.remove_on_exit)")
+            }
+            Ok(false) => {
+                tracing::warn!(bridge = %cfg.network.bridge, "network.remove_on_exit: pods are still attached; the bridge and its nft table stay")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "network.remove_on_exit: removing the bridge and its nft table")
+            }
+        }
+    }
     tracing::info!("berthd stopped");
     result
 }

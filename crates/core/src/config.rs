@@ -108,6 +108,10 @@ pub struct NetworkConfig {
     pub cni_conf_dir: PathBuf,
     /// Where CNI plugin binaries are looked up.
     pub cni_bin_dir: PathBuf,
+    /// The built-in network's bridge and nft table are created with the first pod and kept
+    /// while berthd runs (no per-pod churn). True: berthd removes them when it stops and
+    /// no pod is attached. `berthd reset` removes them in any case.
+    pub remove_on_exit: bool,
 }
 
 /// The HTTP server that carries Exec, Attach and PortForward sessions (the URLs those RPCs
@@ -242,6 +246,7 @@ impl Default for NetworkConfig {
             subnet_v6: String::new(),
             cni_conf_dir: PathBuf::new(),
             cni_bin_dir: "/usr/lib/cni".into(),
+            remove_on_exit: false,
         }
     }
 }

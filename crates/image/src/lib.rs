@@ -4,6 +4,7 @@
 //! [`berth_core::image::ImageStore`].
 
 mod content;
+mod durable;
 mod error;
 mod gc;
 mod inflight;

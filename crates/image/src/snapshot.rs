@@ -2,7 +2,6 @@
 //! directory usable as an overlayfs lower dir. A snapshot is built in
 //! `snapshots/tmp-<unique>/fs` and renamed into place only once complete and verified.
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use berth_core::Digest;
@@ -105,11 +104,11 @@ pub fn build(
             ),
         });
     }
-    // Flush every unpacked file before the rename makes the snapshot visible: after a
-    // crash, a snapshot under its final name must be complete.
-    let d = std::fs::File::open(&fs).map_err(|e| io_error("opening", &fs, e))?;
-    nix::unistd::syncfs(d.as_raw_fd())
-        .map_err(|e| ImageError::Store(format!("syncfs {}: {e}", fs.display())))?;
+    // Flush every unpacked file and directory before the rename makes the snapshot
+    // visible: after a crash, a snapshot under its final name must be complete. Only our
+    // own inodes: a syncfs() here would make the pull wait for every other writer's dirty
+    // data on the filesystem.
+    crate::durable::sync_tree(&tmp.path)?;
     let mut tmp = tmp;
     let dest = snapshot_dir(root, chain);
     match std::fs::rename(&tmp.path, &dest) {

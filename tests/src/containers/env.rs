@@ -126,7 +126,10 @@ impl CtrEnv {
                 out.push(format!("bundle {}", e.path().display()));
             }
         }
-        if leaks::link_exists(&self.net.bridge) {
+        // The bridge and the table are berthd's while it runs (kept with no pod); they must
+        // be gone once it has stopped (`network.remove_on_exit`).
+        let stopped = self.d.pid().is_none();
+        if stopped && leaks::link_exists(&self.net.bridge) {
             out.push(format!("bridge {}", self.net.bridge));
         }
         for id in self.ids() {
@@ -135,7 +138,7 @@ impl CtrEnv {
                 out.push(format!("veth {veth} (pod {id})"));
             }
         }
-        if leaks::nft_table_exists(&self.net.nft_table()) {
+        if stopped && leaks::nft_table_exists(&self.net.nft_table()) {
             out.push(format!("nft table inet {}", self.net.nft_table()));
         }
         for dir in leaks::cgroup_dirs(&self.net.cgroup_parent) {
@@ -189,11 +192,13 @@ impl CtrEnv {
             .collect()
     }
 
-    /// Removes every pod over the CRI, then fails when anything is left behind.
-    pub async fn finish(self) -> Result<()> {
+    /// Removes every pod over the CRI and stops berthd (which removes its bridge and nft
+    /// table: `network.remove_on_exit`), then fails when anything is left behind.
+    pub async fn finish(mut self) -> Result<()> {
         let mut c = self.rt().await?;
         rpc::remove_all(&mut c).await?;
         drop(c);
+        self.d.stop_and_clean().await?;
         let mut leaks = self.leaks();
         leaks.extend(self.leakcheck());
         if !leaks.is_empty() {
@@ -249,9 +254,14 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 impl Drop for CtrEnv {
     fn drop(&mut self) {
         let socket = self.d.socket.clone();
-        let left = std::thread::spawn(move || blocking_remove_all(socket))
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("cleanup thread panicked")));
+        // After finish() berthd is stopped: nothing to remove over the CRI.
+        let left = if self.d.pid().is_some() {
+            std::thread::spawn(move || blocking_remove_all(socket))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("cleanup thread panicked")))
+        } else {
+            Ok(0)
+        };
         let leaks = self.leaks();
         if matches!(left, Ok(n) if n > 0) || left.is_err() || !leaks.is_empty() {
             eprintln!(

@@ -137,7 +137,10 @@ impl PodTest {
                 out.push(format!("pod dir {}", e.path().display()));
             }
         }
-        if link_exists(&self.net.bridge) {
+        // The bridge and the table are berthd's while it runs (kept with no pod); they must
+        // be gone once it has stopped (`network.remove_on_exit`).
+        let stopped = self.d.pid().is_none();
+        if stopped && link_exists(&self.net.bridge) {
             out.push(format!("bridge {}", self.net.bridge));
         }
         for id in self.ids() {
@@ -146,7 +149,7 @@ impl PodTest {
                 out.push(format!("veth {veth} (pod {id})"));
             }
         }
-        if nft_table_exists(&self.net.nft_table()) {
+        if stopped && nft_table_exists(&self.net.nft_table()) {
             out.push(format!("nft table inet {}", self.net.nft_table()));
         }
         for dir in cgroup_dirs(&self.net.cgroup_parent) {
@@ -201,11 +204,13 @@ impl PodTest {
         )
     }
 
-    /// Removes every pod over the CRI, then fails when anything is left behind.
-    pub async fn finish(self) -> Result<()> {
+    /// Removes every pod over the CRI and stops berthd (which removes its bridge and nft
+    /// table: `network.remove_on_exit`), then fails when anything is left behind.
+    pub async fn finish(mut self) -> Result<()> {
         let mut c = self.rt().await?;
         rpc::remove_all(&mut c).await?;
         drop(c);
+        self.d.stop_and_clean().await?;
         let mut leaks = self.leaks();
         if let Some(lines) = self.leakcheck() {
             leaks.extend(lines);
@@ -253,9 +258,14 @@ fn quiet(cmd: &mut Command) {
 impl Drop for PodTest {
     fn drop(&mut self) {
         let socket = self.d.socket.clone();
-        let left = std::thread::spawn(move || blocking_remove_all(socket))
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("cleanup thread panicked")));
+        // After finish() berthd is stopped: nothing to remove over the CRI.
+        let left = if self.d.pid().is_some() {
+            std::thread::spawn(move || blocking_remove_all(socket))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("cleanup thread panicked")))
+        } else {
+            Ok(0)
+        };
         let leaks = self.leaks();
         if matches!(left, Ok(n) if n > 0) || left.is_err() || !leaks.is_empty() {
             eprintln!(

@@ -5,14 +5,20 @@
 //! Every setup/teardown runs under the state directory's lock and starts by reloading the
 //! state files. Setup records the pod (addresses, veth, ports) *before* touching the
 //! kernel, so whatever a failure or a crash leaves behind is described by the state and
-//! removed by teardown; rollback on error is exactly teardown. When the last pod is gone,
-//! the bridge and the nft table are deleted: berth leaves nothing on an idle node.
+//! removed by teardown; rollback on error is exactly teardown.
+//!
+//! The bridge and the nft table are created with the first pod and then kept, also when
+//! the last pod goes: re-creating them cost every one-pod-at-a-time workload (`docker run
+//! --rm`) some 30–50 ms per pod. They go only when asked: [`BridgeNetwork::remove_if_unused`]
+//! (berthd stopping with `network.remove_on_exit`) and [`BridgeNetwork::reset`] (`berthd
+//! reset`). Host-wide settings (ip_forward, route_localnet on our own bridge) are only ever
+//! turned on, never off: another bridge or runtime on the node may rely on them.
 //!
 //! Pod CIDR updates (UpdateRuntimeConfig, sent once by the kubelet at startup) are
 //! accepted at any time: new pods get addresses from the new subnet, pods holding an
 //! address of the old one keep it (the bridge keeps that gateway, masquerading still
 //! covers it) until they are torn down. The bridge's addresses are reconciled at each
-//! setup, and disappear with the bridge when the node has no pod.
+//! setup.
 
 use std::fs::File;
 use std::net::IpAddr;
@@ -110,16 +116,9 @@ impl BridgeNetwork {
         })
     }
 
-    /// Brings berth's table in line with the state: the rules of every pod, or no table
-    /// at all (and no bridge) when no pod is left.
-    async fn sync_host(&self, st: &State, host: &Netlink) -> Result<(), PodError> {
-        if st.is_empty() {
-            if let Some(nft) = &self.nft {
-                nft::apply(nft, &nft::render_delete(&self.bridge)).await?;
-            }
-            self.set_applied(None);
-            return host.delete_link(&self.bridge).await.map_err(netlink_failed);
-        }
+    /// Brings berth's table in line with the state: the rules of every pod (none when no
+    /// pod is left; the table and the bridge stay).
+    async fn sync_host(&self, st: &State) -> Result<(), PodError> {
         let mut subnets = st.v4.live_subnets();
         if let Some(v6) = st.v6.as_ref().filter(|p| !p.is_empty()) {
             subnets.extend(v6.live_subnets());
@@ -145,6 +144,71 @@ impl BridgeNetwork {
         Ok(())
     }
 
+    /// Deletes berth's nft table and the bridge (both may be gone already).
+    async fn remove_host(&self, host: &Netlink) -> Result<(), PodError> {
+        if let Some(nft) = &self.nft {
+            nft::apply(nft, &nft::render_delete(&self.bridge)).await?;
+        }
+        self.set_applied(None);
+        host.delete_link(&self.bridge).await.map_err(netlink_failed)
+    }
+
+    /// berthd stopping with `network.remove_on_exit`: removes the bridge and the table
+    /// when no pod is attached. Pods outlive berthd, so while any is left both stay (its
+    /// veth would otherwise fall off the bridge); returns whether they were removed.
+    pub async fn remove_if_unused(&self) -> Result<bool, PodError> {
+        let _guard = self.lock.lock().await;
+        if !self.load()?.is_empty() {
+            return Ok(false);
+        }
+        let host = Netlink::host().map_err(netlink_failed)?;
+        self.remove_host(&host).await?;
+        Ok(true)
+    }
+
+    /// `berthd reset` (no berthd running): deletes every recorded pod's veth, forgets its
+    /// addresses and ports, and removes the table and the bridge. Returns what it removed,
+    /// one line each.
+    pub async fn reset(&self) -> Result<Vec<String>, PodError> {
+        let _guard = self.lock.lock().await;
+        let mut st = self.load()?;
+        let host = Netlink::host().map_err(netlink_failed)?;
+        let mut done = Vec::new();
+        for (id, e) in &st.pods {
+            if host
+                .index_of(&e.veth)
+                .await
+                .map_err(netlink_failed)?
+                .is_some()
+            {
+                host.delete_link(&e.veth).await.map_err(netlink_failed)?;
+                done.push(format!("veth {} (pod {id})", e.veth));
+            }
+        }
+        if !st.is_empty() {
+            st.clear();
+            st.save()?;
+            done.push(format!(
+                "pod addresses and ports in {}",
+                self.state_dir.display()
+            ));
+        }
+        let had_bridge = host
+            .index_of(&self.bridge)
+            .await
+            .map_err(netlink_failed)?
+            .is_some();
+        self.remove_host(&host).await?;
+        done.push(format!(
+            "nft table inet {} (if it existed)",
+            self.nft_table()
+        ));
+        if had_bridge {
+            done.push(format!("bridge {}", self.bridge));
+        }
+        Ok(done)
+    }
+
     fn applied_is(&self, batch: &serde_json::Value) -> bool {
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         applied.as_ref() == Some(batch)
@@ -154,8 +218,8 @@ impl BridgeNetwork {
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = batch;
     }
 
-    /// Removes everything of `pod_id` (veth, addresses, rules) and, with the last pod,
-    /// the bridge and the table. Idempotent; used for teardown and for rollback.
+    /// Removes everything of `pod_id` (veth, addresses, rules). Idempotent; used for
+    /// teardown and for rollback.
     async fn disconnect(&self, pod_id: &str) -> Result<(), PodError> {
         let mut st = self.load()?;
         let veth = st
@@ -171,7 +235,7 @@ impl BridgeNetwork {
             v6.release(pod_id);
         }
         st.save()?;
-        self.sync_host(&st, &host).await
+        self.sync_host(&st).await
     }
 
     async fn connect(&self, st: &State, req: &NetworkRequest, veth: &str) -> Result<(), PodError> {
@@ -236,7 +300,7 @@ impl BridgeNetwork {
                 .await
                 .map_err(netlink_failed)?;
         }
-        self.sync_host(st, &host).await
+        self.sync_host(st).await
     }
 }
 

@@ -151,7 +151,16 @@ impl State {
         write_json(&self.dir.join(PODS_FILE), &self.pods)
     }
 
-    /// No pod holds an address or a port: the bridge and the nft table can go.
+    /// Forgets every pod: all addresses free, no draining subnet, no published port.
+    pub fn clear(&mut self) {
+        self.v4 = Pool::new(self.v4.configured);
+        if let Some(v6) = &mut self.v6 {
+            *v6 = Pool::new(v6.configured);
+        }
+        self.pods.clear();
+    }
+
+    /// No pod holds an address or a port: the bridge and the nft table may go.
     pub fn is_empty(&self) -> bool {
         self.pods.is_empty() && self.v4.is_empty() && self.v6.as_ref().is_none_or(Pool::is_empty)
     }

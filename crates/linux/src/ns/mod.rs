@@ -4,6 +4,7 @@
 pub mod init;
 pub mod mountinfo;
 mod pin;
+mod reaper;
 mod sysctl;
 mod userns;
 
@@ -27,6 +28,8 @@ pub struct LinuxNamespaces {
     /// Per init PID: signalled once the intermediate `pod-init` parent has been reaped, so
     /// `remove` returns only when no process of the pod is left (not even a zombie).
     reapers: Arc<Mutex<HashMap<i32, Receiver<()>>>>,
+    /// Reaps those parents: one task for all pods.
+    reaper: Arc<reaper::Reaper>,
 }
 
 impl Default for LinuxNamespaces {
@@ -46,6 +49,7 @@ impl LinuxNamespaces {
         Self {
             init_exe: exe.into(),
             reapers: Arc::default(),
+            reaper: Arc::default(),
         }
     }
 
@@ -102,24 +106,17 @@ impl Namespaces for LinuxNamespaces {
             }
         };
         let (ns, child) = on_own_thread("pod-ns", move || pin::create(&req, &exe), undo).await?;
-        if let (Some(mut child), Some(pid)) = (child, ns.init_pid) {
-            // The intermediate `pod-init` parent lives as long as the init; reap it then.
-            // Spawned from here (not from the namespaced thread) so the waiter holds no
-            // reference to the pod's namespaces.
+        if let (Some(child), Some(pid)) = (child, ns.init_pid) {
+            // The intermediate `pod-init` parent lives as long as the init; reap it then,
+            // on the one reaper task shared by all pods.
             let (done, reaped) = channel();
-            let spawned = std::thread::Builder::new()
-                .name("berth-pod-reaper".into())
-                .spawn(move || {
-                    let _ = child.wait();
-                    let _ = done.send(());
-                });
-            match spawned {
-                Ok(_) => match self.reapers.lock() {
+            match self.reaper.watch(child, done) {
+                Ok(()) => match self.reapers.lock() {
                     Ok(mut map) => map.insert(pid, reaped),
                     Err(poisoned) => poisoned.into_inner().insert(pid, reaped),
                 },
                 Err(e) => {
-                    tracing::warn!(error = %e, "no reaper thread for a pod init's parent");
+                    tracing::warn!(error = %e, "cannot watch a pod init's parent (pidfd_open); it stays a zombie until berthd exits");
                     None
                 }
             };
