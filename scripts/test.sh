@@ -32,6 +32,8 @@ cargo test --workspace
 # cgroup v2 lane: test binaries that need a cgroup-v2-only kernel run in a throwaway VM via
 # ../shared/tools/vm-lane.sh (the host mounts cgroup v1). Add `--test NAME` targets of the
 # berth-tests crate to VM_LANE_TESTS as such tests appear.
+# Serially inside the VM (--test-threads=1): TCG emulation on 2 vCPUs is slow enough that
+# parallel berthd start-ups there can pass the harness's 30 s start-up timeout.
 VM_LANE_TESTS=(containers_v2 userns stats)
 
 run_in_vm_lane() {
@@ -48,7 +50,7 @@ run_in_vm_lane() {
   for t in "$@"; do
     step "cargo test -p berth-tests --test $t (in the cgroup v2 VM lane)"
     CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$(readlink -f "$lane") --timeout 1800 --env BERTHD_BIN --" \
-      cargo test -p berth-tests --test "$t"
+      cargo test -p berth-tests --test "$t" -- --test-threads=1
   done
 }
 

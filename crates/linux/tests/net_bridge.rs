@@ -196,6 +196,12 @@ async fn pods_talk_publish_ports_and_survive_restart() {
         net.teardown(r).await.unwrap();
         net.teardown(r).await.unwrap();
     }
+    assert!(
+        link_exists("berthtest0") && table_exists(&net.nft_table()),
+        "kept after the last pod"
+    );
+    // The bridge and table stay after the last pod (issue 12); removing them is explicit.
+    assert!(net.remove_if_unused().await.unwrap());
     assert!(!link_exists("berthtest0"), "bridge left");
     assert!(!table_exists(&net.nft_table()), "nft table left");
     assert_eq!(held(&state), 0);
@@ -225,6 +231,8 @@ async fn fifty_cycles_leave_nothing() {
     // Round-robin allocation: 50 different addresses, none held afterwards.
     assert_eq!(seen.len(), 50);
     assert_eq!(held(&state), 0);
+    // The bridge and table stay after the last pod (issue 12); removing them is explicit.
+    assert!(net.remove_if_unused().await.unwrap());
     assert!(!link_exists("berthtest1") && !table_exists(&net.nft_table()));
     // Concurrent setups (berthd serves RPCs in parallel): distinct addresses, all working.
     let spaces: Vec<TestNetns> = (0..4).map(|i| TestNetns::new(&format!("par{i}"))).collect();
@@ -246,6 +254,8 @@ async fn fifty_cycles_leave_nothing() {
     for r in futures::future::join_all(reqs.iter().map(|r| net.teardown(r))).await {
         r.unwrap();
     }
+    // The bridge and table stay after the last pod (issue 12); removing them is explicit.
+    assert!(net.remove_if_unused().await.unwrap());
     assert!(!link_exists("berthtest1") && !table_exists(&net.nft_table()));
     drop(spaces);
     let after = fds();
@@ -276,6 +286,7 @@ async fn failed_setup_rolls_back() {
     let e = net.setup(&r).await.unwrap_err();
     assert!(e.to_string().contains("no-such-netns"), "{e}");
     assert_eq!(held(&state), 0);
+    net.remove_if_unused().await.unwrap();
     assert!(!link_exists("berthtest2") && !link_exists(&host_veth_name(&r.pod_id)));
     assert!(!table_exists(&net.nft_table()));
     // A host address of a family the pod has no address of is the caller's mistake.
@@ -334,6 +345,8 @@ async fn pod_cidr_change_keeps_old_pods_working() {
     );
     net.teardown(&req(302, &b, vec![])).await.unwrap();
     net.teardown(&req(303, &c, vec![])).await.unwrap();
+    // The bridge and table stay after the last pod (issue 12); removing them is explicit.
+    assert!(net.remove_if_unused().await.unwrap());
     assert!(!link_exists("berthtest3"));
     drop((a, b, c));
     assert_no_leaks();
@@ -375,6 +388,8 @@ async fn dual_stack() {
     drop(_server);
     net.teardown(&ra).await.unwrap();
     net.teardown(&rb).await.unwrap();
+    // The bridge and table stay after the last pod (issue 12); removing them is explicit.
+    assert!(net.remove_if_unused().await.unwrap());
     assert!(!link_exists("berthtest5") && !table_exists(&net.nft_table()));
     drop((a, b));
     assert_no_leaks();
