@@ -40,13 +40,17 @@ async fn serves_version_status_and_runtime_config() {
         rc.linux.unwrap().cgroup_driver,
         berth_api::cri::CgroupDriver::Cgroupfs as i32
     );
-    // Streaming RPCs are refused honestly until they exist.
+    // A request that names no container is refused, naming the RPC and the field.
     let e = c
         .attach(berth_api::cri::AttachRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("Attach"), "{}", e.message());
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("Attach: container_id"),
+        "{}",
+        e.message()
+    );
 }
 
 #[test]
