@@ -41,6 +41,9 @@ pub enum UsernsError {
     },
     #[error("user namespace has {n} {what} mappings; the kernel takes at most {MAX_MAPPINGS}")]
     TooMany { what: &'static str, n: usize },
+    /// The pod's root must be someone: containers and the pod's files start as id 0.
+    #[error("user namespace {0} mappings do not map container id 0")]
+    RootUnmapped(&'static str),
 }
 
 fn end(start: u32, len: u32) -> u64 {
@@ -91,6 +94,9 @@ fn check(what: &'static str, maps: &[IdMapping]) -> Result<(), UsernsError> {
                 side,
             });
         }
+    }
+    if host_id(maps, 0).is_none() {
+        return Err(UsernsError::RootUnmapped(what));
     }
     Ok(())
 }
@@ -154,6 +160,16 @@ mod tests {
             vec![m(0, 100_000, 65536)],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn container_root_must_be_mapped() {
+        let ok = vec![m(0, 65536, 65536)];
+        let e = UserNamespace::new(vec![m(1, 65536, 65536)], ok.clone()).unwrap_err();
+        assert_eq!(e, UsernsError::RootUnmapped("uid"));
+        assert!(e.to_string().contains("container id 0"), "{e}");
+        let e = UserNamespace::new(ok, vec![m(1000, 65536, 10)]).unwrap_err();
+        assert_eq!(e, UsernsError::RootUnmapped("gid"));
     }
 
     #[test]
