@@ -35,7 +35,8 @@ cargo test --workspace
 # Serially inside the VM (--test-threads=1): TCG emulation on 2 vCPUs is slow enough that
 # parallel berthd start-ups there can pass the harness's 30 s start-up timeout. The stats
 # test is not in the lane: under load its events and /metrics tests timed out there (it passed
-# there when run alone); run it by hand: see README.
+# there when run alone). By hand: CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$(readlink -f
+# ../shared/tools/vm-lane.sh) --env BERTHD_BIN --" cargo test -p berth-tests --test stats -- --test-threads=1
 VM_LANE_TESTS=(containers_v2 userns)
 
 run_in_vm_lane() {
