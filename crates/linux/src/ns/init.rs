@@ -1,13 +1,13 @@
 //! The pod's init: PID 1 of the pod's PID namespace, living in the pod's net/IPC/UTS
 //! namespaces. It only reaps orphans and exits on SIGTERM/SIGINT, like the pause image.
 //!
-//! `berthd pod-init` (calling [`pod_init_main`]) is spawned from a thread that already sits
-//! in the pod's namespaces, so it inherits them. It unshares a PID namespace and forks: the
-//! child is PID 1 there; the parent prints `pid <host pid>` on stdout and stays to wait for
-//! it (so the init always has a reaper), exiting with its status.
+//! [`spawn_init`] runs on a thread that already sits in the pod's namespaces: it unshares
+//! a PID namespace for the thread's children and spawns `<exe> pod-init` ([`pod_init_main`]),
+//! which is then PID 1 there and a direct child of berthd. No second process waits for it:
+//! berthd reaps it (one pidfd reaper for all pods, `reaper.rs`), and after a berthd restart
+//! PID 1 of the node (or the nearest subreaper) does, as for any orphan.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,23 +18,18 @@ use nix::errno::Errno;
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, setsid};
+use nix::unistd::{Pid, setsid};
 
-/// Entry point of the hidden `pod-init` subcommand. Call it before any thread exists (no
-/// tokio runtime yet): it forks.
+/// Entry point of the hidden `pod-init` subcommand, started by [`spawn_init`] as PID 1 of
+/// a new PID namespace.
 pub fn pod_init_main() -> ! {
-    let mut out = std::io::stdout();
-    let fail = |out: &mut std::io::Stdout, what: &str, e: Errno| -> ! {
-        let _ = writeln!(out, "error {what}: {e}");
-        let _ = out.flush();
-        std::process::exit(1)
-    };
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
-        fail(&mut out, "unshare(CLONE_NEWPID)", e);
+    if nix::unistd::getpid().as_raw() != 1 {
+        eprintln!("pod-init: must run as PID 1 of a new PID namespace (berthd starts it)");
+        std::process::exit(2);
     }
-    // Blocked before the fork so the init never misses a SIGCHLD or SIGTERM; it takes them
-    // with sigwait. Blocked signals are queued even for a namespace init (which drops
-    // signals from outside it when their action is the default).
+    // SIGCHLD and SIGTERM are taken with sigwait. Blocked signals are queued even for a
+    // namespace init (which drops signals whose action is the default). One sent before
+    // this line is lost, which is harmless: berthd stops an init with SIGKILL.
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -44,49 +39,13 @@ pub fn pod_init_main() -> ! {
     ] {
         set.add(s);
     }
-    let mut old = SigSet::empty();
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)) {
-        fail(&mut out, "sigprocmask", e);
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        eprintln!("pod-init: sigprocmask: {e}");
+        std::process::exit(1);
     }
-    // SAFETY: pod-init runs before berthd starts any thread, so the child may do anything.
-    match unsafe { fork() } {
-        Err(e) => fail(&mut out, "fork", e),
-        Ok(ForkResult::Child) => init_loop(&set),
-        Ok(ForkResult::Parent { child }) => {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-            let _ = writeln!(out, "pid {child}");
-            let _ = out.flush();
-            std::process::exit(wait_exit_code(child))
-        }
-    }
-}
-
-fn wait_exit_code(child: Pid) -> i32 {
-    loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Ok(_) | Err(Errno::EINTR) => continue,
-            Err(_) => return 1,
-        }
-    }
-}
-
-fn init_loop(set: &SigSet) -> ! {
     // Own session: a terminal's Ctrl-C aimed at berthd's process group must not reach it.
     let _ = setsid();
     let _ = std::env::set_current_dir("/");
-    // A parent that dies takes the init with it, so a half-started init never lingers.
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on the calling process.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-    }
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard descriptors, which this process owns.
@@ -115,43 +74,22 @@ fn reap_all() {
     }
 }
 
-/// Starts `<exe> pod-init` from the calling thread, which must already be in the pod's
-/// namespaces. Returns the init's host PID and the intermediate parent (to be reaped).
-pub(crate) fn spawn_init(exe: &Path) -> Result<(i32, Child), PodError> {
+/// Starts `<exe> pod-init` as PID 1 of a new PID namespace, from the calling thread, which
+/// must already be in the pod's other namespaces and must exit afterwards (unshare moves
+/// its later children into that namespace too). Returns the init, berthd's own child.
+pub(crate) fn spawn_init(exe: &Path) -> Result<Child, PodError> {
     let step = "start pod init";
-    let mut child = Command::new(exe)
+    unshare(CloneFlags::CLONE_NEWPID)
+        .map_err(|e| PodError::failed(step, format!("unshare(CLONE_NEWPID): {e}")))?;
+    // Spawn returns once the exec succeeded (or with its error), so the PID is the init's.
+    Command::new(exe)
         .arg("pod-init")
         .current_dir("/")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| PodError::failed(step, format!("spawning {}: {e}", exe.display())))?;
-    let mut line = String::new();
-    let read = match child.stdout.take() {
-        Some(out) => BufReader::new(out).read_line(&mut line),
-        None => Ok(0),
-    };
-    let pid = line
-        .trim()
-        .strip_prefix("pid ")
-        .and_then(|p| p.parse::<i32>().ok());
-    match pid {
-        Some(pid) if pid > 0 => Ok((pid, child)),
-        _ => {
-            let _ = child.kill();
-            let status = child.wait();
-            let why = match (read, line.trim()) {
-                (Err(e), _) => format!("reading its output: {e}"),
-                (Ok(_), l) if !l.is_empty() => l.to_string(),
-                _ => format!("it exited ({status:?}) without reporting a PID"),
-            };
-            Err(PodError::failed(
-                step,
-                format!("{} pod-init: {why}", exe.display()),
-            ))
-        }
-    }
+        .map_err(|e| PodError::failed(step, format!("spawning {} pod-init: {e}", exe.display())))
 }
 
 /// Field 22 of /proc/PID/stat (start time in clock ticks since boot) and whether the

@@ -25,7 +25,7 @@ pub use pin::unmount_all;
 #[derive(Debug, Clone)]
 pub struct LinuxNamespaces {
     init_exe: PathBuf,
-    /// Per init PID: signalled once the intermediate `pod-init` parent has been reaped, so
+    /// Per init PID: signalled once the pod init (berthd's child) has been reaped, so
     /// `remove` returns only when no process of the pod is left (not even a zombie).
     reapers: Arc<Mutex<HashMap<i32, Receiver<()>>>>,
     /// Reaps those parents: one task for all pods.
@@ -62,7 +62,7 @@ impl LinuxNamespaces {
             Err(poisoned) => poisoned.into_inner().remove(&pid),
         });
         if let Some(reaped) = reaped {
-            // The init is dead; its parent exits right after it.
+            // The init is dead (pin::remove killed it); the reaper task reaps it at once.
             let _ = reaped.recv_timeout(Duration::from_secs(5));
         }
         Ok(())
@@ -107,8 +107,8 @@ impl Namespaces for LinuxNamespaces {
         };
         let (ns, child) = on_own_thread("pod-ns", move || pin::create(&req, &exe), undo).await?;
         if let (Some(child), Some(pid)) = (child, ns.init_pid) {
-            // The intermediate `pod-init` parent lives as long as the init; reap it then,
-            // on the one reaper task shared by all pods.
+            // The init is berthd's child: reap it when it exits, on the one reaper task
+            // shared by all pods.
             let (done, reaped) = channel();
             match self.reaper.watch(child, done) {
                 Ok(()) => match self.reapers.lock() {
@@ -116,7 +116,7 @@ impl Namespaces for LinuxNamespaces {
                     Err(poisoned) => poisoned.into_inner().insert(pid, reaped),
                 },
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch a pod init's parent (pidfd_open); it stays a zombie until berthd exits");
+                    tracing::warn!(error = %e, "cannot watch a pod init (pidfd_open); once it exits it stays a zombie until berthd exits");
                     None
                 }
             };

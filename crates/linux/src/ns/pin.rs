@@ -119,15 +119,16 @@ fn create_steps(
         return Ok(None);
     }
     // Spawned from this thread, the init inherits the namespaces just created.
-    let (pid, child) = init::spawn_init(init_exe)?;
+    let mut child = init::spawn_init(init_exe)?;
+    let pid = i32::try_from(child.id())
+        .map_err(|e| PodError::failed("start pod init", format!("pid {}: {e}", child.id())))?;
     done.init_pid = Some(pid);
-    let Some(start) = init::start_time(pid) else {
-        let mut child = child;
+    let Some(start) = init::start_time(pid).filter(|_| matches!(child.try_wait(), Ok(None))) else {
         let _ = child.kill();
-        let _ = child.wait();
+        let status = child.wait();
         return Err(PodError::failed(
             "start pod init",
-            format!("pod init {pid} exited right after it started"),
+            format!("pod init {pid} exited right after it started ({status:?})"),
         ));
     };
     done.init_start_time = Some(start);

@@ -1,5 +1,5 @@
-//! One reaper for the intermediate `pod-init` parents of every pod (see [`super::init`]):
-//! a single tokio task waiting on one pidfd per child, instead of one blocked thread per
+//! One reaper for the pod inits, which are berthd's children (see [`super::init`]): a
+//! single tokio task waiting on one pidfd per child, instead of one blocked thread per
 //! pod. berthd's thread count then stays the same however many pods run.
 //!
 //! Why pidfds: readiness of a pidfd (readable once the process has exited) is a plain fd
