@@ -139,7 +139,7 @@ impl Raw {
 }
 
 fn container_cgroup(cri: &Cri, rec: &ContainerRecord, pod: Option<&PodRecord>) -> Option<String> {
-    let driver = cri.info.config.runtime.cgroup_driver;
+    let driver = cri.engine.info.config.runtime.cgroup_driver;
     cgroups_path(driver, pod.and_then(|p| p.cgroup.as_deref()), &rec.id)
 }
 
@@ -148,7 +148,7 @@ fn container_cgroup(cri: &Cri, rec: &ContainerRecord, pod: Option<&PodRecord>) -
 /// in the pod's slice (the kubelet's cgroup parent), so that slice is read.
 fn pod_cgroup(cri: &Cri, pod: &PodRecord) -> Option<String> {
     let own = pod.cgroup.clone()?;
-    match cri.info.config.runtime.cgroup_driver {
+    match cri.engine.info.config.runtime.cgroup_driver {
         CgroupDriver::Cgroupfs => Some(own),
         CgroupDriver::Systemd => own.rsplit_once('/').map(|(slice, _)| slice.to_string()),
     }
@@ -156,11 +156,11 @@ fn pod_cgroup(cri: &Cri, pod: &PodRecord) -> Option<String> {
 
 /// Stats of each container, read concurrently; answers in the order given.
 pub async fn containers(cri: &Cri, recs: Vec<ContainerRecord>) -> Vec<cri::ContainerStats> {
-    let reader = cri.containers.ports.stats.clone();
+    let reader = cri.engine.containers.ports.stats.clone();
     let tasks: Vec<_> = recs
         .into_iter()
         .map(|rec| {
-            let pod = cri.pods.store.get(&rec.pod_id);
+            let pod = cri.engine.pods.store.get(&rec.pod_id);
             // A container that never ran or has exited has no live cgroup worth reading.
             let cgroup = matches!(rec.state, ContainerState::Created | ContainerState::Running)
                 .then(|| container_cgroup(cri, &rec, pod.as_ref()))
@@ -180,7 +180,7 @@ pub async fn containers(cri: &Cri, recs: Vec<ContainerRecord>) -> Vec<cri::Conta
             &sample,
             raw.timestamp,
             raw.layer,
-            &cri.containers.bundles,
+            &cri.engine.containers.bundles,
         ));
     }
     out
@@ -188,9 +188,10 @@ pub async fn containers(cri: &Cri, recs: Vec<ContainerRecord>) -> Vec<cri::Conta
 
 /// Stats of each pod with its containers, read concurrently.
 pub async fn pods(cri: &Cri, pods: Vec<PodRecord>) -> Vec<cri::PodSandboxStats> {
-    let reader = cri.containers.ports.stats.clone();
+    let reader = cri.engine.containers.ports.stats.clone();
     let ids: HashSet<&str> = pods.iter().map(|p| p.id.as_str()).collect();
     let mine: Vec<_> = cri
+        .engine
         .containers
         .store
         .list()
@@ -232,12 +233,13 @@ pub async fn pods(cri: &Cri, pods: Vec<PodRecord>) -> Vec<cri::PodSandboxStats> 
 /// Drops samples of containers and pods that are gone.
 pub fn prune(cri: &Cri) {
     let live: HashSet<String> = cri
+        .engine
         .containers
         .store
         .list()
         .into_iter()
         .map(|c| c.id)
-        .chain(cri.pods.store.list().into_iter().map(|p| p.id))
+        .chain(cri.engine.pods.store.list().into_iter().map(|p| p.id))
         .collect();
     cri.samples.retain(&live);
 }

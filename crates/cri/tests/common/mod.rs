@@ -19,7 +19,8 @@ use berth_core::pod::record::PodNamespaces;
 use berth_core::pod::sysctl::SysctlNs;
 use berth_core::runtime::*;
 use berth_core::{Digest, Reference};
-use berth_cri::{ContainerPorts, Cri, PodPorts, RuntimeInfo};
+use berth_cri::Cri;
+use berth_engine::{ContainerPorts, Engine, PodPorts, RuntimeInfo};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -441,7 +442,7 @@ impl Env {
     }
 
     pub async fn cri(&self, fault: Option<&str>) -> Arc<Cri> {
-        Cri::new(
+        let engine = Engine::open(
             self.store.clone(),
             ports(&self.ledger),
             self.container_ports(),
@@ -460,7 +461,8 @@ impl Env {
             fault.map(String::from),
         )
         .await
-        .unwrap()
+        .unwrap();
+        Cri::new(engine)
     }
 
     pub async fn clients(
