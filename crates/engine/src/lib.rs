@@ -19,6 +19,8 @@ mod error;
 pub mod events;
 pub mod pods;
 mod records;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
