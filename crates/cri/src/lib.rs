@@ -21,12 +21,9 @@ use berth_engine::Engine;
 
 pub use error::{engine_status, image_error_status};
 
-/// Shared state of both services: the engine (pods, containers, images) and what only the
-/// CRI keeps.
+/// Shared state of both services: the engine (pods, containers, images, stats samples).
 pub struct Cri {
     pub(crate) engine: Arc<Engine>,
-    /// The previous stats sample per container and pod.
-    pub(crate) samples: stats::Samples,
 }
 
 /// The RuntimeService half.
@@ -39,10 +36,7 @@ pub struct ImageSvc(pub(crate) Arc<Cri>);
 
 impl Cri {
     pub fn new(engine: Arc<Engine>) -> Arc<Self> {
-        Arc::new(Self {
-            engine,
-            samples: Default::default(),
-        })
+        Arc::new(Self { engine })
     }
 
     /// The two tonic services, ready to add to a server.

@@ -9,8 +9,9 @@
 //! "answer lost, retry gets it once" rule (`delivery.rs`), pods (`pods/`: run as a
 //! transaction with rollback, stop, remove, recovery after a restart), containers
 //! (`containers/`: create with rollback, start, stop, remove, exit tracking, recovery),
-//! lifecycle events (`events.rs`) and the census for metrics (`census.rs`). The side effects
-//! go through `berth-core`'s ports; berthd injects the real ones.
+//! lifecycle events (`events.rs`), usage figures (`stats.rs`) and the census for metrics
+//! (`census.rs`). The side effects go through `berth-core`'s ports; berthd injects the real
+//! ones.
 
 pub mod census;
 pub mod containers;
@@ -19,6 +20,7 @@ mod error;
 pub mod events;
 pub mod pods;
 mod records;
+pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -62,6 +64,8 @@ pub struct Engine {
     pub containers: Containers,
     /// Pull totals for berthd's metrics (every front door's pulls count).
     pub pulls: census::PullCounters,
+    /// The previous stats sample per container and pod.
+    pub samples: stats::Samples,
 }
 
 impl Engine {
@@ -106,6 +110,7 @@ impl Engine {
             pods,
             containers,
             pulls: Default::default(),
+            samples: Default::default(),
         });
         containers::watch::spawn(Arc::downgrade(&engine));
         Ok(engine)

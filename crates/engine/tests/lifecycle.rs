@@ -228,3 +228,33 @@ async fn a_restarted_engine_finds_its_pods_and_notices_exits() {
     engine.remove_pod(&pod_id).await.unwrap();
     assert!(env.ledger.held().is_empty(), "{:?}", env.ledger.held());
 }
+
+#[tokio::test]
+async fn usage_figures_come_per_container_and_pod() {
+    let env = Env::new();
+    let engine = engine_with_image(&env).await;
+    let pod_id = engine.run_pod(pod("busy")).await.unwrap();
+    let ctr = engine
+        .create_container(container(&pod_id, "busy", &["sleep", "1000"]))
+        .await
+        .unwrap();
+    engine.start_container(&ctr).await.unwrap();
+
+    let first = engine
+        .container_usage(vec![engine.container(&ctr).unwrap()])
+        .await;
+    assert_eq!(first.len(), 1);
+    assert!(first[0].sample.usage.cpu_usage_ns.is_some());
+    assert!(first[0].layer.is_some());
+    let pods = engine.pod_usage(engine.list_pods()).await;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].record.id, pod_id);
+    assert_eq!(pods[0].containers.len(), 1);
+    assert_eq!(pods[0].containers[0].record.id, ctr);
+    // A second read of the container gives a rate against the first.
+    assert!(pods[0].containers[0].sample.nano_cores.is_some());
+
+    engine.remove_pod(&pod_id).await.unwrap();
+    engine.prune_samples();
+    assert!(env.ledger.held().is_empty(), "{:?}", env.ledger.held());
+}
