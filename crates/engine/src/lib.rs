@@ -9,9 +9,21 @@
 //! "answer lost, retry gets it once" rule (`delivery.rs`), pods (`pods/`: run as a
 //! transaction with rollback, stop, remove, recovery after a restart), containers
 //! (`containers/`: create with rollback, start, stop, remove, exit tracking, recovery),
+//! a pod with one container made in one step, as a Docker container is (`single.rs`),
 //! lifecycle events (`events.rs`), usage figures (`stats.rs`) and the census for metrics
 //! (`census.rs`). The side effects go through `berth-core`'s ports; berthd injects the real
 //! ones.
+//!
+//! Entry points, all on [`Engine`] (ids are full ids or unique prefixes):
+//! - open and recover after a restart: [`Engine::open`];
+//! - pods: `run_pod`, `stop_pod`, `remove_pod`, `pod`, `list_pods`;
+//! - containers: `create_container`, `start_container`, `stop_container`,
+//!   `remove_container`, `container`, `container_status` (synced with the runtime),
+//!   `list_containers`, `update_resources`, `reopen_log`, `container_pid`;
+//! - one step for a Docker container: `create_single` (pod + container, undone together);
+//! - `events().subscribe()`, `container_usage`, `pod_usage`, `census`, `leftovers`.
+//!
+//! Errors are one [`EngineError`]; its [`ErrorKind`] is what a front door maps to a code.
 
 pub mod census;
 pub mod containers;
@@ -20,6 +32,7 @@ mod error;
 pub mod events;
 pub mod pods;
 mod records;
+mod single;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -38,6 +51,7 @@ pub use events::{Event, EventKind, Events, Subject};
 pub use pods::run::PodSpec;
 pub use pods::{PodPorts, Pods};
 pub use records::{ContainerStore, PodStore, StoreError};
+pub use single::Single;
 
 /// Facts about this runtime: its version, its configuration and what each handler can do.
 #[derive(Debug, Clone)]

@@ -258,3 +258,28 @@ async fn usage_figures_come_per_container_and_pod() {
     engine.prune_samples();
     assert!(env.ledger.held().is_empty(), "{:?}", env.ledger.held());
 }
+
+#[tokio::test]
+async fn a_single_container_pod_is_made_whole_or_not_at_all() {
+    let env = Env::new();
+    let engine = engine_with_image(&env).await;
+    let one = engine
+        .create_single(pod("one"), container("", "one", &["sleep", "1000"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.container(&one.container_id).unwrap().pod_id,
+        one.pod_id
+    );
+    engine.start_container(&one.container_id).await.unwrap();
+
+    // The container cannot be made: its pod goes too.
+    let mut bad = container("", "two", &["true"]);
+    bad.config.image = "nothere:1".into();
+    let e = engine.create_single(pod("two"), bad).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(engine.list_pods().len(), 1);
+
+    engine.remove_pod(&one.pod_id).await.unwrap();
+    assert!(env.ledger.held().is_empty(), "{:?}", env.ledger.held());
+}

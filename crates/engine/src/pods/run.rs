@@ -1,6 +1,6 @@
 //! Running a pod: a transaction. Each acquired resource pushes its undo; any failure
 //! unwinds them in reverse, so a failed pod leaves nothing. The transaction runs in its own
-//! task ([`run_detached`]): when the client gave up before the answer (the kubelet's
+//! task (`delivery::run_detached`): when the client gave up before the answer (the kubelet's
 //! timeout), the next identical request gets the pod, once; otherwise a name in use is
 //! AlreadyExists.
 
