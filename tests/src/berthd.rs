@@ -126,7 +126,7 @@ impl Berthd {
              [grpc]\nsocket = {sock:?}\nshutdown_grace_secs = 3\n\
              [image]\nauth_file = {auth:?}\n\
              [network]\nremove_on_exit = true\n\
-             [log]\nlevel = \"info,berthd=debug,berth_cri=debug,berth_image=debug\"\n",
+             [log]\nlevel = \"info,berthd=debug,berth_engine=debug,berth_cri=debug,berth_image=debug\"\n",
             root = d.join("root"),
             run = d.join("run"),
             sock = d.join("run/berth.sock"),

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_cri::Cri;
+use berth_engine::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -69,7 +69,7 @@ pub fn observe_rpc(method: &str, code: &str, seconds: f64) {
 }
 
 /// Renders every series as Prometheus text, reading the node's state now.
-fn render(cri: &Cri, leaked: &Gauge<i64, AtomicI64>) -> anyhow::Result<String> {
+fn render(engine: &Engine, leaked: &Gauge<i64, AtomicI64>) -> anyhow::Result<String> {
     let mut reg = Registry::with_prefix("berth");
     let m = rpc();
     reg.register(
@@ -82,7 +82,7 @@ fn render(cri: &Cri, leaked: &Gauge<i64, AtomicI64>) -> anyhow::Result<String> {
         "CRI RPC latency, by method and gRPC code",
         m.latency.clone(),
     );
-    let c = cri.census();
+    let c = engine.census();
     let pods = Family::<State, Gauge>::default();
     for (s, n) in &c.pods {
         pods.get_or_create(&State {
@@ -129,7 +129,7 @@ fn render(cri: &Cri, leaked: &Gauge<i64, AtomicI64>) -> anyhow::Result<String> {
 }
 
 /// Serves `GET /metrics` on `addr` until the process ends; answers the bound address.
-pub async fn serve(addr: &str, cri: Arc<Cri>) -> anyhow::Result<SocketAddr> {
+pub async fn serve(addr: &str, engine: Arc<Engine>) -> anyhow::Result<SocketAddr> {
     let addr: SocketAddr = addr
         .parse()
         .with_context(|| format!("metrics.address {addr:?}"))?;
@@ -138,19 +138,19 @@ pub async fn serve(addr: &str, cri: Arc<Cri>) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("binding metrics.address {addr}"))?;
     let local = listener.local_addr().context("metrics listener address")?;
     let leaked = Gauge::<i64, AtomicI64>::default();
-    self_check(cri.clone(), leaked.clone());
+    self_check(engine.clone(), leaked.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let cri = cri.clone();
+            let engine = engine.clone();
             let leaked = leaked.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let cri = cri.clone();
+                    let engine = engine.clone();
                     let leaked = leaked.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(&req, &cri, &leaked)) }
+                    async move { Ok::<_, std::convert::Infallible>(answer(&req, &engine, &leaked)) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc);
@@ -165,7 +165,7 @@ pub async fn serve(addr: &str, cri: Arc<Cri>) -> anyhow::Result<SocketAddr> {
 
 fn answer(
     req: &hyper::Request<hyper::body::Incoming>,
-    cri: &Cri,
+    engine: &Engine,
     leaked: &Gauge<i64, AtomicI64>,
 ) -> hyper::Response<Full<Bytes>> {
     let reply = |code: u16, ctype: &str, body: String| {
@@ -182,22 +182,22 @@ fn answer(
     if req.method() != hyper::Method::GET {
         return reply(405, "text/plain", "use GET\n".into());
     }
-    match render(cri, leaked) {
+    match render(engine, leaked) {
         Ok(text) => reply(200, "text/plain; version=0.0.4; charset=utf-8", text),
         Err(e) => reply(500, "text/plain", format!("{e:#}\n")),
     }
 }
 
 /// Counts leftovers now and every [`SELF_CHECK_EVERY`]; each found is logged once per check.
-fn self_check(cri: Arc<Cri>, leaked: Gauge<i64, AtomicI64>) {
-    let weak = Arc::downgrade(&cri);
-    drop(cri);
+fn self_check(engine: Arc<Engine>, leaked: Gauge<i64, AtomicI64>) {
+    let weak = Arc::downgrade(&engine);
+    drop(engine);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SELF_CHECK_EVERY);
         loop {
             tick.tick().await;
-            let Some(cri) = weak.upgrade() else { break };
-            let found = tokio::task::spawn_blocking(move || cri.leftovers())
+            let Some(engine) = weak.upgrade() else { break };
+            let found = tokio::task::spawn_blocking(move || engine.leftovers())
                 .await
                 .unwrap_or_default();
             for p in &found {

@@ -7,7 +7,7 @@ use berth_core::config::Config;
 use berth_core::container::CgroupVersion;
 use berth_core::pod::ports::Network;
 use berth_core::runtime::ContainerRuntime;
-use berth_cri::{ContainerPorts, PodPorts};
+use berth_engine::{ContainerPorts, PodPorts};
 use berth_linux::cgroup::{CgroupMode, DEFAULT_ROOT, LinuxCgroups};
 use berth_linux::containers::LinuxContainerRuntime;
 use berth_linux::net::{BridgeNetwork, CniNetwork};

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_core::config::Config;
-use berth_cri::{Cri, RuntimeInfo};
+use berth_cri::Cri;
+use berth_engine::{Engine, RuntimeInfo};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -36,7 +37,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let (container_ports, streams) = crate::ports::containers(&cfg).await?;
-    let cri = Cri::new(
+    // The pods and containers, shared by every front door.
+    let engine = Engine::open(
         images,
         ports,
         container_ports,
@@ -49,9 +51,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .await
     .context("opening the pod store")?;
+    let cri = Cri::new(engine.clone());
     let (runtime_svc, image_svc) = cri.services();
     if !cfg.metrics.address.is_empty() {
-        let addr = crate::metrics::serve(&cfg.metrics.address, cri.clone()).await?;
+        let addr = crate::metrics::serve(&cfg.metrics.address, engine.clone()).await?;
         tracing::info!(%addr, "serving berthd's Prometheus metrics on http://{addr}/metrics");
     }
 
@@ -113,6 +116,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // killed with its session, as the kubelet's streams end with the kubelet).
     streams.shutdown().await;
     drop(cri);
+    drop(engine);
     if cfg.network.remove_on_exit
         && let Some(bridge) = bridge
     {

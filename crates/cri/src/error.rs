@@ -1,6 +1,7 @@
 //! The one mapping from berth's typed errors to gRPC status codes.
 
 use berth_core::image::ImageError;
+use berth_engine::{EngineError, ErrorKind};
 use tonic::{Code, Status};
 
 pub fn image_error_status(e: ImageError) -> Status {
@@ -30,11 +31,24 @@ pub fn pod_error_status(e: berth_core::pod::ports::PodError) -> Status {
     }
 }
 
-pub fn store_status(e: crate::records::StoreError) -> Status {
-    use crate::records::StoreError;
-    match e {
-        e @ StoreError::Ambiguous(_) => Status::invalid_argument(e.to_string()),
-        e => Status::internal(e.to_string()),
+/// The engine's errors by kind; the message is the engine's own.
+pub fn engine_status(e: EngineError) -> Status {
+    let code = match e.kind() {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Internal => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// As [`engine_status`], with a bad request's message saying which RPC refused it.
+pub fn engine_status_in(method: &'static str) -> impl Fn(EngineError) -> Status {
+    move |e| match e.kind() {
+        ErrorKind::InvalidArgument => Status::invalid_argument(format!("{method}: {e}")),
+        _ => engine_status(e),
     }
 }
 

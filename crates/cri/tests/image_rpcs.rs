@@ -19,11 +19,11 @@ async fn clients(
 ) {
     let env = common::Env::new();
     let ledger = env.ledger.clone();
-    let cri = berth_cri::Cri::new(
+    let engine = berth_engine::Engine::open(
         store,
         common::ports(&ledger),
         env.container_ports(),
-        berth_cri::RuntimeInfo {
+        berth_engine::RuntimeInfo {
             version: "test".into(),
             config: env.config(),
             handler_features: Default::default(),
@@ -32,6 +32,7 @@ async fn clients(
     )
     .await
     .unwrap();
+    let cri = berth_cri::Cri::new(engine);
     // keep the temp dir alive for the test's duration
     std::mem::forget(env);
     common::serve(cri).await

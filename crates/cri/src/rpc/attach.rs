@@ -8,14 +8,15 @@ use tonic::Status;
 
 use super::stream_common::{check_streams, stream_error_status};
 use crate::Cri;
+use crate::error::engine_status;
 
 pub fn handle(cri: &Cri, req: AttachRequest) -> Result<AttachResponse, Status> {
     if req.container_id.is_empty() {
         return Err(Status::invalid_argument("Attach: container_id is empty"));
     }
     check_streams("Attach", req.stdin, req.stdout, req.stderr, req.tty)?;
-    let c = &cri.containers;
-    let rec = c.resolve(&req.container_id)?;
+    let c = &cri.engine.containers;
+    let rec = c.resolve(&req.container_id).map_err(engine_status)?;
     if rec.state != ContainerState::Running {
         return Err(Status::failed_precondition(format!(
             "Attach: container {} is not running ({:?})",

@@ -3,6 +3,7 @@
 use berth_api::cri::{ContainerStatsRequest, ContainerStatsResponse};
 use tonic::Status;
 
+use crate::error::engine_status;
 use crate::{Cri, stats};
 
 pub async fn handle(
@@ -14,7 +15,11 @@ pub async fn handle(
             "ContainerStats: container_id is empty",
         ));
     }
-    let rec = cri.containers.resolve(&req.container_id)?;
+    let rec = cri
+        .engine
+        .containers
+        .resolve(&req.container_id)
+        .map_err(engine_status)?;
     let stats = stats::containers(cri, vec![rec]).await.pop();
     Ok(ContainerStatsResponse { stats })
 }

@@ -6,17 +6,19 @@ use berth_api::cri::{ContainerStatusRequest, ContainerStatusResponse};
 use tonic::Status;
 
 use crate::Cri;
-use crate::containers::{convert, lifecycle};
+use crate::containers::convert;
+use crate::error::engine_status;
 
 pub async fn handle(
     cri: &Cri,
     req: ContainerStatusRequest,
 ) -> Result<ContainerStatusResponse, Status> {
-    let c = &cri.containers;
-    let mut rec = c.resolve(&req.container_id)?;
-    if let Err(e) = lifecycle::refresh(c, &mut rec).await {
-        tracing::warn!(container = %rec.id, error = %e, "could not reach the container's monitor");
-    }
+    let c = &cri.engine.containers;
+    let rec = cri
+        .engine
+        .container_status(&req.container_id)
+        .await
+        .map_err(engine_status)?;
     let mut info = HashMap::new();
     if req.verbose {
         let state = c.ports.runtime.state(&rec.pod_id, &rec.id).await.ok();

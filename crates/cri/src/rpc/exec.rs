@@ -9,7 +9,8 @@ use tonic::Status;
 
 use super::stream_common::{check_streams, stream_error_status};
 use crate::Cri;
-use crate::containers::process::exec_process;
+use crate::error::engine_status;
+use berth_engine::containers::process::exec_process;
 
 pub fn handle(cri: &Cri, req: ExecRequest) -> Result<ExecResponse, Status> {
     if req.container_id.is_empty() {
@@ -19,15 +20,15 @@ pub fn handle(cri: &Cri, req: ExecRequest) -> Result<ExecResponse, Status> {
         return Err(Status::invalid_argument("Exec: cmd is empty"));
     }
     check_streams("Exec", req.stdin, req.stdout, req.stderr, req.tty)?;
-    let c = &cri.containers;
-    let rec = c.resolve(&req.container_id)?;
+    let c = &cri.engine.containers;
+    let rec = c.resolve(&req.container_id).map_err(engine_status)?;
     if rec.state != ContainerState::Running {
         return Err(Status::failed_precondition(format!(
             "Exec: container {} is not running ({:?})",
             rec.id, rec.state
         )));
     }
-    let process = exec_process(&rec, &req.cmd, req.tty)?;
+    let process = exec_process(&rec, &req.cmd, req.tty).map_err(engine_status)?;
     let url = c
         .ports
         .streams

@@ -8,8 +8,8 @@ use berth_core::runtime::ExecRequest;
 use tonic::Status;
 
 use crate::Cri;
-use crate::containers::process::exec_process;
-use crate::error::runtime_error_status;
+use crate::error::{engine_status, runtime_error_status};
+use berth_engine::containers::process::exec_process;
 
 /// containerd's cap on each of stdout and stderr.
 pub const MAX_OUTPUT: usize = 16 << 20;
@@ -18,15 +18,15 @@ pub async fn handle(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse,
     if req.cmd.is_empty() {
         return Err(Status::invalid_argument("ExecSync: cmd is empty"));
     }
-    let c = &cri.containers;
-    let rec = c.resolve(&req.container_id)?;
+    let c = &cri.engine.containers;
+    let rec = c.resolve(&req.container_id).map_err(engine_status)?;
     if rec.state != ContainerState::Running {
         return Err(Status::failed_precondition(format!(
             "container {} is not running ({:?})",
             rec.id, rec.state
         )));
     }
-    let process = exec_process(&rec, &req.cmd, false)?;
+    let process = exec_process(&rec, &req.cmd, false).map_err(engine_status)?;
     let out = c
         .ports
         .runtime
@@ -38,7 +38,7 @@ pub async fn handle(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse,
                 timeout: (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64)),
                 max_output: MAX_OUTPUT,
                 // The monitor also stops the drain at the request's deadline.
-                drain: Duration::from_secs(cri.info.config.runtime.exec_drain_timeout_secs),
+                drain: Duration::from_secs(cri.engine.info.config.runtime.exec_drain_timeout_secs),
             },
         )
         .await

@@ -11,7 +11,7 @@ use crate::Cri;
 use crate::error::image_error_status;
 
 pub fn handle(cri: &Cri, _req: ImageFsInfoRequest) -> Result<ImageFsInfoResponse, Status> {
-    let usage = cri.images.fs_usage().map_err(image_error_status)?;
+    let usage = cri.engine.images.fs_usage().map_err(image_error_status)?;
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -19,7 +19,7 @@ pub fn handle(cri: &Cri, _req: ImageFsInfoRequest) -> Result<ImageFsInfoResponse
     let fs = FilesystemUsage {
         timestamp,
         fs_id: Some(FilesystemIdentifier {
-            mountpoint: cri.images.root().display().to_string(),
+            mountpoint: cri.engine.images.root().display().to_string(),
         }),
         used_bytes: Some(UInt64Value {
             value: usage.used_bytes,

@@ -15,7 +15,7 @@ pub fn handle(cri: &Cri, req: ImageStatusRequest) -> Result<ImageStatusResponse,
             "ImageStatus: image.image is empty",
         ));
     }
-    let Some(img) = cri.images.find(&name) else {
+    let Some(img) = cri.engine.images.find(&name) else {
         return Ok(ImageStatusResponse::default());
     };
     let mut info = HashMap::new();

@@ -14,6 +14,7 @@ pub async fn handle(
     let recs = match f.id.is_empty() {
         // An unknown or ambiguous id matches nothing (a filter, not a lookup).
         false => cri
+            .engine
             .containers
             .store
             .resolve(&f.id)
@@ -21,11 +22,18 @@ pub async fn handle(
             .flatten()
             .into_iter()
             .collect(),
-        true => cri.containers.store.list(),
+        true => cri.engine.containers.store.list(),
     };
     let pod = match f.pod_sandbox_id.is_empty() {
         true => None,
-        false => match cri.pods.store.resolve(&f.pod_sandbox_id).ok().flatten() {
+        false => match cri
+            .engine
+            .pods
+            .store
+            .resolve(&f.pod_sandbox_id)
+            .ok()
+            .flatten()
+        {
             Some(p) => Some(p.id),
             None => return Ok(ListContainerStatsResponse { stats: Vec::new() }),
         },

@@ -4,21 +4,20 @@ use berth_api::cri::{ListContainersRequest, ListContainersResponse};
 use tonic::Status;
 
 use crate::Cri;
-use crate::containers::{convert, lifecycle};
+use crate::containers::convert;
 
 pub async fn handle(
     cri: &Cri,
     req: ListContainersRequest,
 ) -> Result<ListContainersResponse, Status> {
-    let c = &cri.containers;
     let filter = req.filter.unwrap_or_default();
-    let mut out = Vec::new();
-    for mut rec in c.store.list() {
-        // States must be current for the state filter to mean anything.
-        let _ = lifecycle::refresh(c, &mut rec).await;
-        if convert::matches(&rec, &filter) {
-            out.push(convert::container(&rec));
-        }
-    }
-    Ok(ListContainersResponse { containers: out })
+    let containers = cri
+        .engine
+        .list_containers()
+        .await
+        .iter()
+        .filter(|r| convert::matches(r, &filter))
+        .map(convert::container)
+        .collect();
+    Ok(ListContainersResponse { containers })
 }

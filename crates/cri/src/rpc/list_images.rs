@@ -14,8 +14,8 @@ pub fn handle(cri: &Cri, req: ListImagesRequest) -> Result<ListImagesResponse, S
         .filter(|s| !s.is_empty());
     let images = match wanted {
         // Like containerd: the filter names one image (by any of its names or its id).
-        Some(name) => cri.images.find(&name).into_iter().collect(),
-        None => cri.images.list(),
+        Some(name) => cri.engine.images.find(&name).into_iter().collect(),
+        None => cri.engine.images.list(),
     };
     Ok(ListImagesResponse {
         images: images.iter().map(convert::image).collect(),

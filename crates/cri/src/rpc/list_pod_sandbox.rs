@@ -9,9 +9,8 @@ use crate::pods::convert;
 pub fn handle(cri: &Cri, req: ListPodSandboxRequest) -> Result<ListPodSandboxResponse, Status> {
     let filter = req.filter.unwrap_or_default();
     let items = cri
-        .pods
-        .store
-        .list()
+        .engine
+        .list_pods()
         .iter()
         .filter(|r| convert::matches(r, &filter))
         .map(convert::sandbox)

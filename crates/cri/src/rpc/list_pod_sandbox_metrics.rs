@@ -14,7 +14,7 @@ pub async fn handle(
     _req: ListPodSandboxMetricsRequest,
 ) -> Result<ListPodSandboxMetricsResponse, Status> {
     stats::prune(cri);
-    let pods = stats::pods(cri, cri.pods.store.list()).await;
+    let pods = stats::pods(cri, cri.engine.pods.store.list()).await;
     let pod_metrics = pods
         .iter()
         .map(|p| {
@@ -36,6 +36,7 @@ pub async fn handle(
                     .map(|c| {
                         let cid = c.attributes.as_ref().map(|a| a.id.as_str()).unwrap_or("");
                         let image = cri
+                            .engine
                             .containers
                             .store
                             .get(cid)

@@ -13,6 +13,7 @@ pub async fn handle(
     let f = req.filter.unwrap_or_default();
     let pods = match f.id.is_empty() {
         false => cri
+            .engine
             .pods
             .store
             .resolve(&f.id)
@@ -20,7 +21,7 @@ pub async fn handle(
             .flatten()
             .into_iter()
             .collect(),
-        true => cri.pods.store.list(),
+        true => cri.engine.pods.store.list(),
     };
     let pods = pods
         .into_iter()

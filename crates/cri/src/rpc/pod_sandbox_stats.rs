@@ -4,7 +4,7 @@
 use berth_api::cri::{PodSandboxStatsRequest, PodSandboxStatsResponse};
 use tonic::Status;
 
-use crate::error::store_status;
+use crate::error::engine_status;
 use crate::{Cri, stats};
 
 pub async fn handle(
@@ -16,14 +16,7 @@ pub async fn handle(
             "PodSandboxStats: pod_sandbox_id is empty",
         ));
     }
-    let pod = cri
-        .pods
-        .store
-        .resolve(&req.pod_sandbox_id)
-        .map_err(store_status)?
-        .ok_or_else(|| {
-            Status::not_found(format!("pod sandbox {:?} not found", req.pod_sandbox_id))
-        })?;
+    let pod = cri.engine.pod(&req.pod_sandbox_id).map_err(engine_status)?;
     Ok(PodSandboxStatsResponse {
         stats: stats::pods(cri, vec![pod]).await.pop(),
     })

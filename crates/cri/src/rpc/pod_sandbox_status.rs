@@ -6,10 +6,11 @@ use berth_api::cri::{PodSandboxStatusRequest, PodSandboxStatusResponse};
 use tonic::Status;
 
 use crate::Cri;
+use crate::error::engine_status;
 use crate::pods::convert;
 
 pub fn handle(cri: &Cri, req: PodSandboxStatusRequest) -> Result<PodSandboxStatusResponse, Status> {
-    let rec = cri.pods.resolve(&req.pod_sandbox_id)?;
+    let rec = cri.engine.pod(&req.pod_sandbox_id).map_err(engine_status)?;
     let mut info = HashMap::new();
     if req.verbose {
         let v = serde_json::json!({

@@ -9,6 +9,7 @@ use tonic::Status;
 
 use super::stream_common::stream_error_status;
 use crate::Cri;
+use crate::error::engine_status;
 
 pub fn handle(cri: &Cri, req: PortForwardRequest) -> Result<PortForwardResponse, Status> {
     if req.pod_sandbox_id.is_empty() {
@@ -21,7 +22,7 @@ pub fn handle(cri: &Cri, req: PortForwardRequest) -> Result<PortForwardResponse,
             "PortForward: port {p} is out of range 1..=65535"
         )));
     }
-    let rec = cri.pods.resolve(&req.pod_sandbox_id)?;
+    let rec = cri.engine.pod(&req.pod_sandbox_id).map_err(engine_status)?;
     if rec.state != PodState::Ready {
         return Err(Status::failed_precondition(format!(
             "PortForward: pod sandbox {} is not ready ({:?})",
@@ -29,6 +30,7 @@ pub fn handle(cri: &Cri, req: PortForwardRequest) -> Result<PortForwardResponse,
         )));
     }
     let url = cri
+        .engine
         .containers
         .ports
         .streams

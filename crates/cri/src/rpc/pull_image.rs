@@ -22,8 +22,9 @@ pub async fn handle(cri: &Cri, req: PullImageRequest) -> Result<PullImageRespons
             })?;
     let auth = req.auth.map(auth_of).filter(|a| !a.is_empty());
     let start = std::time::Instant::now();
-    let img = cri.images.pull(&reference, auth).await;
-    cri.pulls
+    let img = cri.engine.images.pull(&reference, auth).await;
+    cri.engine
+        .pulls
         .record(img.as_ref().ok().map(|i| i.size), start.elapsed());
     let img = img.map_err(image_error_status)?;
     Ok(PullImageResponse {

@@ -13,6 +13,10 @@ pub async fn handle(cri: &Cri, req: RemoveImageRequest) -> Result<RemoveImageRes
             "RemoveImage: image.image is empty",
         ));
     }
-    cri.images.remove(&name).await.map_err(image_error_status)?;
+    cri.engine
+        .images
+        .remove(&name)
+        .await
+        .map_err(image_error_status)?;
     Ok(RemoveImageResponse {})
 }

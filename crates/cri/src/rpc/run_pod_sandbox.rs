@@ -1,123 +1,24 @@
-//! `RunPodSandbox`: a transaction. Each acquired resource pushes its undo; any failure
-//! unwinds them in reverse, so a failed pod leaves nothing. The transaction runs in its own
-//! task ([`run_detached`]): when the client gave up before the answer (the kubelet's
-//! timeout), the next identical request gets the pod, once; otherwise a name in use is
-//! AlreadyExists.
+//! `RunPodSandbox`: the CRI config becomes a [`PodSpec`]; the engine runs the pod as a
+//! transaction (rollback on failure, the one identical retry after a lost answer).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use berth_api::cri::{
-    ContainerEventType, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse,
-};
-use berth_core::pod::cgroup::pod_cgroup;
-use berth_core::pod::files;
-use berth_core::pod::ports::{NamespaceRequest, PodError, PodFilesRequest};
-use berth_core::pod::record::{
-    NamespaceMode, PodNamespaces, PodRecord, PodState, RECORD_VERSION, name_key,
-};
-use berth_core::pod::sysctl;
-use sha2::{Digest as _, Sha256};
+use berth_api::cri::{RunPodSandboxRequest, RunPodSandboxResponse};
+use berth_engine::PodSpec;
 use tonic::Status;
 
 use crate::Cri;
-use crate::delivery::run_detached;
-use crate::error::pod_error_status;
-use crate::pods::Pods;
+use crate::error::engine_status_in;
 use crate::pods::convert;
-use crate::pods::teardown::{network_request, release_all};
 
 pub async fn handle(
     cri: &Arc<Cri>,
     req: RunPodSandboxRequest,
 ) -> Result<RunPodSandboxResponse, Status> {
+    let invalid = |m: String| Status::invalid_argument(format!("RunPodSandbox: {m}"));
     let config = req
         .config
-        .ok_or_else(|| Status::invalid_argument("RunPodSandbox: config is missing"))?;
-    let rec = validate(cri, &config, &req.runtime_handler)?;
-    let pods = &cri.pods;
-
-    // Reserve the name, or find the pod a previous identical request created and could not
-    // deliver.
-    let key = rec.name_key();
-    let lock = loop {
-        let names = pods.names.lock().await;
-        if let Some(existing) = pods.store.find(|r| r.name_key() == key) {
-            drop(names);
-            if existing.state == PodState::Creating {
-                // The first request is still working: wait for it, then look again.
-                let _ = pods.lock_of(&existing.id).lock_owned().await;
-                if pods
-                    .store
-                    .get(&existing.id)
-                    .is_some_and(|r| r.state == PodState::Creating)
-                {
-                    return Err(Status::unavailable(format!(
-                        "pod {key} ({}) is still being created; retry",
-                        existing.id
-                    )));
-                }
-                continue;
-            }
-            if existing.state == PodState::Ready
-                && existing.config == rec.config
-                && existing.runtime_handler == rec.runtime_handler
-                && pods.undelivered.take(&existing.id)
-            {
-                tracing::info!(pod = %existing.id, "RunPodSandbox retried after a lost answer: returning the pod already created");
-                return Ok(RunPodSandboxResponse {
-                    pod_sandbox_id: existing.id,
-                });
-            }
-            return Err(Status::already_exists(format!(
-                "pod name {key} is already in use by pod {}; remove it first or use another attempt number",
-                existing.id
-            )));
-        }
-        let lock = pods.lock_of(&rec.id).lock_owned().await;
-        pods.store
-            .put(&rec)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        break lock;
-    };
-
-    let (work_cri, lost_cri) = (cri.clone(), cri.clone());
-    let work = async move { transaction(&work_cri.pods, rec).await };
-    let lost = move |r: &RunPodSandboxResponse| lost_cri.pods.undelivered.mark(&r.pod_sandbox_id);
-    run_detached("RunPodSandbox", lock, work, lost).await
-}
-
-/// Creates the reserved pod, or undoes every step.
-async fn transaction(pods: &Pods, mut rec: PodRecord) -> Result<RunPodSandboxResponse, Status> {
-    match create(pods, &mut rec).await {
-        Ok(()) => {
-            // As containerd: a new sandbox is created and started at once.
-            pods.events
-                .pod(ContainerEventType::ContainerCreatedEvent, &rec, Vec::new);
-            pods.events
-                .pod(ContainerEventType::ContainerStartedEvent, &rec, Vec::new);
-            Ok(RunPodSandboxResponse {
-                pod_sandbox_id: rec.id.clone(),
-            })
-        }
-        Err(e) => {
-            tracing::warn!(pod = %rec.id, error = %e, "RunPodSandbox failed; undoing");
-            // The record is still Creating: if this cleanup fails too, start-up recovery
-            // finishes it.
-            match release_all(pods, &rec).await {
-                Ok(()) => {
-                    let _ = pods.store.delete(&rec.id);
-                    pods.forget_lock(&rec.id);
-                }
-                Err(e2) => tracing::error!(pod = %rec.id, error = %e2, "undo incomplete"),
-            }
-            Err(pod_error_status(e))
-        }
-    }
-}
-
-fn validate(cri: &Cri, config: &PodSandboxConfig, handler: &str) -> Result<PodRecord, Status> {
-    let invalid = |m: String| Status::invalid_argument(format!("RunPodSandbox: {m}"));
+        .ok_or_else(|| invalid("config is missing".into()))?;
     let meta = config
         .metadata
         .as_ref()
@@ -125,220 +26,37 @@ fn validate(cri: &Cri, config: &PodSandboxConfig, handler: &str) -> Result<PodRe
     if meta.name.is_empty() {
         return Err(invalid("config.metadata.name is empty".into()));
     }
-    let handlers = &cri.info.config.runtime.handlers;
-    if !handler.is_empty() && !handlers.iter().any(|h| h == handler) {
-        return Err(invalid(format!(
-            "runtime handler {handler:?} is not configured (configured: {handlers:?}; runtime.handlers in berth.toml)"
-        )));
-    }
-    let modes = convert::modes(config).map_err(invalid)?;
-    let userns = convert::userns(
-        "pod",
-        config
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-            .and_then(|s| s.namespace_options.as_ref()),
-    )
-    .map_err(invalid)?;
-    if userns.is_some() && !cri.info.features_of(handler).user_namespaces {
-        return Err(invalid(format!(
-            "runtime handler {handler:?} cannot run pods in a user namespace on this node \
-             (Status reports user_namespaces per handler); use mode NODE (hostUsers: true)"
-        )));
-    }
-    if userns.is_some() {
-        // As the kubelet's validation: a pod in a user namespace shares none of the node's
-        // namespaces (they belong to the node's user namespace).
-        for (what, mode) in [
-            ("network", modes.network),
-            ("pid", modes.pid),
-            ("ipc", modes.ipc),
-        ] {
-            if mode == NamespaceMode::Node {
-                return Err(invalid(format!(
-                    "namespace_options.{what} is NODE, which a pod in its own user namespace \
-                     (userns_options mode POD) cannot use"
-                )));
-            }
-        }
-    }
-    let port_mappings = convert::port_mappings(config).map_err(invalid)?;
-    let sysctls = config
-        .linux
-        .as_ref()
-        .map(|l| convert::sorted(&l.sysctls))
-        .unwrap_or_default();
-    sysctl::validate(&sysctls, &modes).map_err(|e| invalid(e.to_string()))?;
-    if modes.network == NamespaceMode::Node && !config.hostname.is_empty() {
-        return Err(invalid(format!(
-            "hostname {:?} cannot be set for a pod in the node's network namespace \
-             (it shares the node's UTS namespace and would rename the node); leave it empty",
-            config.hostname
-        )));
-    }
-    let hostname = if modes.network == NamespaceMode::Node {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    } else if config.hostname.is_empty() {
-        meta.name.chars().take(63).collect()
-    } else {
-        config.hostname.clone()
-    };
-    if modes.network != NamespaceMode::Node && !files::valid_hostname(&hostname) {
-        return Err(invalid(format!(
-            "hostname {hostname:?} is not valid (1..=64 letters, digits, '-' or '.')"
-        )));
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default();
-    let key = name_key(&meta.name, &meta.namespace, &meta.uid, meta.attempt);
-    let id = new_id(&key, now);
-    let config_json = serde_json::to_value(config).map_err(|e| Status::internal(e.to_string()))?;
-    let cgroup_parent = config
-        .linux
-        .as_ref()
-        .map(|l| l.cgroup_parent.as_str())
-        .unwrap_or("");
-    let cgroup = pod_cgroup(cri.info.config.runtime.cgroup_driver, cgroup_parent, &id)
-        .map_err(|e| invalid(e.to_string()))?;
-    Ok(PodRecord {
-        version: RECORD_VERSION,
-        dir: cri.pods.pod_dir(&id),
-        id,
+    let linux = config.linux.as_ref();
+    let spec = PodSpec {
         name: meta.name.clone(),
         namespace: meta.namespace.clone(),
         uid: meta.uid.clone(),
         attempt: meta.attempt,
-        state: PodState::Creating,
-        created_at: now,
-        hostname,
+        runtime_handler: req.runtime_handler.clone(),
+        hostname: config.hostname.clone(),
         log_directory: config.log_directory.clone(),
-        runtime_handler: handler.to_string(),
         labels: convert::sorted(&config.labels),
         annotations: convert::sorted(&config.annotations),
-        modes,
-        namespaces: PodNamespaces::default(),
-        port_mappings,
-        dns: convert::dns(config),
-        sysctls,
-        cgroup: Some(cgroup),
-        ip: None,
-        additional_ips: Vec::new(),
-        config: config_json,
-        userns,
-    })
-}
-
-/// 64 hex digits, unique per request: sha256 over the name, time, pid and a counter.
-fn new_id(key: &str, now: i64) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = Sha256::new();
-    h.update(key.as_bytes());
-    h.update(now.to_le_bytes());
-    h.update(std::process::id().to_le_bytes());
-    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    hex::encode(h.finalize())
-}
-
-/// The leaf of the pod cgroup that holds the pod's init.
-pub const INIT_CGROUP: &str = "pod-init";
-
-fn fault(pods: &Pods, step: &'static str) -> Result<(), PodError> {
-    if pods.fault_inject.as_deref() == Some(step) {
-        return Err(PodError::failed(
-            step,
-            "injected failure (BERTHD_FAULT_INJECT)",
-        ));
-    }
-    Ok(())
-}
-
-/// Acquires the pod's resources in order, recording each in `rec` (persisted) so that
-/// both the rollback and a crash-recovery know what to release.
-async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
-    let p = &pods.ports;
-    if !rec.log_directory.is_empty() {
-        std::fs::create_dir_all(&rec.log_directory).map_err(|e| {
-            PodError::failed("log directory", format!("{}: {e}", rec.log_directory))
-        })?;
-    }
-    if let Some(cg) = &rec.cgroup {
-        p.cgroups.create_pod(cg).await?;
-    }
-    fault(pods, "cgroup")?;
-
-    let ns_req = NamespaceRequest {
-        pod_id: rec.id.clone(),
-        pin_dir: pods.pin_dir(&rec.id),
-        modes: rec.modes,
-        hostname: rec.hostname.clone(),
-        userns: rec.userns.clone(),
+        modes: convert::modes(&config).map_err(invalid)?,
+        userns: convert::userns(
+            "pod",
+            linux
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|s| s.namespace_options.as_ref()),
+        )
+        .map_err(invalid)?,
+        port_mappings: convert::port_mappings(&config).map_err(invalid)?,
+        dns: convert::dns(&config),
+        sysctls: linux
+            .map(|l| convert::sorted(&l.sysctls))
+            .unwrap_or_default(),
+        cgroup_parent: linux.map(|l| l.cgroup_parent.clone()).unwrap_or_default(),
+        config: serde_json::to_value(&config).map_err(|e| Status::internal(e.to_string()))?,
     };
-    rec.namespaces = p.namespaces.create(&ns_req).await?;
-    persist(pods, rec)?;
-    fault(pods, "namespaces")?;
-    // The pod's init is accounted with the pod, in a leaf of the pod cgroup: on cgroup v2
-    // a cgroup with processes cannot also hand controllers to its containers' cgroups.
-    if let (Some(cg), Some(pid)) = (&rec.cgroup, rec.namespaces.init_pid) {
-        let leaf = format!("{cg}/{INIT_CGROUP}");
-        p.cgroups.create_pod(&leaf).await?;
-        p.cgroups.add_process(&leaf, pid).await?;
-    }
-
-    let sysctls = sysctl::validate(&rec.sysctls, &rec.modes)
-        .map_err(|e| PodError::InvalidArgument(e.to_string()))?;
-    p.namespaces
-        .apply_sysctls(&rec.namespaces, &sysctls)
-        .await?;
-    fault(pods, "sysctls")?;
-
-    let host_hosts = || std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let hosts = if rec.modes.network == NamespaceMode::Node {
-        host_hosts()
-    } else {
-        files::hosts(&rec.hostname, None)
-    };
-    p.files
-        .prepare(&PodFilesRequest {
-            dir: rec.dir.clone(),
-            resolv_conf: files::resolv_conf(&rec.dns),
-            hosts,
-            hostname: rec.hostname.clone(),
-            private_shm: rec.modes.ipc != NamespaceMode::Node,
-            shm_size_bytes: pods_shm_size(pods),
-        })
-        .await?;
-    fault(pods, "files")?;
-
-    if rec.modes.network == NamespaceMode::Pod {
-        let net = p.network.setup(&network_request(pods, rec)).await?;
-        rec.ip = net.ip;
-        rec.additional_ips = net.additional_ips;
-        // Not persisted here: the network keeps its own state by pod id, and the final
-        // write below records the IPs.
-        fault(pods, "network")?;
-        p.files
-            .write_hosts(&rec.dir, &files::hosts(&rec.hostname, rec.ip))
-            .await?;
-    }
-
-    rec.transition(PodState::Ready)
-        .map_err(|e| PodError::failed("record", e))?;
-    fault(pods, "record")?;
-    persist(pods, rec)
-}
-
-fn pods_shm_size(pods: &Pods) -> u64 {
-    pods.shm_size
-}
-
-fn persist(pods: &Pods, rec: &PodRecord) -> Result<(), PodError> {
-    pods.store
-        .put(rec)
-        .map_err(|e| PodError::failed("record", e))
+    let id = cri
+        .engine
+        .run_pod(spec)
+        .await
+        .map_err(engine_status_in("RunPodSandbox"))?;
+    Ok(RunPodSandboxResponse { pod_sandbox_id: id })
 }

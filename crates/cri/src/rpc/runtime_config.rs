@@ -9,7 +9,7 @@ use tonic::Status;
 use crate::Cri;
 
 pub fn handle(cri: &Cri, _req: RuntimeConfigRequest) -> Result<RuntimeConfigResponse, Status> {
-    let driver = match cri.info.config.runtime.cgroup_driver {
+    let driver = match cri.engine.info.config.runtime.cgroup_driver {
         Driver::Systemd => CgroupDriver::Systemd,
         Driver::Cgroupfs => CgroupDriver::Cgroupfs,
     };

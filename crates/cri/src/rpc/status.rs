@@ -13,7 +13,7 @@ use crate::Cri;
 /// berthd's health for `Status` verbose (and `berth info`): the conditions, what it holds
 /// and what it has pulled. Read from memory only: Status must stay instant.
 fn health(cri: &Cri, conditions: &[RuntimeCondition]) -> serde_json::Value {
-    let c = cri.census();
+    let c = cri.engine.census();
     let conds: serde_json::Map<String, serde_json::Value> = conditions
         .iter()
         .map(|k| {
@@ -23,14 +23,14 @@ fn health(cri: &Cri, conditions: &[RuntimeCondition]) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({
-        "version": cri.info.version,
+        "version": cri.engine.info.version,
         "conditions": conds,
         "pods": c.pods,
         "containers": c.containers,
         "monitors": c.monitors,
         "imagePulls": c.pulls,
         "imagePullFailures": c.pull_failures,
-        "cgroupVersion": format!("{:?}", cri.containers.ports.cgroup_version),
+        "cgroupVersion": format!("{:?}", cri.engine.containers.ports.cgroup_version),
     })
 }
 
@@ -42,7 +42,7 @@ pub fn handle(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
             reason: String::new(),
             message: String::new(),
         },
-        match cri.pods.ports.network.ready() {
+        match cri.engine.pods.ports.network.ready() {
             Ok(()) => RuntimeCondition {
                 r#type: "NetworkReady".into(),
                 status: true,
@@ -59,7 +59,7 @@ pub fn handle(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
     ];
     let mut info = HashMap::new();
     if req.verbose {
-        let config = serde_json::to_string(&cri.info.config)
+        let config = serde_json::to_string(&cri.engine.info.config)
             .map_err(|e| Status::internal(format!("encoding config: {e}")))?;
         info.insert("config".to_string(), config);
         info.insert("health".to_string(), health(cri, &conditions).to_string());
@@ -69,9 +69,9 @@ pub fn handle(cri: &Cri, req: StatusRequest) -> Result<StatusResponse, Status> {
         info,
         // The default handler ("") and every configured one, each with what it can do.
         runtime_handlers: std::iter::once(String::new())
-            .chain(cri.info.config.runtime.handlers.iter().cloned())
+            .chain(cri.engine.info.config.runtime.handlers.iter().cloned())
             .map(|name| {
-                let f = cri.info.features_of(&name);
+                let f = cri.engine.info.features_of(&name);
                 RuntimeHandler {
                     name,
                     features: Some(RuntimeHandlerFeatures {

@@ -24,7 +24,8 @@ pub async fn handle(
                 Status::invalid_argument(format!("UpdateRuntimeConfig: pod_cidr: {e}"))
             })?;
         if subnet.is_ipv4() {
-            cri.pods
+            cri.engine
+                .pods
                 .ports
                 .network
                 .set_pod_cidr(subnet)

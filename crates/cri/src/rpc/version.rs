@@ -13,7 +13,7 @@ pub fn handle(cri: &Cri, _req: VersionRequest) -> Result<VersionResponse, Status
         // `version` is the version of the kubelet runtime API (historically "0.1.0").
         version: "0.1.0".into(),
         runtime_name: "berth".into(),
-        runtime_version: cri.info.version.clone(),
+        runtime_version: cri.engine.info.version.clone(),
         runtime_api_version: RUNTIME_API_VERSION.into(),
     })
 }

@@ -1,245 +1,51 @@
-//! Pod and container statistics: the node's figures read through the [`StatsReader`] port,
-//! the previous sample per container and pod (for usage_nano_cores), and the last known
-//! figures of containers whose cgroup is gone (exited).
-//!
-//! Every read runs in its own blocking task, so listing many containers reads them side by
-//! side and never holds a lock across I/O or blocks the async workers.
+//! Pod and container statistics as CRI messages: the engine reads the figures (and keeps
+//! the samples usage_nano_cores needs); `convert.rs` shapes them, `metrics.rs` turns them
+//! into the kubelet's Prometheus-style metrics.
 
 pub mod convert;
 pub mod metrics;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
 
 use berth_api::cri;
-use berth_core::config::CgroupDriver;
-use berth_core::container::record::{ContainerRecord, ContainerState};
-use berth_core::container::resources::cgroups_path;
-use berth_core::pod::{PodRecord, PodState};
-use berth_core::stats::{
-    CgroupUsage, DirUsage, InterfaceUsage, StatsReader, nano_cores, writable_layer,
-};
+use berth_core::container::record::ContainerRecord;
+use berth_core::pod::PodRecord;
+pub use berth_engine::stats::{Sample, now_ns};
 
 use crate::Cri;
 
-/// One sample of a cgroup: when, and what it had used.
-#[derive(Debug, Clone, Default)]
-pub struct Sample {
-    pub timestamp: i64,
-    pub usage: CgroupUsage,
-    /// usage_nano_cores against the sample before this one.
-    pub nano_cores: Option<u64>,
-}
-
-/// The last sample per container or pod id.
-#[derive(Default)]
-pub struct Samples(Mutex<HashMap<String, Sample>>);
-
-impl Samples {
-    /// Records `usage` read at `timestamp` and answers the sample to report: a cgroup that
-    /// no longer answers (the container exited) keeps its last known figures.
-    pub fn record(&self, id: &str, timestamp: i64, usage: CgroupUsage) -> Sample {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let prev = map.get(id).cloned();
-        let Some(cpu) = usage.cpu_usage_ns else {
-            return prev.unwrap_or(Sample {
-                timestamp,
-                usage,
-                nano_cores: None,
-            });
-        };
-        let rate = prev
-            .as_ref()
-            .and_then(|p| Some((p.timestamp, p.usage.cpu_usage_ns?)))
-            .and_then(|p| nano_cores(p, (timestamp, cpu)));
-        let sample = Sample {
-            timestamp,
-            usage,
-            // Two reads in the same instant: keep the rate already known.
-            nano_cores: rate.or(prev.and_then(|p| p.nano_cores)),
-        };
-        map.insert(id.to_string(), sample.clone());
-        sample
-    }
-
-    /// Forgets ids that are not in `live` (removed containers and pods).
-    pub fn retain(&self, live: &HashSet<String>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|id, _| live.contains(id));
-    }
-}
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
-}
-
-/// What one blocking read brings back.
-struct Raw {
-    timestamp: i64,
-    cgroup: CgroupUsage,
-    layer: Option<DirUsage>,
-    network: Option<Vec<InterfaceUsage>>,
-}
-
-/// Runs the reads off the async workers. A figure that cannot be read is left out (and
-/// logged): stats answer for every container, whatever its state.
-async fn read(
-    reader: Arc<dyn StatsReader>,
-    cgroup: Option<String>,
-    layer: Option<std::path::PathBuf>,
-    netns: Option<std::path::PathBuf>,
-) -> Raw {
-    let task = tokio::task::spawn_blocking(move || {
-        let cgroup = match cgroup.as_deref().map(|p| reader.cgroup(p)) {
-            Some(Ok(u)) => u,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "reading cgroup stats");
-                CgroupUsage::default()
-            }
-            None => CgroupUsage::default(),
-        };
-        let layer = layer.and_then(|d| {
-            reader
-                .dir_usage(&d)
-                .map_err(|e| tracing::debug!(error = %e, "reading writable layer usage"))
-                .ok()
-        });
-        let network = netns.and_then(|n| {
-            reader
-                .network(&n)
-                .map_err(|e| tracing::debug!(error = %e, "reading network stats"))
-                .ok()
-        });
-        Raw {
-            timestamp: now_ns(),
-            cgroup,
-            layer,
-            network,
-        }
-    });
-    task.await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "a stats read failed");
-        Raw::empty()
-    })
-}
-
-impl Raw {
-    fn empty() -> Self {
-        Raw {
-            timestamp: now_ns(),
-            cgroup: CgroupUsage::default(),
-            layer: None,
-            network: None,
-        }
-    }
-}
-
-fn container_cgroup(cri: &Cri, rec: &ContainerRecord, pod: Option<&PodRecord>) -> Option<String> {
-    let driver = cri.info.config.runtime.cgroup_driver;
-    cgroups_path(driver, pod.and_then(|p| p.cgroup.as_deref()), &rec.id)
-}
-
-/// The cgroup that holds all of a pod's processes. cgroupfs nests the containers in the
-/// pod's own cgroup; systemd puts the pod's scope and its containers' scopes side by side
-/// in the pod's slice (the kubelet's cgroup parent), so that slice is read.
-fn pod_cgroup(cri: &Cri, pod: &PodRecord) -> Option<String> {
-    let own = pod.cgroup.clone()?;
-    match cri.info.config.runtime.cgroup_driver {
-        CgroupDriver::Cgroupfs => Some(own),
-        CgroupDriver::Systemd => own.rsplit_once('/').map(|(slice, _)| slice.to_string()),
-    }
-}
-
 /// Stats of each container, read concurrently; answers in the order given.
 pub async fn containers(cri: &Cri, recs: Vec<ContainerRecord>) -> Vec<cri::ContainerStats> {
-    let reader = cri.containers.ports.stats.clone();
-    let tasks: Vec<_> = recs
+    let bundles = &cri.engine.containers.bundles;
+    cri.engine
+        .container_usage(recs)
+        .await
         .into_iter()
-        .map(|rec| {
-            let pod = cri.pods.store.get(&rec.pod_id);
-            // A container that never ran or has exited has no live cgroup worth reading.
-            let cgroup = matches!(rec.state, ContainerState::Created | ContainerState::Running)
-                .then(|| container_cgroup(cri, &rec, pod.as_ref()))
-                .flatten();
-            let layer = writable_layer(&rec.bundle);
-            let raw = tokio::spawn(read(reader.clone(), cgroup, Some(layer), None));
-            (rec, raw)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for (rec, raw) in tasks {
-        // One answer per container, whatever happened to its read.
-        let raw = raw.await.unwrap_or_else(|_| Raw::empty());
-        let sample = cri.samples.record(&rec.id, raw.timestamp, raw.cgroup);
-        out.push(convert::container(
-            &rec,
-            &sample,
-            raw.timestamp,
-            raw.layer,
-            &cri.containers.bundles,
-        ));
-    }
-    out
+        .map(|u| convert::container(&u.record, &u.sample, u.timestamp, u.layer, bundles))
+        .collect()
 }
 
 /// Stats of each pod with its containers, read concurrently.
 pub async fn pods(cri: &Cri, pods: Vec<PodRecord>) -> Vec<cri::PodSandboxStats> {
-    let reader = cri.containers.ports.stats.clone();
-    let ids: HashSet<&str> = pods.iter().map(|p| p.id.as_str()).collect();
-    let mine: Vec<_> = cri
-        .containers
-        .store
-        .list()
+    let bundles = &cri.engine.containers.bundles;
+    cri.engine
+        .pod_usage(pods)
+        .await
         .into_iter()
-        .filter(|c| ids.contains(c.pod_id.as_str()))
-        .collect();
-    let pod_of: Vec<String> = mine.iter().map(|c| c.pod_id.clone()).collect();
-    // Pods' and containers' reads all run side by side.
-    let pod_tasks: Vec<_> = pods
-        .into_iter()
-        .map(|pod| {
-            let ready = pod.state == PodState::Ready;
-            let cgroup = ready.then(|| pod_cgroup(cri, &pod)).flatten();
-            let netns = ready.then(|| pod.namespaces.net.clone()).flatten();
-            let raw = tokio::spawn(read(reader.clone(), cgroup, None, netns));
-            (pod, raw)
+        .map(|p| {
+            let containers = p
+                .containers
+                .into_iter()
+                .map(|u| convert::container(&u.record, &u.sample, u.timestamp, u.layer, bundles))
+                .collect();
+            convert::pod(&p.record, &p.sample, p.timestamp, p.network, containers)
         })
-        .collect();
-    let mut by_pod: HashMap<String, Vec<cri::ContainerStats>> = HashMap::new();
-    for (pod_id, s) in pod_of.into_iter().zip(containers(cri, mine).await) {
-        by_pod.entry(pod_id).or_default().push(s);
-    }
-    let mut out = Vec::with_capacity(pod_tasks.len());
-    for (pod, raw) in pod_tasks {
-        let Ok(raw) = raw.await else { continue };
-        let containers = by_pod.remove(&pod.id).unwrap_or_default();
-        let sample = cri.samples.record(&pod.id, raw.timestamp, raw.cgroup);
-        out.push(convert::pod(
-            &pod,
-            &sample,
-            raw.timestamp,
-            raw.network,
-            containers,
-        ));
-    }
-    out
+        .collect()
 }
 
 /// Drops samples of containers and pods that are gone.
 pub fn prune(cri: &Cri) {
-    let live: HashSet<String> = cri
-        .containers
-        .store
-        .list()
-        .into_iter()
-        .map(|c| c.id)
-        .chain(cri.pods.store.list().into_iter().map(|p| p.id))
-        .collect();
-    cri.samples.retain(&live);
+    cri.engine.prune_samples();
 }
 
 /// Whether every label of `selector` is on `labels`.
@@ -248,32 +54,4 @@ pub fn labels_match(
     selector: &HashMap<String, String>,
 ) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cpu(ns: u64) -> CgroupUsage {
-        CgroupUsage {
-            cpu_usage_ns: Some(ns),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn rate_between_samples_and_last_known() {
-        let s = Samples::default();
-        assert_eq!(s.record("a", 0, cpu(100)).nano_cores, None);
-        let b = s.record("a", 1_000_000_000, cpu(500_000_100));
-        assert_eq!(b.nano_cores, Some(500_000_000));
-        // The cgroup is gone: the last figures stay.
-        let c = s.record("a", 2_000_000_000, CgroupUsage::default());
-        assert_eq!(c.usage.cpu_usage_ns, Some(500_000_100));
-        s.retain(&HashSet::new());
-        assert_eq!(
-            s.record("a", 3, CgroupUsage::default()).usage.cpu_usage_ns,
-            None
-        );
-    }
 }

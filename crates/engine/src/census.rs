@@ -8,7 +8,7 @@ use std::time::Duration;
 use berth_core::container::record::ContainerState;
 use berth_core::pod::PodState;
 
-use crate::Cri;
+use crate::Engine;
 
 /// Pull totals since start-up.
 #[derive(Default)]
@@ -46,7 +46,7 @@ pub struct Census {
     pub pull_seconds: f64,
 }
 
-impl Cri {
+impl Engine {
     pub fn census(&self) -> Census {
         let mut c = Census::default();
         for s in ["ready", "notready"] {

@@ -2,19 +2,20 @@
 //! own settings (user, env, cwd, capabilities, rlimits...) with new args.
 
 use berth_core::container::record::ContainerRecord;
-use tonic::Status;
+
+use crate::EngineError;
 
 pub fn exec_process(
     rec: &ContainerRecord,
     cmd: &[String],
     tty: bool,
-) -> Result<serde_json::Value, Status> {
+) -> Result<serde_json::Value, EngineError> {
     let config = rec.bundle.join("config.json");
     let spec: serde_json::Value = std::fs::read(&config)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| {
-            Status::internal(format!(
+            EngineError::Internal(format!(
                 "container {}: {} is unreadable",
                 rec.id,
                 config.display()

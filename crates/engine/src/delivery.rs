@@ -1,7 +1,7 @@
-//! Creations whose answer never reached the client. RunPodSandbox and CreateContainer run
-//! their transaction in a task of its own, so a client that goes away (or whose deadline
-//! passes: tonic drops the handler at `grpc-timeout`) does not abort a half-built pod or
-//! container. When the finished transaction finds nobody waiting for its answer, the object
+//! Creations whose answer never reached the client. Running a pod and creating a container
+//! run their transaction in a task of its own, so a client that goes away (or whose deadline
+//! passes: a front door drops the request's future, as tonic does at `grpc-timeout`) does
+//! not abort a half-built pod or container. When the finished transaction finds nobody waiting for its answer, the object
 //! is marked here, and the next identical request (the kubelet's retry) gets it, once, as
 //! CRI-O's resource store does. Every other request for a name in use is AlreadyExists.
 
@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
 
-use tonic::Status;
+use crate::EngineError;
 
 /// Ids of created objects whose creation answer was lost.
 #[derive(Debug, Default)]
@@ -38,11 +38,11 @@ pub async fn run_detached<T, H, F, L>(
     hold: H,
     work: F,
     lost: L,
-) -> Result<T, Status>
+) -> Result<T, EngineError>
 where
     T: Send + 'static,
     H: Send + 'static,
-    F: Future<Output = Result<T, Status>> + Send + 'static,
+    F: Future<Output = Result<T, EngineError>> + Send + 'static,
     L: FnOnce(&T) + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -56,6 +56,9 @@ where
         }
         drop(hold);
     });
-    rx.await
-        .unwrap_or_else(|_| Err(Status::internal(format!("{what}: the task ended early"))))
+    rx.await.unwrap_or_else(|_| {
+        Err(EngineError::Internal(format!(
+            "{what}: the task ended early"
+        )))
+    })
 }

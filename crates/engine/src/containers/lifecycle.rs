@@ -1,4 +1,5 @@
-//! Steps shared by several RPCs: syncing a record with the runtime, stopping, removing.
+//! Syncing a record with the runtime, stopping, removing; and the steps a pod's stop and
+//! removal take for each of its containers.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -6,7 +7,7 @@ use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::runtime::{ProcessState, ProcessStatus, RuntimeError};
 
 use super::Containers;
-use berth_api::cri::ContainerEventType as Ev;
+use crate::events::EventKind as Ev;
 
 pub const SIGKILL: i32 = 9;
 pub const SIGTERM: i32 = 15;
@@ -106,7 +107,7 @@ pub async fn refresh(c: &Containers, rec: &mut ContainerRecord) -> Result<bool, 
         c.store
             .put(rec)
             .map_err(|e| RuntimeError::failed("record", e))?;
-        c.events.container(Ev::ContainerStoppedEvent, rec, &c.store);
+        c.events.container(Ev::Stopped, rec, &c.store);
     }
     Ok(changed)
 }
@@ -135,7 +136,7 @@ pub async fn stop(
             c.store
                 .put(rec)
                 .map_err(|e| RuntimeError::failed("record", e))?;
-            c.events.container(Ev::ContainerStoppedEvent, rec, &c.store);
+            c.events.container(Ev::Stopped, rec, &c.store);
             return Ok(());
         }
     }
@@ -147,7 +148,7 @@ pub async fn stop(
             c.store
                 .put(rec)
                 .map_err(|e| RuntimeError::failed("record", e))?;
-            c.events.container(Ev::ContainerStoppedEvent, rec, &c.store);
+            c.events.container(Ev::Stopped, rec, &c.store);
             Ok(())
         }
         _ => Err(RuntimeError::failed(
@@ -173,7 +174,7 @@ pub async fn remove(c: &Containers, rec: &mut ContainerRecord) -> Result<(), Run
         .delete(&rec.id)
         .map_err(|e| RuntimeError::failed("record", e))?;
     c.forget_lock(&rec.id);
-    c.events.container(Ev::ContainerDeletedEvent, rec, &c.store);
+    c.events.container(Ev::Deleted, rec, &c.store);
     Ok(())
 }
 

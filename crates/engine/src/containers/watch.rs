@@ -1,4 +1,4 @@
-//! Notices container exits while someone follows GetContainerEvents: the runtime reports
+//! Notices container exits while someone follows the events: the runtime reports
 //! an exit only when asked, so a light poll refreshes running containers and the refresh
 //! publishes the STOPPED event. Nothing is polled without a subscriber.
 
@@ -8,18 +8,20 @@ use std::time::Duration;
 use berth_core::container::record::ContainerState;
 
 use super::lifecycle;
-use crate::Cri;
+use crate::Engine;
 
 const EVERY: Duration = Duration::from_secs(1);
 
-pub fn spawn(cri: Weak<Cri>) {
+pub fn spawn(engine: Weak<Engine>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(cri) = cri.upgrade() else { break };
-            let c = &cri.containers;
+            let Some(engine) = engine.upgrade() else {
+                break;
+            };
+            let c = &engine.containers;
             if !c.events.has_subscribers() {
                 continue;
             }
@@ -27,7 +29,7 @@ pub fn spawn(cri: Weak<Cri>) {
                 if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
                     continue;
                 }
-                // An RPC holding the container's lock reports its own transitions.
+                // A request holding the container's lock reports its own transitions.
                 let lock = c.lock_of(&rec.id);
                 let Ok(_guard) = lock.try_lock() else {
                     continue;
