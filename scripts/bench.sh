@@ -13,9 +13,8 @@ step() { echo; echo "==> $*"; }
 step "scripts/install-deps.sh"
 scripts/install-deps.sh
 
-step "cargo build --release (berthd, berth-monitor, bench)"
-cargo build --release -p berthd --bin berthd
-cargo build --release -p berth-linux --bin berth-monitor
+step "scripts/build-release.sh, cargo build --release (bench)"
+scripts/build-release.sh
 cargo build --release -p berth-tests --bin bench
 
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
