@@ -665,7 +665,10 @@ mod tests {
         let e = Config::from_toml("[docker.tcp]\nenabled = true\n", "t")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("docker.tcp.tls_cert") && e.contains("mutual TLS"), "{e}");
+        assert!(
+            e.contains("docker.tcp.tls_cert") && e.contains("mutual TLS"),
+            "{e}"
+        );
         let e = Config::from_toml("[docker]\nsocket = \"/run/berth/berth.sock\"\n", "t")
             .unwrap_err()
             .to_string();

@@ -1,4 +1,5 @@
-//! The CRI unix socket: parent dir created, stale socket replaced, mode and group set.
+//! berthd's unix sockets (the CRI's, the Docker API's): parent dir created, stale socket
+//! replaced, mode and group set.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -12,7 +13,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use super::fixed_stream::FixedStream;
 
 /// Binds the socket. The caller holds the instance lock, so a socket file found here is stale.
-pub fn bind(path: &Path, mode: u32, group: &str) -> anyhow::Result<UnixListener> {
+/// `section` (`grpc`, `docker`) names the config keys in errors.
+pub fn bind(path: &Path, mode: u32, group: &str, section: &str) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)
             .with_context(|| format!("creating socket dir {}", dir.display()))?;
@@ -21,7 +23,7 @@ pub fn bind(path: &Path, mode: u32, group: &str) -> anyhow::Result<UnixListener>
         Ok(m) if m.file_type().is_socket() => fs::remove_file(path)
             .with_context(|| format!("removing stale socket {}", path.display()))?,
         Ok(_) => bail!(
-            "{} exists and is not a socket; move it away or set grpc.socket to another path",
+            "{} exists and is not a socket; move it away or set {section}.socket to another path",
             path.display()
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -34,7 +36,7 @@ pub fn bind(path: &Path, mode: u32, group: &str) -> anyhow::Result<UnixListener>
     if !group.is_empty() {
         let g = nix::unistd::Group::from_name(group)
             .with_context(|| format!("looking up group {group:?}"))?
-            .with_context(|| format!("grpc.socket_group: no group named {group:?}"))?;
+            .with_context(|| format!("{section}.socket_group: no group named {group:?}"))?;
         nix::unistd::chown(path, None, Some(g.gid))
             .with_context(|| format!("chown {} to group {group}", path.display()))?;
     }
