@@ -33,8 +33,22 @@ pub fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     }
     // Newest first, as `docker images` shows them.
     keep.sort_by_key(|i| std::cmp::Reverse(created_unix(i)));
-    let out: Vec<Summary> = keep.iter().map(summary).collect();
+    let mut out: Vec<Summary> = keep.iter().map(summary).collect();
+    // Like dockerd, a reference filter also narrows the names shown to those it matched.
+    if filters.0.contains_key("reference") {
+        for s in &mut out {
+            s.base.repo_tags.retain(|n| reference_match(&filters, n));
+            s.base.repo_digests.retain(|n| reference_match(&filters, n));
+        }
+    }
     Ok(ok_json(&out))
+}
+
+/// docker's `FamiliarMatch`: a pattern matches a name with its tag or digest, or the
+/// repository alone.
+fn reference_match(f: &Filters, name: &str) -> bool {
+    f.values("reference")
+        .any(|p| glob(p, name) || glob(p, names::repo_of(name)))
 }
 
 fn summary(img: &Image) -> Summary {
@@ -69,16 +83,13 @@ fn matches(f: &Filters, img: &Image, api: &DockerApi) -> Result<bool, ApiError> 
     {
         return Ok(false);
     }
-    let patterns: Vec<&String> = f.values("reference").collect();
-    if !patterns.is_empty() {
-        let tags = repo_tags(img);
-        let hit = patterns.iter().any(|p| {
-            tags.iter()
-                .any(|t| glob(p, t) || glob(p, names::repo_of(t)))
-        });
-        if !hit {
-            return Ok(false);
-        }
+    if f.0.contains_key("reference")
+        && repo_tags(img)
+            .iter()
+            .chain(&repo_digests(img))
+            .all(|n| !reference_match(f, n))
+    {
+        return Ok(false);
     }
     let have = labels(img);
     for want in f.values("label") {

@@ -57,13 +57,17 @@ pub async fn create(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         store.pull_with_progress(&r, auth, &progress).await
     });
     // Wait for the first step or the end, whichever comes first.
+    // A pull that ends without a step (it failed early, or the store reports no steps) is
+    // answered whole: a failure then gets its own status code, as from dockerd.
     let first = tokio::select! {
-        ev = events.recv() => ev,
-        res = &mut pull => {
-            let img = joined(res).map_err(ApiError::from)?;
-            let lines = finish_lines(&reference, None, &img, before.as_ref());
-            return Ok(stream_of(lines));
-        }
+        biased;
+        res = &mut pull => Err(res),
+        ev = events.recv() => Ok(ev),
+    };
+    let first = match first {
+        Ok(Some(ev)) => ev,
+        Ok(None) => return whole(pull.await, &reference, before.as_ref()),
+        Err(res) => return whole(res, &reference, before.as_ref()),
     };
     let (out, rx) = mpsc::unbounded_channel();
     let mut writer = Writer {
@@ -71,9 +75,7 @@ pub async fn create(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         reference: reference.clone(),
         manifest: None,
     };
-    if let Some(ev) = first {
-        writer.event(ev);
-    }
+    writer.event(first);
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             writer.event(ev);
@@ -102,6 +104,15 @@ fn joined(
     res: Result<Result<Image, ImageError>, tokio::task::JoinError>,
 ) -> Result<Image, ImageError> {
     res.map_err(|e| ImageError::Store(format!("the pull task failed: {e}")))?
+}
+
+fn whole(
+    res: Result<Result<Image, ImageError>, tokio::task::JoinError>,
+    reference: &Reference,
+    before: Option<&Digest>,
+) -> Result<Reply, ApiError> {
+    let img = joined(res)?;
+    Ok(stream_of(finish_lines(reference, None, &img, before)))
 }
 
 fn stream_of(lines: Vec<Bytes>) -> Reply {
