@@ -391,3 +391,48 @@ async fn python_sdk_images_body() -> Result<()> {
     store_is_empty(&d)?;
     Ok(())
 }
+
+docker_test!(tcp_needs_mutual_tls, tcp_needs_mutual_tls_body, [CLI_28]);
+/// `[docker.tcp]`: served only with TLS, and only to clients with a certificate from the
+/// configured CA.
+async fn tcp_needs_mutual_tls_body() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = berth_tests::certs::TestCa::new(dir.path())?;
+    let server = ca.issue_server(dir.path(), "server", &["localhost", "127.0.0.1"])?;
+    let client = ca.issue_client(dir.path(), "client", "docker-user")?;
+    let port = berth_tests::free_port()?;
+    let d = Berthd::start_with(BerthdOptions::toml(format!(
+        "[docker.tcp]\nenabled = true\naddress = \"127.0.0.1:{port}\"\n\
+         tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\n",
+        server.cert, server.key, ca.ca_pem
+    )))
+    .await?;
+    let docker = Docker::new(CLI_28, format!("tcp://127.0.0.1:{port}"))?;
+    let ca_pem = ca.ca_pem.display().to_string();
+    let (cert, key) = (
+        client.cert.display().to_string(),
+        client.key.display().to_string(),
+    );
+    let v = docker.ok(&[
+        "--tlsverify",
+        "--tlscacert",
+        &ca_pem,
+        "--tlscert",
+        &cert,
+        "--tlskey",
+        &key,
+        "version",
+        "--format",
+        "{{.Server.APIVersion}}",
+    ])?;
+    ensure!(v.trim() == "1.41", "{v:?}");
+    // No client certificate: the handshake is refused.
+    let out = docker.output(&["--tlsverify", "--tlscacert", &ca_pem, "images"])?;
+    ensure!(!out.status.success(), "served without a client certificate");
+    // Plain HTTP on the TLS port: refused too.
+    let out = docker.output(&["images"])?;
+    ensure!(!out.status.success(), "served without TLS");
+    // The unix socket still serves.
+    Docker::new(CLI_28, unix_host(&d))?.ok(&["images"])?;
+    Ok(())
+}
