@@ -328,34 +328,13 @@ async fn api_version_bounds_body() -> Result<()> {
 
 docker_test!(python_sdk_images, python_sdk_images_body, ["python3"]);
 async fn python_sdk_images_body() -> Result<()> {
-    let probe = Command::new("python3")
-        .args([
-            "-c",
-            "import docker, sys; sys.exit(int(docker.__version__.split('.')[0]) < 7)",
-        ])
-        .status()?;
-    if !probe.success() {
+    if !python_sdk_present()? {
         println!("SKIP python_sdk_images: PyPI docker 7.x missing (run scripts/install-deps.sh)");
         return Ok(());
     }
     let (reg, img, d) = setup().await?;
     let repo = format!("{}/busybox", reg.host);
-    let script = berth_tests::workspace_root().join("tests/fixtures/docker/sdk_images.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(unix_host(&d))
-        .arg(&repo)
-        .stdin(Stdio::null())
-        .output()
-        .context("run python3 sdk_images.py")?;
-    ensure!(
-        out.status.success(),
-        "sdk_images.py failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("sdk_images.py output is not JSON")?;
+    let v = run_sdk_script("sdk_images.py", &[&unix_host(&d), &repo])?;
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
     ensure!(
         s("api_version") == "1.41" && s("server_api") == "1.41",
@@ -435,4 +414,70 @@ async fn tcp_needs_mutual_tls_body() -> Result<()> {
     // The unix socket still serves.
     Docker::new(CLI_28, unix_host(&d))?.ok(&["images"])?;
     Ok(())
+}
+
+docker_test!(
+    python_sdk_pull_with_credentials,
+    python_sdk_auth_body,
+    ["python3", "htpasswd"]
+);
+/// Credentials from `X-Registry-Auth` (the SDK's `auth_config`) reach the registry; without
+/// them, or with a wrong password, the pull fails with the registry's refusal.
+async fn python_sdk_auth_body() -> Result<()> {
+    if !python_sdk_present()? {
+        println!(
+            "SKIP python_sdk_pull_with_credentials: PyPI docker 7.x missing (run scripts/install-deps.sh)"
+        );
+        return Ok(());
+    }
+    let reg = Registry::start_secure()?;
+    let img = reg.push(&images::build(TestImage::Busybox)?)?;
+    let (user, pass) = reg.creds.clone().context("registry without credentials")?;
+    let ca = reg.ca_pem.as_ref().context("registry without CA")?;
+    let d = Berthd::start_with(BerthdOptions::toml(format!(
+        "[registries.\"{}\"]\nca_file = {:?}\n",
+        reg.host,
+        ca.display().to_string()
+    )))
+    .await?;
+    let repo = format!("{}/busybox", reg.host);
+    let v = run_sdk_script("sdk_auth.py", &[&unix_host(&d), &repo, "1", &user, &pass])?;
+    for key in ["none", "wrong"] {
+        ensure!(v[key]["status"] == 401, "{key}: {v}");
+        let e = v[key]["error"].as_str().unwrap_or_default();
+        ensure!(e.contains("unauthorized"), "{key}: {e:?}");
+    }
+    ensure!(v["right"]["id"] == img.id.as_str(), "{v}");
+    ensure!(v["listed"] == serde_json::json!([img.id]), "{v}");
+    Ok(())
+}
+
+fn python_sdk_present() -> Result<bool> {
+    let probe = Command::new("python3")
+        .args([
+            "-c",
+            "import docker, sys; sys.exit(int(docker.__version__.split('.')[0]) < 7)",
+        ])
+        .status()?;
+    Ok(probe.success())
+}
+
+/// Runs a fixture script of tests/fixtures/docker with python3; its stdout as JSON.
+fn run_sdk_script(name: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let script = berth_tests::workspace_root()
+        .join("tests/fixtures/docker")
+        .join(name);
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run python3 {name}"))?;
+    ensure!(
+        out.status.success(),
+        "{name} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{name} output is not JSON"))
 }

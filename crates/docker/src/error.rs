@@ -50,9 +50,10 @@ impl From<ImageError> for ApiError {
             } => Self::not_found(format!(
                 "manifest for {reference} not found: manifest unknown: {message}"
             )),
-            ImageError::Unauthorized { registry, message } => {
-                Self::internal(format!("Head \"{registry}\": unauthorized: {message}"))
-            }
+            ImageError::Unauthorized { registry, message } => Self::new(
+                StatusCode::UNAUTHORIZED,
+                format!("unauthorized: registry {registry} refused the credentials: {message}"),
+            ),
             ImageError::Unsupported { .. } => Self::bad_request(e.to_string()),
             ImageError::Registry { .. }
             | ImageError::Verification { .. }
