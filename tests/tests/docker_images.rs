@@ -3,84 +3,10 @@
 //! to API 1.41), Debian's docker 20.10 CLI (/usr/bin/docker) and the Python SDK (PyPI
 //! `docker` 7.x). No hand-written client stands in for them.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use berth_tests::{Berthd, BerthdOptions, PushedImage, Registry, TestImage, finish, images, skip};
 
-const CLI_28: &str = "/usr/local/bin/docker";
-const CLI_20: &str = "/usr/bin/docker";
-
-/// A docker CLI aimed at one berthd, with a config dir of its own (no host credentials,
-/// contexts or plugins).
-struct Docker {
-    bin: PathBuf,
-    host: String,
-    config: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Docker {
-    fn new(bin: &str, host: String) -> Result<Self> {
-        Ok(Self {
-            bin: PathBuf::from(bin),
-            host,
-            config: tempfile::tempdir()?,
-            env: Vec::new(),
-        })
-    }
-
-    fn output(&self, args: &[&str]) -> Result<Output> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_API_VERSION")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH")
-            .stdin(Stdio::null());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.output()
-            .with_context(|| format!("run {} {args:?}", self.bin.display()))
-    }
-
-    /// Runs and requires success; returns stdout.
-    fn ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.output(args)?;
-        if !out.status.success() {
-            bail!(
-                "{} {args:?} failed ({}): stdout {:?} stderr {:?}",
-                self.bin.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Runs and requires exit code 1 (how the CLI reports a daemon's error); returns stderr.
-    fn fails(&self, args: &[&str]) -> Result<String> {
-        let out = self.output(args)?;
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        ensure!(
-            out.status.code() == Some(1),
-            "{} {args:?}: expected exit code 1, got {} (stdout {:?} stderr {stderr:?})",
-            self.bin.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout)
-        );
-        Ok(stderr)
-    }
-}
-
-fn unix_host(d: &Berthd) -> String {
-    format!("unix://{}", d.docker_socket.display())
-}
+use berth_tests::docker::{CLI_20, CLI_28, Docker, python_sdk_present, run_sdk_script, unix_host};
 
 /// Registry with busybox pushed as `busybox:latest`, and a berthd.
 async fn setup() -> Result<(Registry, PushedImage, Berthd)> {
@@ -450,34 +376,4 @@ async fn python_sdk_auth_body() -> Result<()> {
     ensure!(v["right"]["id"] == img.id.as_str(), "{v}");
     ensure!(v["listed"] == serde_json::json!([img.id]), "{v}");
     Ok(())
-}
-
-fn python_sdk_present() -> Result<bool> {
-    let probe = Command::new("python3")
-        .args([
-            "-c",
-            "import docker, sys; sys.exit(int(docker.__version__.split('.')[0]) < 7)",
-        ])
-        .status()?;
-    Ok(probe.success())
-}
-
-/// Runs a fixture script of tests/fixtures/docker with python3; its stdout as JSON.
-fn run_sdk_script(name: &str, args: &[&str]) -> Result<serde_json::Value> {
-    let script = berth_tests::workspace_root()
-        .join("tests/fixtures/docker")
-        .join(name);
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run python3 {name}"))?;
-    ensure!(
-        out.status.success(),
-        "{name} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).with_context(|| format!("{name} output is not JSON"))
 }
