@@ -6,6 +6,13 @@
 //! down to it through `/_ping`. Like the CRI crate it reaches the machine only through
 //! berth-core's ports; berthd injects the real ones. Errors are Docker's JSON
 //! `{"message": …}` with the status codes the CLI expects (see [`error`]).
+//!
+//! Models come from `bollard-stubs` (bollard's, generated from moby's swagger). Its 1.41
+//! release is not used: it types `/version`'s component details as `HashMap<(), ()>` (the
+//! CLI prints them) and pulls in chrono and serde_with 1. The current release (API 1.53,
+//! serde only) is a superset in what matters; where 1.41 clients still read a field that
+//! later versions dropped (`VirtualSize`, `Parent`, a pull error's `error`), a small
+//! wrapper adds it.
 
 pub mod error;
 mod http;
