@@ -10,10 +10,13 @@ pub mod containers;
 pub mod containers_report;
 pub mod env;
 pub mod images;
+pub mod lifecycle;
+pub mod lifecycle_report;
 pub mod list_stats;
 pub mod pods;
 pub mod procmem;
 pub mod pull;
+pub mod rpc_trace;
 pub mod side_by_side;
 pub mod stats;
 pub mod streaming;
@@ -39,4 +42,12 @@ pub fn git_rev() -> String {
         .map(|s| !s.is_empty())
         .unwrap_or(false);
     if dirty { format!("{rev}-dirty") } else { rev }
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), for the report: the machine is
+/// shared, and the absolute times depend on it.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
 }

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench::containerd::CriPods;
 use crate::bench::env::{BenchEnv, EnvOptions};
-use crate::bench::stats::{Runtime, percentile};
+use crate::bench::stats::{Runtime, latency_table, percentile};
 use crate::cri;
 use crate::images::layer::{Compression, LayerBuilder};
 use crate::images::layout::{ConfigSpec, LayoutWriter};
@@ -384,36 +384,13 @@ fn clean_host(netns_before: &[String]) -> Vec<String> {
     out
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
 /// The markdown table: p50 and p99 per operation and runtime, and the ratios.
 pub fn table(b: &PodTimes, c: &PodTimes) -> String {
-    let mut t = String::from(
-        "| operation | n | berthd p50 (ms) | berthd p99 (ms) | containerd p50 (ms) | containerd p99 (ms) | berthd/containerd p50 | p99 |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for (op, x, y) in [
+    latency_table(&[
         ("RunPodSandbox", &b.run, &c.run),
         ("StopPodSandbox", &b.stop, &c.stop),
         ("RemovePodSandbox", &b.remove, &c.remove),
-    ] {
-        let r = |p: f64| {
-            percentile(x, p).as_secs_f64() / percentile(y, p).as_secs_f64().max(f64::MIN_POSITIVE)
-        };
-        t.push_str(&format!(
-            "| {op} | {} | {} | {} | {} | {} | {:.2} | {:.2} |\n",
-            x.len().min(y.len()),
-            ms(percentile(x, 50.0)),
-            ms(percentile(x, 99.0)),
-            ms(percentile(y, 50.0)),
-            ms(percentile(y, 99.0)),
-            r(50.0),
-            r(99.0)
-        ));
-    }
-    t
+    ])
 }
 
 fn print_report(

@@ -16,6 +16,7 @@ use crate::bench::containerd::{Containerd, CriPods};
 use crate::bench::env::EnvOptions;
 use crate::bench::pods::{BERTHD_BRIDGE, BERTHD_SUBNET, CNI_BRIDGE, CNI_SUBNET};
 use crate::bench::stats::Runtime;
+use crate::containers::{CtrSpec, rpc as crpc};
 use crate::pods::{leaks, rpc};
 use crate::{Berthd, BerthdOptions, Registry, TestImage, client, cri, images};
 
@@ -141,6 +142,28 @@ impl SideBySide {
             }),
             ..Default::default()
         }
+    }
+
+    /// Runs pod `name` with one busybox `sleep 3600` container on `rt` (untimed); returns
+    /// the pod id and the container id.
+    pub async fn run_sleeping_pod(
+        &self,
+        c: &mut rpc::Runtime,
+        rt: Runtime,
+        name: &str,
+    ) -> Result<(String, String)> {
+        let cfg = self.pod_config(rt, name);
+        let pod = rpc::run(c, &cfg)
+            .await
+            .with_context(|| format!("{} RunPodSandbox {name}", rt.name()))?;
+        let spec = CtrSpec::new("app", &self.busybox).cmd(&["sleep", "3600"]);
+        let id = crpc::create(c, &pod, &spec.config, &cfg)
+            .await
+            .with_context(|| format!("{} CreateContainer in {name}", rt.name()))?;
+        crpc::start(c, &id)
+            .await
+            .with_context(|| format!("{} StartContainer in {name}", rt.name()))?;
+        Ok((pod, id))
     }
 
     /// `name version (api)` from the runtime's Version RPC.

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use berth_tests::bench::containers::{self, ContainersOptions};
+use berth_tests::bench::lifecycle::{self, LifecycleOptions};
 use berth_tests::bench::pods::{self, PodsOptions};
 use berth_tests::bench::pull::{self, PullOptions};
 use berth_tests::bench::streaming::{self, StreamingOptions};
@@ -26,6 +27,10 @@ phases:
   streaming
           exec round trip (Exec RPC + SPDY session of `true`, p50/p99) and port-forward
           throughput (one SPDY-forwarded download from httpd in the pod), on both
+  lifecycle
+          the full lifecycle of one pod at a time (RunPodSandbox with log_directory, Create,
+          Start, Stop, Remove container, StopPodSandbox, RemovePodSandbox; p50/p99 per RPC),
+          alone and beside one other running pod, on both (--iterations, default 30)
   stats   ListContainerStats latency (p50, p99) with 50 running containers (one per pod),
           on both (--pod-counts sets the counts, --iterations the calls; default 20)
 
@@ -119,6 +124,7 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (phase, o) = parse(&args)?;
+    let explicit = |flag: &str| args.iter().any(|a| a == flag);
     match phase.as_str() {
         "pull" => {
             pull::run(&o.pull).await?;
@@ -132,8 +138,17 @@ async fn main() -> Result<()> {
         "streaming" => {
             streaming::run(&o.stream).await?;
         }
+        "lifecycle" => {
+            let mut opts = LifecycleOptions {
+                env: o.pull.env.clone(),
+                ..Default::default()
+            };
+            if explicit("--iterations") || explicit("-n") {
+                opts.iterations = o.pull.iterations;
+            }
+            lifecycle::run(&opts).await?;
+        }
         "stats" => {
-            let explicit = |flag: &str| args.iter().any(|a| a == flag);
             let opts = ContainersOptions {
                 containers: 0,
                 pod_counts: if explicit("--pod-counts") {
