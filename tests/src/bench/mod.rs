@@ -17,6 +17,8 @@ pub mod pods;
 pub mod procmem;
 pub mod pull;
 pub mod rpc_trace;
+pub mod scale;
+pub mod scale_report;
 pub mod side_by_side;
 pub mod stats;
 pub mod streaming;

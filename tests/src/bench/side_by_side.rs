@@ -30,6 +30,8 @@ pub struct SideBySide {
     /// The busybox image reference (pulled on both).
     pub busybox: String,
     log_dir: PathBuf,
+    /// Where to copy both daemons' logs at the end (`--logs`).
+    logs_dir: Option<PathBuf>,
     /// berthd's run dir; removed after berthd stops.
     run: Option<tempfile::TempDir>,
     netns_before: Vec<String>,
@@ -86,6 +88,7 @@ impl SideBySide {
             containerd,
             busybox: busybox.reference.clone(),
             log_dir: work.path().join("logs"),
+            logs_dir: env.logs_dir.clone(),
             run: Some(run),
             netns_before,
             _registry: registry,
@@ -194,6 +197,12 @@ impl SideBySide {
         if result.is_err() {
             eprintln!("---- berthd log tail ----\n{}", self.berthd.log_tail(40));
             eprintln!("{}", self.containerd.log_digest());
+        }
+        if let Some(dir) = &self.logs_dir
+            && let Err(e) =
+                crate::bench::env::copy_logs(dir, &self.berthd.log_path, &self.containerd.log_path)
+        {
+            eprintln!("bench: {e:#}");
         }
         let versions = (
             self.version(Runtime::Berthd).await,
