@@ -75,8 +75,11 @@ pub async fn handle(
             )));
         }
         let lock = pods.lock_of(&rec.id).lock_owned().await;
+        // The reservation holds nothing yet; the first resource that outlives a reboot (the
+        // pod's IP in the network state) is taken after the durable write that records
+        // the namespaces, so a host crash cannot leave it unrecorded.
         pods.store
-            .put(&rec)
+            .put_unsynced(&rec)
             .map_err(|e| Status::internal(e.to_string()))?;
         break lock;
     };
