@@ -38,6 +38,10 @@ pub const RPCS: [&str; 7] = [
 pub struct LifecycleOptions {
     /// Timed lifecycles per runtime and mode.
     pub iterations: usize,
+    /// Idle time before each lifecycle (ms): 0 runs them back to back, as `docker run --rm`
+    /// in a loop does; a pause lets the kernel finish the previous pod's asynchronous
+    /// teardown (network namespace cleanup) first.
+    pub pause_ms: u64,
     pub env: EnvOptions,
 }
 
@@ -45,6 +49,7 @@ impl Default for LifecycleOptions {
     fn default() -> Self {
         Self {
             iterations: 30,
+            pause_ms: 0,
             env: EnvOptions::default(),
         }
     }
@@ -153,6 +158,9 @@ async fn measure(env: &SideBySide, opts: &LifecycleOptions) -> Result<Vec<ModeRe
         for i in 0..opts.iterations {
             for rt in Runtime::order(i) {
                 let name = format!("life-{}-{i}", mode.tag());
+                if opts.pause_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(opts.pause_ms)).await;
+                }
                 let d = lifecycle(env, &mut clients[idx(rt)], rt, &name).await?;
                 for (v, d) in samples[idx(rt)].rpc.iter_mut().zip(d) {
                     v.push(d);

@@ -89,8 +89,8 @@ pub fn print_report(
     println!("workspace:  git {}", crate::bench::git_rev());
     println!("load:       {}", crate::bench::loadavg());
     println!(
-        "lifecycle:  {} per runtime and mode, one pod at a time, runtimes alternating first",
-        opts.iterations
+        "lifecycle:  {} per runtime and mode, one pod at a time, runtimes alternating first, {} ms idle before each",
+        opts.iterations, opts.pause_ms
     );
     for m in modes {
         println!("\n### {}\n", m.mode.describe());

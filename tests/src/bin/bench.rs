@@ -50,6 +50,7 @@ options:
                         the block, default 20 there)
   --runs N              streaming: port-forward downloads per runtime (default 5); scale:
                         timed RunPodSandbox at 1 and at N pods (default 20)
+  --pause-ms N          lifecycle: idle time before each lifecycle (default 0)
   --calls N             scale: timed list calls (default 20)
   --status-rounds N     scale: PodSandboxStatus rounds over every pod (default 2)
   --parallel N          scale: pods started at once (default 20)
@@ -64,6 +65,7 @@ env: BERTHD_BIN (berthd binary; default: cargo build of the debug berthd),
 struct Options {
     pull: PullOptions,
     scale: ScaleOptions,
+    pause_ms: u64,
     pods: PodsOptions,
     ctrs: ContainersOptions,
     stream: StreamingOptions,
@@ -84,6 +86,7 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
     let mut ctrs = ContainersOptions::default();
     let mut stream = StreamingOptions::default();
     let mut scale = ScaleOptions::default();
+    let mut pause_ms = 0;
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -108,6 +111,9 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
             }
             "--execs" => stream.execs = value()?.parse().context("--execs takes a number")?,
             "--runs" => stream.runs = value()?.parse().context("--runs takes a number")?,
+            "--pause-ms" => {
+                pause_ms = value()?.parse().context("--pause-ms takes a number")?;
+            }
             "--calls" => scale.calls = value()?.parse().context("--calls takes a number")?,
             "--status-rounds" => {
                 scale.status_rounds = value()?.parse().context("--status-rounds takes a number")?;
@@ -133,6 +139,7 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
     let all = Options {
         pull: opts,
         scale,
+        pause_ms,
         pods,
         ctrs,
         stream,
@@ -176,6 +183,7 @@ async fn main() -> Result<()> {
             if explicit("--iterations") || explicit("-n") {
                 opts.iterations = o.pull.iterations;
             }
+            opts.pause_ms = o.pause_ms;
             lifecycle::run(&opts).await?;
         }
         "stats" => {
