@@ -194,6 +194,15 @@ impl<T: Record> RecordStore<T> {
     }
 
     /// All records, oldest first.
+    /// `f` of every record, oldest first, without copying the records: a pod record carries
+    /// its whole config, and the kubelet lists every second.
+    pub fn select<U>(&self, f: impl FnMut(&T) -> Option<U>) -> Vec<U> {
+        let map = self.map();
+        let mut v: Vec<&T> = map.values().collect();
+        v.sort_by(|a, b| a.created_at().cmp(&b.created_at()).then(a.id().cmp(b.id())));
+        v.into_iter().filter_map(f).collect()
+    }
+
     pub fn list(&self) -> Vec<T> {
         let mut v: Vec<T> = self.map().values().cloned().collect();
         v.sort_by(|a, b| a.created_at().cmp(&b.created_at()).then(a.id().cmp(b.id())));

@@ -11,10 +11,6 @@ pub fn handle(cri: &Cri, req: ListPodSandboxRequest) -> Result<ListPodSandboxRes
     let items = cri
         .pods
         .store
-        .list()
-        .iter()
-        .filter(|r| convert::matches(r, &filter))
-        .map(convert::sandbox)
-        .collect();
+        .select(|r| convert::matches(r, &filter).then(|| convert::sandbox(r)));
     Ok(ListPodSandboxResponse { items })
 }
