@@ -98,14 +98,7 @@ pub fn print_report(
     versions: (String, String),
     host: &[String],
 ) {
-    println!();
-    println!("berthd:     {}", versions.0);
-    println!(
-        "containerd: {} [{}]",
-        versions.1,
-        crate::bench::containerd::containerd_bin().display()
-    );
-    println!("workspace:  git {}", crate::bench::git_rev());
+    crate::bench::print_header(&versions);
     println!(
         "containers: {} per runtime in blocks of {} (one pod per block), alternating first runtime",
         opts.containers, opts.block

@@ -79,15 +79,7 @@ pub fn print_report(
     versions: (String, String),
     host: &[String],
 ) {
-    println!();
-    println!("berthd:     {}", versions.0);
-    println!(
-        "containerd: {} [{}]",
-        versions.1,
-        crate::bench::containerd::containerd_bin().display()
-    );
-    println!("workspace:  git {}", crate::bench::git_rev());
-    println!("load:       {}", crate::bench::loadavg());
+    crate::bench::print_header(&versions);
     println!(
         "lifecycle:  {} per runtime and mode, one pod at a time, runtimes alternating first, {} ms idle before each",
         opts.iterations, opts.pause_ms

@@ -9,6 +9,7 @@ pub mod containerd;
 pub mod containers;
 pub mod containers_report;
 pub mod env;
+pub mod host_cleanup;
 pub mod images;
 pub mod lifecycle;
 pub mod lifecycle_report;
@@ -52,4 +53,18 @@ pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// The lines every side-by-side report starts with: both runtimes' versions, the workspace
+/// commit and the machine's load (absolute times depend on it).
+pub fn print_header(versions: &(String, String)) {
+    println!();
+    println!("berthd:     {}", versions.0);
+    println!(
+        "containerd: {} [{}]",
+        versions.1,
+        containerd::containerd_bin().display()
+    );
+    println!("workspace:  git {}", git_rev());
+    println!("load:       {}", loadavg());
 }

@@ -93,15 +93,7 @@ pub fn print_report(
     versions: (String, String),
     host: &[String],
 ) {
-    println!();
-    println!("berthd:     {}", versions.0);
-    println!(
-        "containerd: {} [{}]",
-        versions.1,
-        crate::bench::containerd::containerd_bin().display()
-    );
-    println!("workspace:  git {}", crate::bench::git_rev());
-    println!("load:       {}", crate::bench::loadavg());
+    crate::bench::print_header(&versions);
     println!(
         "scale:      {} pods, {} list calls, {} status rounds, {} runs, {} at once; berthd first, then containerd",
         opts.pods, opts.calls, opts.status_rounds, opts.runs, opts.parallel
