@@ -7,6 +7,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 SHARED_TOOLS="$(pwd)/../shared/tools"
+# A worktree under /work/wt/<name> finds the shared tools one level further up.
+[ -d "$SHARED_TOOLS" ] || SHARED_TOOLS="$(pwd)/../../shared/tools"
 
 step() { echo; echo "==> $*"; }
 
