@@ -206,23 +206,14 @@ async fn memory(
     // Let lazily touched pages settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let procs = procmem::all();
-    let (per_pod, daemon) = match rt {
-        Runtime::Berthd => (
-            procmem::berth_processes(&procs, env.berthd.mark()),
-            env.berthd
-                .pid()
-                .map(|p| procmem::mem_of(p as i32))
-                .unwrap_or_default(),
-        ),
-        Runtime::Containerd => {
-            let cfg = env.containerd.config_path.display().to_string();
-            let pid = procs.iter().find(|p| p.argv.contains(&cfg)).map(|p| p.pid);
-            (
-                procmem::containerd_processes(&procs, &env.containerd.socket),
-                pid.map(procmem::mem_of).unwrap_or_default(),
-            )
-        }
+    let per_pod = match rt {
+        Runtime::Berthd => procmem::berth_processes(&procs, env.berthd.mark()),
+        Runtime::Containerd => procmem::containerd_processes(&procs, &env.containerd.socket),
     };
+    let daemon = env
+        .daemon_pid(rt, &procs)
+        .map(procmem::mem_of)
+        .unwrap_or_default();
     let list_stats = crate::bench::list_stats::time(&mut c, pods, list_stats).await?;
     if per_pod.agents != pods {
         bail!(

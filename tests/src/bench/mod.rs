@@ -8,6 +8,7 @@
 pub mod containerd;
 pub mod containers;
 pub mod containers_report;
+pub mod daemon;
 pub mod env;
 pub mod host_cleanup;
 pub mod images;
@@ -24,6 +25,7 @@ pub mod side_by_side;
 pub mod stats;
 pub mod streaming;
 pub mod streaming_report;
+pub mod text_image;
 pub mod uds;
 
 pub use env::{BenchEnv, EnvOptions};

@@ -48,6 +48,11 @@ pub fn mem_of(pid: i32) -> Mem {
     }
 }
 
+/// Open file descriptors of `pid` (entries of /proc/<pid>/fd; 0 when unreadable).
+pub fn fds_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
 /// A live process: pid, parent pid, argv.
 #[derive(Debug, Clone)]
 pub struct Proc {
@@ -162,6 +167,7 @@ mod tests {
     fn reads_own_memory() {
         let m = mem_of(std::process::id() as i32);
         assert!(m.rss_kib > 0, "{m:?}");
+        assert!(fds_of(std::process::id() as i32) >= 3);
         assert_eq!(kib_field("Pss:     1234 kB\n", "Pss:"), Some(1234));
         let me = all();
         assert!(me.iter().any(|p| p.pid == std::process::id() as i32));

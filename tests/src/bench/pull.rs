@@ -1,5 +1,10 @@
 //! `bench pull`: PullImage of N distinct ~50 MB images on berthd and containerd, alternating
 //! which goes first, wall clock around the RPC (both unpack as part of the pull).
+//!
+//! `--image text` pulls an image shaped like real ones instead (thousands of small text
+//! files, ~80 MB uncompressed). `--writer-mb N` writes N MB to a file on the same
+//! filesystem right before each timed pull, without fsync and without sync() before the
+//! pull: a pull that flushed the whole filesystem (syncfs) would pay for that data.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +17,10 @@ use crate::{PushedImage, Registry, TestImage, client};
 #[derive(Debug, Clone)]
 pub struct PullOptions {
     pub iterations: usize,
+    /// MB another writer leaves dirty right before each timed pull (0: none).
+    pub writer_mb: usize,
+    /// The source-like text image instead of the 4-layer random-data one.
+    pub text_image: bool,
     pub env: EnvOptions,
 }
 
@@ -19,6 +28,8 @@ impl Default for PullOptions {
     fn default() -> Self {
         Self {
             iterations: 5,
+            writer_mb: 0,
+            text_image: false,
             env: EnvOptions::default(),
         }
     }
@@ -33,9 +44,9 @@ pub async fn run(opts: &PullOptions) -> Result<Comparison> {
         bail!("--iterations must be at least 1");
     }
     let registry = Registry::start().context("start docker-registry")?;
-    let (warmup, images) = push_images(&registry, opts.iterations)?;
+    let (warmup, images) = push_images(&registry, opts)?;
     let env = BenchEnv::start(registry, opts.env.clone()).await?;
-    let result = measure(&env, &warmup, &images).await;
+    let result = measure(&env, &warmup, &images, opts).await;
     if result.is_err() {
         eprintln!("{}", env.log_tails());
     }
@@ -58,15 +69,19 @@ pub async fn run(opts: &PullOptions) -> Result<Comparison> {
 
 /// Builds and pushes the warm-up image (the small busybox test image) and `n` distinct
 /// bench images; the layouts are deleted once pushed (the registry holds the blobs).
-fn push_images(reg: &Registry, n: usize) -> Result<(PushedImage, Vec<PushedImage>)> {
+fn push_images(reg: &Registry, opts: &PullOptions) -> Result<(PushedImage, Vec<PushedImage>)> {
     let warmup = reg.push(&crate::images::build(TestImage::Busybox)?)?;
     let tmp = tempfile::Builder::new()
         .prefix("berth-bench-images-")
         .tempdir()?;
     let mut out = Vec::new();
-    for i in 0..n {
+    for i in 0..opts.iterations {
         let started = Instant::now();
-        let built = crate::bench::images::build_distinct(tmp.path(), i)?;
+        let built = if opts.text_image {
+            crate::bench::images::build_text(tmp.path(), i)?
+        } else {
+            crate::bench::images::build_distinct(tmp.path(), i)?
+        };
         let pushed = reg.push_as(&built, &format!("bench/pull{i}"), "1")?;
         std::fs::remove_dir_all(&built.layout).context("remove pushed layout")?;
         eprintln!(
@@ -84,19 +99,34 @@ fn size_of(img: &PushedImage) -> u64 {
     img.built.platforms.first().map(|p| p.size).unwrap_or(0)
 }
 
-async fn pull_timed(env: &BenchEnv, rt: Runtime, img: &PushedImage) -> Result<Duration> {
-    // Flush dirty pages first (untimed): berthd syncfs()es after an unpack, which would
-    // otherwise also pay for the previous pull's (or the registry push's) unflushed data.
+async fn pull_timed(
+    env: &BenchEnv,
+    rt: Runtime,
+    img: &PushedImage,
+    writer_mb: usize,
+) -> Result<Duration> {
+    // Flush dirty pages first (untimed), so each pull starts from the same clean state:
+    // neither the previous pull's nor the registry push's unflushed data is left.
     tokio::task::spawn_blocking(nix::unistd::sync)
         .await
         .context("sync")?;
     // Connect before starting the clock: the socket handshake is not part of a pull.
     let mut c = env.images(rt).await?;
+    // The other writer's data, left dirty in the page cache with no sync() after it.
+    let scratch = env.berthd.root_dir.with_file_name("other-writer.bin");
+    if writer_mb > 0 {
+        let (path, mb) = (scratch.clone(), writer_mb);
+        tokio::task::spawn_blocking(move || write_unsynced(&path, mb))
+            .await
+            .context("writer")??;
+    }
     let started = Instant::now();
-    let id = client::pull(&mut c, &img.reference, None)
-        .await
-        .with_context(|| format!("{} PullImage {}", rt.name(), img.reference))?;
+    let pulled = client::pull(&mut c, &img.reference, None).await;
     let took = started.elapsed();
+    if writer_mb > 0 {
+        std::fs::remove_file(&scratch).with_context(|| format!("remove {scratch:?}"))?;
+    }
+    let id = pulled.with_context(|| format!("{} PullImage {}", rt.name(), img.reference))?;
     // containerd answers the image id (config digest) too; anything else is a wrong pull.
     if id != img.id {
         bail!(
@@ -109,13 +139,28 @@ async fn pull_timed(env: &BenchEnv, rt: Runtime, img: &PushedImage) -> Result<Du
     Ok(took)
 }
 
+/// Writes `mb` MB (non-zero bytes) to `path` through the page cache: no fsync, no sync.
+fn write_unsynced(path: &std::path::Path, mb: usize) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).with_context(|| format!("create {path:?}"))?;
+    let chunk = vec![0x5au8; 1 << 20];
+    for _ in 0..(mb * 1_000_000).div_ceil(chunk.len()) {
+        f.write_all(&chunk)
+            .with_context(|| format!("write {path:?}"))?;
+    }
+    Ok(())
+}
+
 async fn measure(
     env: &BenchEnv,
     warmup: &PushedImage,
     images: &[PushedImage],
+    opts: &PullOptions,
 ) -> Result<Comparison> {
     for rt in Runtime::order(0) {
-        let d = pull_timed(env, rt, warmup).await.context("warm-up pull")?;
+        let d = pull_timed(env, rt, warmup, 0)
+            .await
+            .context("warm-up pull")?;
         eprintln!(
             "bench: warm-up pull on {}: {:.3}s",
             rt.name(),
@@ -123,14 +168,26 @@ async fn measure(
         );
     }
     let mb = images.first().map(size_of).unwrap_or(0) as f64 / 1e6;
+    let shape = if opts.text_image {
+        format!(
+            "{} gzip layers, thousands of source-like text files, ~80 MB unpacked",
+            1 + crate::bench::text_image::TEXT_LAYERS
+        )
+    } else {
+        "4 gzip layers".to_string()
+    };
+    let writer = match opts.writer_mb {
+        0 => String::new(),
+        n => format!(", after another writer left {n} MB unsynced on the same filesystem"),
+    };
     let mut cmp = Comparison::new(format!(
-        "PullImage of a distinct {mb:.1} MB image (4 gzip layers) per iteration, wall clock"
+        "PullImage of a distinct {mb:.1} MB image ({shape}) per iteration{writer}, wall clock"
     ));
     for (i, img) in images.iter().enumerate() {
         let order = Runtime::order(i);
         cmp.first.push(order[0]);
         for rt in order {
-            let d = pull_timed(env, rt, img).await?;
+            let d = pull_timed(env, rt, img, opts.writer_mb).await?;
             eprintln!(
                 "bench: iteration {i}: {} {:.3}s",
                 rt.name(),
@@ -160,6 +217,7 @@ fn print_report(
         crate::bench::containerd::containerd_bin().display()
     );
     println!("workspace:  git {}", crate::bench::git_rev());
+    println!("load:       {}", crate::bench::loadavg());
     println!();
     print!("{}", cmp.table());
     println!();

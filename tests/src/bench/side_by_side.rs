@@ -169,6 +169,17 @@ impl SideBySide {
         Ok((pod, id))
     }
 
+    /// The daemon's pid: berthd's child, or the containerd started with this run's config.
+    pub fn daemon_pid(&self, rt: Runtime, procs: &[crate::bench::procmem::Proc]) -> Option<i32> {
+        match rt {
+            Runtime::Berthd => self.berthd.pid().map(|p| p as i32),
+            Runtime::Containerd => {
+                let cfg = self.containerd.config_path.display().to_string();
+                procs.iter().find(|p| p.argv.contains(&cfg)).map(|p| p.pid)
+            }
+        }
+    }
+
     /// `name version (api)` from the runtime's Version RPC.
     pub async fn version(&self, rt: Runtime) -> String {
         let Ok(mut c) = self.rt(rt).await else {

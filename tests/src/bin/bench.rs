@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use berth_tests::bench::containers::{self, ContainersOptions};
+use berth_tests::bench::daemon::{self, DaemonOptions};
 use berth_tests::bench::lifecycle::{self, LifecycleOptions};
 use berth_tests::bench::pods::{self, PodsOptions};
 use berth_tests::bench::pull::{self, PullOptions};
@@ -20,7 +21,10 @@ use berth_tests::bench::streaming::{self, StreamingOptions};
 const USAGE: &str = "usage: bench <phase> [options]
 
 phases:
-  pull    PullImage of N distinct ~50 MB images on berthd and containerd
+  pull    PullImage of N distinct ~50 MB images on berthd and containerd (--image text:
+          a real-shaped image instead; --writer-mb N: another writer before each pull)
+  daemon  the daemons themselves (RSS, PSS, USS, threads, fds) with 0, 10, 50 and 100
+          running pods of one container each (--pod-counts), on both
   pods    RunPodSandbox/StopPodSandbox/RemovePodSandbox latency (p50, p99) on both
   containers
           CreateContainer+StartContainer latency (p50, p99) and per-pod memory (berth's
@@ -41,11 +45,16 @@ phases:
 
 options:
   --iterations N        measured iterations (default 5)
+  --image big|text      pull: 4 layers with 2 x 25 MiB random data (big, default), or
+                        thousands of source-like text files, ~80 MB unpacked (text)
+  --writer-mb N         pull: right before each timed pull, write N MB to a file on the
+                        same filesystem without fsync or sync() (default 0: no writer)
   --pods N              pods: pods per runtime (default 60); scale: running pods (100)
   --block N             pods/containers: pods (containers) per block, runtimes alternate
                         per block (default 10)
   --containers N        containers: containers per runtime (default 60)
-  --pod-counts A,B      containers: pod counts of the memory phase (default 10,50)
+  --pod-counts A,B      containers: pod counts of the memory phase (default 10,50);
+                        daemon: pod counts sampled (default 0,10,50,100)
   --execs N             streaming: exec round trips per runtime (default 200; --block sets
                         the block, default 20 there)
   --runs N              streaming: port-forward downloads per runtime (default 5); scale:
@@ -92,6 +101,16 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
         match a.as_str() {
             "--iterations" | "-n" => {
                 opts.iterations = value()?.parse().context("--iterations takes a number")?;
+            }
+            "--writer-mb" => {
+                opts.writer_mb = value()?.parse().context("--writer-mb takes a number")?;
+            }
+            "--image" => {
+                opts.text_image = match value()?.as_str() {
+                    "text" => true,
+                    "big" => false,
+                    other => bail!("--image takes big or text, not {other:?}"),
+                };
             }
             "--pods" => pods.pods = value()?.parse().context("--pods takes a number")?,
             "--block" => {
@@ -185,6 +204,16 @@ async fn main() -> Result<()> {
             }
             opts.pause_ms = o.pause_ms;
             lifecycle::run(&opts).await?;
+        }
+        "daemon" => {
+            let mut opts = DaemonOptions {
+                env: o.pull.env.clone(),
+                ..Default::default()
+            };
+            if explicit("--pod-counts") {
+                opts.pod_counts = o.ctrs.pod_counts.clone();
+            }
+            daemon::run(&opts).await?;
         }
         "stats" => {
             let opts = ContainersOptions {
