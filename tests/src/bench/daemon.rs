@@ -42,6 +42,9 @@ pub struct DaemonSample {
     pub rt: Runtime,
     pub pods: usize,
     pub mem: Mem,
+    /// RSS split: anonymous pages (heap, stacks) and file-backed ones (binary, libc).
+    pub anon_kib: u64,
+    pub file_kib: u64,
     pub fds: usize,
 }
 
@@ -100,10 +103,13 @@ async fn fill(
         let pid = env
             .daemon_pid(rt, &procs)
             .with_context(|| format!("{}: no daemon process found", rt.name()))?;
+        let (anon_kib, file_kib) = procmem::rss_split(pid);
         let s = DaemonSample {
             rt,
             pods: n,
             mem: procmem::mem_of(pid),
+            anon_kib,
+            file_kib,
             fds: procmem::fds_of(pid),
         };
         eprintln!(
@@ -128,7 +134,7 @@ fn mib(kib: u64) -> f64 {
 /// One row per pod count: both daemons side by side (MiB), with RSS and PSS ratios.
 pub fn table(samples: &[DaemonSample]) -> String {
     let mut t = String::from(
-        "| pods | berthd RSS (MiB) | PSS | USS | threads | fds | containerd RSS (MiB) | PSS | USS | threads | fds | RSS ratio | PSS ratio |\n\
+        "| pods | berthd RSS (anon+file) MiB | PSS | USS | threads | fds | containerd RSS (anon+file) MiB | PSS | USS | threads | fds | RSS ratio | PSS ratio |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let find = |rt, n| samples.iter().find(|s| s.rt == rt && s.pods == n);
@@ -138,8 +144,10 @@ pub fn table(samples: &[DaemonSample]) -> String {
         };
         let cell = |s: &DaemonSample| {
             format!(
-                "{:.1} | {:.1} | {:.1} | {} | {}",
+                "{:.1} ({:.1}+{:.1}) | {:.1} | {:.1} | {} | {}",
                 mib(s.mem.rss_kib),
+                mib(s.anon_kib),
+                mib(s.file_kib),
                 mib(s.mem.pss_kib),
                 mib(s.mem.private_kib),
                 s.mem.threads,
@@ -208,6 +216,8 @@ mod tests {
                 private_kib: rss / 4,
                 threads,
             },
+            anon_kib: rss / 4,
+            file_kib: rss - rss / 4,
             fds: 10 + pods,
         };
         let all = [
@@ -219,7 +229,7 @@ mod tests {
         let t = table(&all);
         assert!(
             t.contains(
-                "| 0 | 9.0 | 4.5 | 2.2 | 5 | 10 | 36.0 | 18.0 | 9.0 | 12 | 10 | 0.25 | 0.25 |"
+                "| 0 | 9.0 (2.2+6.8) | 4.5 | 2.2 | 5 | 10 | 36.0 (9.0+27.0) | 18.0 | 9.0 | 12 | 10 | 0.25 | 0.25 |"
             ),
             "{t}"
         );

@@ -48,6 +48,13 @@ pub fn mem_of(pid: i32) -> Mem {
     }
 }
 
+/// `pid`'s resident anonymous and file-backed pages (RssAnon, RssFile + RssShmem), in KiB.
+pub fn rss_split(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let f = |k| kib_field(&status, k).unwrap_or(0);
+    (f("RssAnon:"), f("RssFile:") + f("RssShmem:"))
+}
+
 /// Open file descriptors of `pid` (entries of /proc/<pid>/fd; 0 when unreadable).
 pub fn fds_of(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
