@@ -130,6 +130,10 @@ pub async fn stop(
             .and_then(parse_signal)
             .unwrap_or(SIGTERM);
         rt.kill(&rec.pod_id, &rec.id, sig, false).await?;
+        if rec.paused {
+            // Frozen, it could not act on the signal: thawed, it can (as Docker does).
+            rt.resume(&rec.pod_id, &rec.id).await?;
+        }
         let st = rt.wait(&rec.pod_id, &rec.id, timeout).await?;
         if st.status == ProcessStatus::Exited {
             apply_exit(rec, &st);
