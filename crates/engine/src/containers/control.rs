@@ -7,7 +7,7 @@ use std::time::Duration;
 use berth_core::container::record::{ContainerRecord, ContainerState, container_name_key};
 use berth_core::pod::record::name_key as pod_name_key;
 
-use super::lifecycle::{self, SIGKILL, parse_signal};
+use super::lifecycle::{self, SIGKILL, SIGTERM, parse_signal};
 use super::rerun::Why;
 use crate::{Engine, EngineError};
 
@@ -37,9 +37,10 @@ impl Engine {
 
     /// A person stops it: its restart policy holds off until it is started again.
     pub(crate) fn hold_policy(&self, rec: &mut ContainerRecord) -> Result<(), EngineError> {
+        // Exited too: a restart the policy scheduled (the back-off) is called off.
         if rec.restart_policy.is_some()
             && !rec.manually_stopped
-            && matches!(rec.state, ContainerState::Created | ContainerState::Running)
+            && rec.state != ContainerState::Creating
         {
             rec.manually_stopped = true;
             self.containers.store.put(rec)?;
@@ -84,8 +85,12 @@ impl Engine {
         if rec.state != ContainerState::Running {
             return Err(not_running(&rec));
         }
-        let stop_signal = rec.stop_signal.as_deref().and_then(parse_signal);
-        let stops = signal == SIGKILL || stop_signal.is_none_or(|s| s == signal);
+        let stop_signal = rec
+            .stop_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(SIGTERM);
+        let stops = signal == SIGKILL || signal == stop_signal;
         if stops {
             self.hold_policy(&mut rec)?;
         }
@@ -139,8 +144,8 @@ impl Engine {
 
     /// Gives the container a new name (`docker rename`). The name rules of creation hold:
     /// a name in use in the pod (same attempt) is AlreadyExists. A container alone in a pod
-    /// of its own name (what `create_single` makes for Docker) renames its pod too, under
-    /// the pod name rules, so both keep one name.
+    /// of its own name (what `create_single` makes for Docker) renames its pod too (uid and
+    /// attempt unchanged), and then the name must be free among the pods of its namespace.
     pub async fn rename_container(&self, id: &str, new_name: &str) -> Result<(), EngineError> {
         if new_name.is_empty() {
             return Err(EngineError::InvalidArgument(
@@ -172,8 +177,14 @@ impl Engine {
             && alone
             && p.name == rec.name
         {
+            // Docker's names are unique on the node: no other pod of the namespace (the
+            // front door's) may have it, whatever its uid or attempt.
             let key = pod_name_key(new_name, &p.namespace, &p.uid, p.attempt);
-            if let Some(other) = pods.store.find(|r| r.id != p.id && r.name_key() == key) {
+            let taken = |r: &berth_core::pod::PodRecord| {
+                r.id != p.id
+                    && (r.name_key() == key || (r.name == new_name && r.namespace == p.namespace))
+            };
+            if let Some(other) = pods.store.find(taken) {
                 return Err(EngineError::AlreadyExists(format!(
                     "name {new_name:?} is already in use by pod {}",
                     other.id
