@@ -41,6 +41,8 @@ enum Msg {
 pub struct Supervisor {
     tx: mpsc::UnboundedSender<Msg>,
     rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Msg>>>,
+    /// Containers waiting out their back-off before a restart (Docker's "restarting").
+    restarting: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl Default for Supervisor {
@@ -49,6 +51,7 @@ impl Default for Supervisor {
         Self {
             tx,
             rx: std::sync::Mutex::new(Some(rx)),
+            restarting: Default::default(),
         }
     }
 }
@@ -61,6 +64,14 @@ impl Supervisor {
 
     pub fn reset(&self, id: &str) {
         let _ = self.tx.send(Msg::Reset(id.to_string()));
+    }
+
+    /// Whether the restart policy will start the container again once its back-off ends.
+    pub fn is_restarting(&self, id: &str) -> bool {
+        self.restarting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
     }
 
     /// Starts the task (once): follows the running containers with a restart policy and
@@ -80,6 +91,7 @@ impl Supervisor {
             watching: HashSet::new(),
             due: HashMap::new(),
             backoff: HashMap::new(),
+            restarting: engine.supervisor.restarting.clone(),
         };
         for rec in engine.containers.store.list() {
             let Some(policy) = rec.restart_policy else {
@@ -121,11 +133,13 @@ struct Task {
     watching: HashSet<String>,
     due: HashMap<String, (Instant, Action)>,
     backoff: HashMap<String, Backoff>,
+    restarting: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
+            self.publish();
             let next = self.due.values().map(|(at, _)| *at).min();
             tokio::select! {
                 msg = rx.recv() => match msg {
@@ -160,6 +174,17 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Shares which containers wait for a restart.
+    fn publish(&self) {
+        let now: HashSet<String> = self
+            .due
+            .iter()
+            .filter(|(_, (_, a))| matches!(a, Action::Start(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        *self.restarting.lock().unwrap_or_else(|p| p.into_inner()) = now;
     }
 
     fn watch(&mut self, pod: String, id: String) {

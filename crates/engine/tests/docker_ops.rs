@@ -125,6 +125,11 @@ async fn a_cri_container_still_runs_only_once() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+    let e = engine
+        .update_restart_policy(&id, RestartPolicy::Always)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
     remove_all(&env, &engine).await;
 }
 
@@ -324,6 +329,12 @@ async fn restart_policies_with_back_off_and_manual_stops() {
     let always = single(&engine, "always", &["true"], RestartPolicy::Always).await;
     let t = Instant::now();
     engine.start_container(&always.container_id).await.unwrap();
+    // Waiting out its back-off, it is "restarting".
+    let end = Instant::now() + Duration::from_secs(2);
+    while !engine.is_restarting(&always.container_id) {
+        assert!(Instant::now() < end, "never seen restarting");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     until(&engine, &always.container_id, Duration::from_secs(3), |r| {
         r.restart_count >= 3
     })
@@ -379,6 +390,18 @@ async fn restart_policies_with_back_off_and_manual_stops() {
         (ok_rec.state, ok_rec.restart_count),
         (ContainerState::Exited, 0)
     );
+    assert!(!engine.is_restarting(&always.container_id));
+
+    // A new policy (`docker update --restart`) applies from the next exit.
+    engine
+        .update_restart_policy(&ok.container_id, RestartPolicy::Always)
+        .await
+        .unwrap();
+    engine.start_container(&ok.container_id).await.unwrap();
+    until(&engine, &ok.container_id, Duration::from_secs(2), |r| {
+        r.restart_count >= 1
+    })
+    .await;
     remove_all(&env, &engine).await;
 }
 

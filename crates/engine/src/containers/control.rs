@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use berth_core::container::record::{ContainerRecord, ContainerState, container_name_key};
+use berth_core::container::restart::RestartPolicy;
 use berth_core::pod::record::name_key as pod_name_key;
 
 use super::lifecycle::{self, SIGKILL, SIGTERM, parse_signal};
@@ -200,6 +201,33 @@ impl Engine {
         rec.name = new_name.to_string();
         c.store.put(&rec)?;
         drop((names, pod_names));
+        Ok(())
+    }
+
+    /// Whether its restart policy will start it again once the back-off ends (Docker's
+    /// `State.Restarting`).
+    pub fn is_restarting(&self, id: &str) -> bool {
+        self.supervisor.is_restarting(id)
+    }
+
+    /// A new restart policy (`docker update --restart`) for a container that has one.
+    pub async fn update_restart_policy(
+        &self,
+        id: &str,
+        policy: RestartPolicy,
+    ) -> Result<(), EngineError> {
+        let (_lock, mut rec) = self.locked(id).await?;
+        if rec.restart_policy.is_none() {
+            return Err(EngineError::FailedPrecondition(format!(
+                "container {} runs only once (a CRI container): it takes no restart policy",
+                rec.id
+            )));
+        }
+        rec.restart_policy = Some(policy);
+        self.containers.store.put(&rec)?;
+        if rec.state == ContainerState::Running {
+            self.supervisor.watch(&rec.id);
+        }
         Ok(())
     }
 }
