@@ -220,6 +220,12 @@ async fn kill_pause_and_unpause() {
     assert!(!env.runtime.paused.lock().unwrap().contains(id));
     let e = engine.unpause_container(id).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+    engine.pause_container(id).await.unwrap();
+    let e = engine.start_container(id).await.unwrap_err();
+    assert!(e.to_string().contains("unpause"), "{e}");
+    engine.unpause_container(id).await.unwrap();
+    let e = engine.start_container(id).await.unwrap_err();
+    assert!(e.to_string().contains("already running"), "{e}");
 
     // A paused container is thawed by SIGKILL and ends; `always` does not bring back a
     // container killed by hand.
@@ -234,6 +240,21 @@ async fn kill_pause_and_unpause() {
     assert_eq!(engine.container(id).unwrap().state, ContainerState::Exited);
     let e = engine.pause_container(id).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+
+    // A paused container that is stopped is thawed after its stop signal (so that it can
+    // act on it), as Docker does.
+    engine.start_container(id).await.unwrap();
+    engine.pause_container(id).await.unwrap();
+    engine
+        .stop_container(id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let rec = engine.container(id).unwrap();
+    assert_eq!(
+        (rec.state, rec.exit_code),
+        (ContainerState::Exited, 128 + 15)
+    );
+    assert!(!rec.paused && !env.runtime.paused.lock().unwrap().contains(id));
     remove_all(&env, &engine).await;
 }
 

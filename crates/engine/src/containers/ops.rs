@@ -63,9 +63,14 @@ impl Engine {
             }
         }
         if rec.state != ContainerState::Created {
+            let why = match (rec.paused, rec.restart_policy) {
+                (true, _) => "is paused: unpause it instead",
+                (false, Some(_)) => "is already running",
+                (false, None) => "is not created: it can be started only once",
+            };
             return Err(EngineError::FailedPrecondition(format!(
-                "container {} is {:?}, not created: it can be started only once",
-                rec.id, rec.state
+                "container {} {why}",
+                rec.id
             )));
         }
         match c.ports.runtime.start(&rec.pod_id, &rec.id).await {
