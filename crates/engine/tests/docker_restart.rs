@@ -148,3 +148,82 @@ async fn policies_are_honoured_after_an_engine_restart() {
     .await;
     remove_all(&env, &engine).await;
 }
+
+#[tokio::test]
+async fn after_a_reboot_a_docker_pod_is_made_again_for_its_container() {
+    let env = Env::new();
+    let engine = engine(&env).await;
+    let sleep = ["sleep", "1000"];
+    let always = single(&engine, "always", &sleep, RestartPolicy::Always).await;
+    let no = single(&engine, "no", &sleep, RestartPolicy::No).await;
+    for s in [&always, &no] {
+        engine.start_container(&s.container_id).await.unwrap();
+    }
+    drop(engine);
+    // A reboot: the processes and the pinned namespaces are gone.
+    for s in [&always, &no] {
+        env.runtime.procs.lock().unwrap().remove(&s.container_id);
+    }
+    for s in [&always, &no] {
+        let net = env
+            .dir
+            .path()
+            .join("run/pods")
+            .join(&s.pod_id)
+            .join("ns/net");
+        std::fs::remove_file(net).unwrap();
+    }
+
+    let engine = env.engine(None).await;
+    // always: its pod is made again in place (same ids) and it runs.
+    until(&engine, &always.container_id, Duration::from_secs(2), |r| {
+        r.state == ContainerState::Running
+    })
+    .await;
+    let revived = engine.pod(&always.pod_id).unwrap();
+    assert_eq!(revived.state, berth_core::pod::PodState::Ready);
+    assert!(revived.ip.is_some());
+    // no: stays down with its pod, until started by hand.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rec = engine.container(&no.container_id).unwrap();
+    assert_eq!((rec.state, rec.exit_code), (ContainerState::Exited, 255));
+    assert_eq!(
+        engine.pod(&no.pod_id).unwrap().state,
+        berth_core::pod::PodState::NotReady
+    );
+    engine.start_container(&no.container_id).await.unwrap();
+    assert_eq!(
+        engine.pod(&no.pod_id).unwrap().state,
+        berth_core::pod::PodState::Ready
+    );
+
+    // A pod stopped as a whole holds its containers' policies back; a start makes it
+    // ready again.
+    engine.stop_pod(&always.pod_id).await.unwrap();
+    let rec = engine.container(&always.container_id).unwrap();
+    assert!(rec.manually_stopped);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        engine.container(&always.container_id).unwrap().state,
+        ContainerState::Exited
+    );
+    engine.start_container(&always.container_id).await.unwrap();
+    assert_eq!(
+        engine.container(&always.container_id).unwrap().state,
+        ContainerState::Running
+    );
+
+    // A CRI pod is never made again.
+    let pod_id = engine.run_pod(pod("cri")).await.unwrap();
+    let mut spec = container("cri", &sleep, None);
+    spec.pod_id = pod_id.clone();
+    let id = engine.create_container(spec).await.unwrap();
+    engine.stop_pod(&pod_id).await.unwrap();
+    let e = engine.start_container(&id).await.unwrap_err();
+    assert_eq!(e.kind(), berth_engine::ErrorKind::FailedPrecondition);
+    assert_eq!(
+        engine.pod(&pod_id).unwrap().state,
+        berth_core::pod::PodState::NotReady
+    );
+    remove_all(&env, &engine).await;
+}

@@ -39,7 +39,10 @@ impl Engine {
                 rec.id, rec.state
             )));
         }
-        self.pods.ready(&rec.pod_id)?;
+        if self.pods.ready(&rec.pod_id).is_err() {
+            // Its pod lost its namespaces (a reboot) or was stopped: made again in place.
+            self.revive_pod(&rec.pod_id).await?;
+        }
         let image = self.images.find(&rec.image_id).ok_or_else(|| {
             EngineError::FailedPrecondition(format!(
                 "container {}: its image {} ({}) is no longer on this node",
