@@ -160,7 +160,10 @@ impl Task {
                     match res {
                         Ok(st) if is_live(&st) => self.watch(pod, id),
                         Ok(_) | Err(RuntimeError::NotFound(_)) => {
-                            self.due.insert(id, (Instant::now(), Action::Exited));
+                            // A restart already waiting out its back-off stays as it is.
+                            if !self.restart_pending(&id) {
+                                self.due.insert(id, (Instant::now(), Action::Exited));
+                            }
                         }
                         Err(e) => {
                             tracing::debug!(container = %id, error = %e, "supervisor: wait failed; trying again");
@@ -174,6 +177,10 @@ impl Task {
                 }
             }
         }
+    }
+
+    fn restart_pending(&self, id: &str) -> bool {
+        matches!(self.due.get(id), Some((_, Action::Start(_))))
     }
 
     /// Shares which containers wait for a restart.
@@ -200,7 +207,13 @@ impl Task {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+            let started = Instant::now();
             let res = rt.wait(&pod, &id, WAIT_SPAN).await;
+            if res.as_ref().is_ok_and(is_live) && started.elapsed() < RETRY {
+                // A runtime that answers "still running" at once is not waited on in a
+                // busy loop.
+                tokio::time::sleep(RETRY).await;
+            }
             (pod, id, res)
         }));
     }
@@ -268,6 +281,9 @@ impl Task {
         let Some(policy) = rec.restart_policy else {
             return;
         };
+        if self.restart_pending(&rec.id) {
+            return;
+        }
         let pod_ready = engine.pods.ready(&rec.pod_id).is_ok();
         if !pod_ready
             || !policy.should_restart(
