@@ -7,15 +7,16 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 SHARED_TOOLS="$(pwd)/../shared/tools"
+# A worktree under /work/wt/<name> finds the shared tools one level further up.
+[ -d "$SHARED_TOOLS" ] || SHARED_TOOLS="$(pwd)/../../shared/tools"
 
 step() { echo; echo "==> $*"; }
 
 step "scripts/install-deps.sh"
 scripts/install-deps.sh
 
-step "cargo build --release (berthd, berth-monitor, bench)"
-cargo build --release -p berthd --bin berthd
-cargo build --release -p berth-linux --bin berth-monitor
+step "scripts/build-release.sh, cargo build --release (bench)"
+scripts/build-release.sh
 cargo build --release -p berth-tests --bin bench
 
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)

@@ -63,6 +63,7 @@ PORT=${CRI_RIG_PORT:-5000}
   printf 'root_dir = "%s"\nrun_dir = "%s"\n' "$TMP/root" "$TMP/run"
   sed "s/127.0.0.1:5000/127.0.0.1:$PORT/g" "$RIG/berthd-rig.toml"
   printf '\n[grpc]\nsocket = "%s"\nshutdown_grace_secs = 5\n' "$SOCK"
+  printf '\n[docker]\nsocket = "%s"\n' "$TMP/run/docker.sock"
   printf '\n[network]\nbridge = "%s"\nsubnet = "%s"\n' "$BRIDGE" "$SUBNET"
 } >"$TMP/berth.toml"
 "$BIN" --config "$TMP/berth.toml" config check >/dev/null || { echo "conformance: bad generated config $TMP/berth.toml" >&2; exit 1; }

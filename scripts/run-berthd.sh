@@ -8,9 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run-berthd.sh: run as root (berthd manages namespaces, mounts and cgroups)" >&2; exit 1; }
 scripts/install-deps.sh
-echo "+ cargo build --release (berthd, berth-monitor, berth)"
-cargo build --release -p berthd -p berth
-cargo build --release -p berth-linux --bin berth-monitor
+scripts/build-release.sh
 install -m 0755 target/release/berthd /usr/local/bin/berthd
 # The per-pod monitor and pod init, in a small binary berthd finds beside itself.
 install -m 0755 target/release/berth-monitor /usr/local/bin/berth-monitor

@@ -25,6 +25,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 export BERTHD_BIN="${BERTHD_BIN:-$TARGET_DIR/debug/berthd}"
 
+# The host lane runs every integration test binary of tests/tests/, among them
+# docker_images (the Docker API driven by the docker CLI 28, Debian's 20.10 CLI and the
+# Python SDK; those clients come from install-deps.sh).
 step "cargo test --workspace"
 cargo test --workspace
 

@@ -47,6 +47,8 @@ pub struct Berthd {
     pub root_dir: PathBuf,
     pub run_dir: PathBuf,
     pub socket: PathBuf,
+    /// The Docker API's socket (`DOCKER_HOST=unix://<docker_socket>`).
+    pub docker_socket: PathBuf,
     pub config_path: PathBuf,
     /// berthd's stdout+stderr, appended across restarts.
     pub log_path: PathBuf,
@@ -124,12 +126,14 @@ impl Berthd {
         let base = format!(
             "root_dir = {root:?}\nrun_dir = {run:?}\n\
              [grpc]\nsocket = {sock:?}\nshutdown_grace_secs = 3\n\
+             [docker]\nsocket = {docker_sock:?}\n\
              [image]\nauth_file = {auth:?}\n\
              [network]\nremove_on_exit = true\n\
              [log]\nlevel = \"info,berthd=debug,berth_engine=debug,berth_cri=debug,berth_image=debug\"\n",
             root = d.join("root"),
             run = d.join("run"),
             sock = d.join("run/berth.sock"),
+            docker_sock = d.join("run/docker.sock"),
             auth = d.join("no-docker-config.json"),
         );
         let mut table: toml::Table = base.parse().context("base config")?;
@@ -149,6 +153,12 @@ impl Berthd {
                 .and_then(|s| s.as_str())
                 .map(PathBuf::from)
                 .unwrap_or_else(|| d.join("run/berth.sock")),
+            docker_socket: table
+                .get("docker")
+                .and_then(|g| g.get("socket"))
+                .and_then(|s| s.as_str())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| d.join("run/docker.sock")),
             config_path,
             log_path: d.join("berthd.log"),
             config_text,

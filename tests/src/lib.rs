@@ -9,6 +9,7 @@ pub mod berthd;
 pub mod certs;
 pub mod client;
 pub mod containers;
+pub mod docker;
 pub mod images;
 pub mod pods;
 pub mod procs;

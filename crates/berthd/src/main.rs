@@ -1,5 +1,6 @@
 //! berthd: the berth CRI node agent.
 
+mod docker;
 mod listen;
 mod lock;
 mod logging;

@@ -39,7 +39,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (container_ports, streams) = crate::ports::containers(&cfg).await?;
     // The pods and containers, shared by every front door.
     let engine = Engine::open(
-        images,
+        images.clone(),
         ports,
         container_ports,
         RuntimeInfo {
@@ -53,6 +53,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .context("opening the pod store")?;
     let cri = Cri::new(engine.clone());
     let (runtime_svc, image_svc) = cri.services();
+    let docker_server = if cfg.docker.enabled {
+        let stop = stop.clone();
+        Some(
+            crate::docker::start(&cfg, images.clone(), move || shutdown::wait(stop.clone()))
+                .await?,
+        )
+    } else {
+        tracing::info!("the Docker API is off (docker.enabled = false)");
+        None
+    };
     if !cfg.metrics.address.is_empty() {
         let addr = crate::metrics::serve(&cfg.metrics.address, engine.clone()).await?;
         tracing::info!(%addr, "serving berthd's Prometheus metrics on http://{addr}/metrics");
@@ -62,6 +72,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         &cfg.grpc.socket,
         cfg.grpc.socket_mode,
         &cfg.grpc.socket_group,
+        "grpc",
     )?;
     let unix_server = Server::builder()
         .layer(RpcTraceLayer)
@@ -93,11 +104,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None
     };
 
-    let servers = async {
+    let cri_servers = async {
         match tcp_server {
             Some(tcp) => tokio::try_join!(unix_server, tcp).map(|_| ()),
             None => unix_server.await,
         }
+    };
+    // The Docker API drains on the same signal; its requests in flight (a pull's progress)
+    // get the same grace as the CRI's.
+    let servers = async {
+        let docker = async {
+            if let Some(d) = docker_server {
+                d.await;
+            }
+        };
+        let (cri, ()) = tokio::join!(cri_servers, docker);
+        cri
     };
     let grace = Duration::from_secs(cfg.grpc.shutdown_grace_secs);
     let result = tokio::select! {
@@ -111,6 +133,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(error = %e, "removing the CRI socket");
+    }
+    if cfg.docker.enabled
+        && let Err(e) = std::fs::remove_file(&cfg.docker.socket)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, "removing the Docker API socket");
     }
     // Open exec/attach/port-forward sessions end with the daemon (an exec's process is
     // killed with its session, as the kubelet's streams end with the kubelet).

@@ -34,6 +34,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
+    pub docker: DockerConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     /// Per-registry settings, keyed by host[:port] as written in image references
@@ -128,6 +129,33 @@ pub struct StreamingConfig {
     pub drain_timeout_secs: u64,
 }
 
+/// The Docker Engine API (what the docker CLI, docker-compose and the Docker SDKs speak).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// Serve the Docker API at all.
+    pub enabled: bool,
+    /// The unix socket (`DOCKER_HOST=unix://<socket>`).
+    pub socket: PathBuf,
+    /// Permission bits of the socket file: access to it is root on the node.
+    pub socket_mode: u32,
+    /// Group owning the socket ("" keeps root's group), like Docker's `docker` group.
+    pub socket_group: String,
+    pub tcp: DockerTcpConfig,
+}
+
+/// The Docker API on TCP: opt-in, and only with mutual TLS (an open docker port is root on
+/// the node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerTcpConfig {
+    pub enabled: bool,
+    pub address: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
 /// berthd's own Prometheus metrics (`GET /metrics`), off unless an address is set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -181,6 +209,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
+            docker: DockerConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             registries: BTreeMap::new(),
@@ -261,6 +290,30 @@ impl Default for StreamingConfig {
     }
 }
 
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: "/run/berth/docker.sock".into(),
+            socket_mode: 0o660,
+            socket_group: String::new(),
+            tcp: DockerTcpConfig::default(),
+        }
+    }
+}
+
+impl Default for DockerTcpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            address: "127.0.0.1:2376".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            client_ca: PathBuf::new(),
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
@@ -323,28 +376,28 @@ impl Config {
             ));
         }
         let tcp = &self.grpc.tcp;
-        if tcp.enabled {
-            if tcp.address.parse::<std::net::SocketAddr>().is_err() {
-                return Err(bad(
-                    "grpc.tcp.address",
-                    format!("{:?} is not an IP:port address", tcp.address),
-                ));
-            }
-            for (key, p) in [
-                ("grpc.tcp.tls_cert", &tcp.tls_cert),
-                ("grpc.tcp.tls_key", &tcp.tls_key),
-                ("grpc.tcp.client_ca", &tcp.client_ca),
-            ] {
-                if p.as_os_str().is_empty() {
-                    return Err(bad(
-                        key,
-                        "is required when grpc.tcp.enabled = true (TCP is served only with mutual TLS)"
-                            .into(),
-                    ));
-                }
-                absolute(key, p)?;
-            }
+        let tls_files = [&tcp.tls_cert, &tcp.tls_key, &tcp.client_ca];
+        check_tcp("grpc.tcp", tcp.enabled, &tcp.address, tls_files, &bad)?;
+        let docker = &self.docker;
+        absolute("docker.socket", &docker.socket)?;
+        if docker.socket_mode > 0o777 {
+            return Err(bad(
+                "docker.socket_mode",
+                format!(
+                    "{:#o} is not a permission mode (0o000..=0o777)",
+                    docker.socket_mode
+                ),
+            ));
         }
+        if docker.enabled && docker.socket == self.grpc.socket {
+            return Err(bad(
+                "docker.socket",
+                "must differ from grpc.socket (the CRI socket)".into(),
+            ));
+        }
+        let dt = &docker.tcp;
+        let tls_files = [&dt.tls_cert, &dt.tls_key, &dt.client_ca];
+        check_tcp("docker.tcp", dt.enabled, &dt.address, tls_files, &bad)?;
         let m = &self.metrics;
         if !m.address.is_empty() && m.address.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad(
@@ -501,6 +554,41 @@ impl Config {
     }
 }
 
+/// A TCP listener's settings (`grpc.tcp`, `docker.tcp`): when enabled, an IP:port and all
+/// three TLS files (absolute paths), since TCP is served only with mutual TLS.
+fn check_tcp(
+    prefix: &str,
+    enabled: bool,
+    address: &str,
+    [cert, key, ca]: [&PathBuf; 3],
+    bad: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if !enabled {
+        return Ok(());
+    }
+    if address.parse::<std::net::SocketAddr>().is_err() {
+        return Err(bad(
+            &format!("{prefix}.address"),
+            format!("{address:?} is not an IP:port address"),
+        ));
+    }
+    for (name, p) in [("tls_cert", cert), ("tls_key", key), ("client_ca", ca)] {
+        let key = format!("{prefix}.{name}");
+        if p.as_os_str().is_empty() {
+            return Err(bad(
+                &key,
+                format!(
+                    "is required when {prefix}.enabled = true (TCP is served only with mutual TLS)"
+                ),
+            ));
+        }
+        if !p.is_absolute() {
+            return Err(bad(&key, format!("{p:?} must be an absolute path")));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +654,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("youki") && e.contains("oci_runtimes"), "{e}");
+    }
+
+    #[test]
+    fn docker_section() {
+        let c = Config::from_toml("[docker]\nsocket = \"/tmp/d.sock\"\n", "t").unwrap();
+        assert!(c.docker.enabled);
+        assert_eq!(c.docker.socket, PathBuf::from("/tmp/d.sock"));
+        assert_eq!(c.docker.tcp.address, "127.0.0.1:2376");
+        let e = Config::from_toml("[docker.tcp]\nenabled = true\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker.tcp.tls_cert") && e.contains("mutual TLS"),
+            "{e}"
+        );
+        let e = Config::from_toml("[docker]\nsocket = \"/run/berth/berth.sock\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("docker.socket"), "{e}");
+        let e = Config::from_toml("[docker]\nsocket = \"d.sock\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute"), "{e}");
     }
 
     #[test]

@@ -87,6 +87,35 @@ pub enum ImageError {
     Store(String),
 }
 
+/// What a pull is doing, reported as it happens (the Docker API streams it as progress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// The manifest for our platform is known: the top-level manifest (or index) digest and
+    /// the layers' compressed blob digests with their sizes, base layer first.
+    Resolved {
+        manifest: Digest,
+        layers: Vec<(Digest, u64)>,
+    },
+    /// The layer (by blob digest) was already in the store, unpacked.
+    LayerExists(Digest),
+    /// The layer's blob is downloaded and verified.
+    LayerDownloaded(Digest),
+    /// The layer is unpacked: it is ready to use.
+    LayerReady(Digest),
+}
+
+/// Receives [`PullEvent`]s. Called from the pulling task; must not block.
+pub trait PullProgress: Send + Sync {
+    fn event(&self, event: PullEvent);
+}
+
+/// Ignores every event: a pull nobody watches.
+pub struct NoProgress;
+
+impl PullProgress for NoProgress {
+    fn event(&self, _event: PullEvent) {}
+}
+
 /// The image store as the CRI layer sees it.
 #[async_trait]
 pub trait ImageStore: Send + Sync {
@@ -97,6 +126,36 @@ pub trait ImageStore: Send + Sync {
         reference: &Reference,
         auth: Option<RegistryAuth>,
     ) -> Result<Image, ImageError>;
+    /// [`ImageStore::pull`], reporting what it does to `progress`. A store that cannot
+    /// tell its steps reports none (the default).
+    async fn pull_with_progress(
+        &self,
+        reference: &Reference,
+        auth: Option<RegistryAuth>,
+        progress: &dyn PullProgress,
+    ) -> Result<Image, ImageError> {
+        let _ = progress;
+        self.pull(reference, auth).await
+    }
+    /// Gives the image that `source` names (as [`ImageStore::find`] resolves it) the tag
+    /// `target` (which must carry a tag and no digest); the tag moves from any image that
+    /// held it, and an image left without names is removed. The default refuses: only
+    /// stores that keep names can tag.
+    async fn tag(&self, source: &str, target: &Reference) -> Result<Image, ImageError> {
+        let _ = (source, target);
+        Err(ImageError::Unsupported {
+            reference: target.to_string(),
+            message: "this image store cannot tag images".into(),
+        })
+    }
+    /// The unpacked size in bytes of each of the image's layers, base layer first (what
+    /// `docker history` shows). The default refuses, like [`ImageStore::tag`].
+    async fn layer_sizes(&self, id: &Digest) -> Result<Vec<u64>, ImageError> {
+        Err(ImageError::Unsupported {
+            reference: id.to_string(),
+            message: "this image store cannot measure layers".into(),
+        })
+    }
     /// All images, in a stable order.
     fn list(&self) -> Vec<Image>;
     /// Finds an image by id (`sha256:…`, full or unambiguous hex prefix), by name

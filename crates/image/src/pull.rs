@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use berth_core::image::{Image, ImageError, RegistryAuth};
+use berth_core::image::{Image, ImageError, PullEvent, PullProgress, RegistryAuth};
 use berth_core::{Digest, Reference};
 
 use crate::error::join_error;
@@ -57,6 +57,7 @@ impl Inner {
         self: &Arc<Self>,
         reference: &Reference,
         auth: Option<RegistryAuth>,
+        progress: &dyn PullProgress,
     ) -> Result<Image, ImageError> {
         let refname = reference.to_string();
         let session = self.registry.session(reference, auth)?;
@@ -140,6 +141,10 @@ impl Inner {
         }
         let chains = snapshot::chain_ids(&info.diff_ids);
         lease.add(&[], &chains);
+        progress.event(PullEvent::Resolved {
+            manifest: top_digest.clone(),
+            layers: layers.iter().map(|l| (l.digest.clone(), l.size)).collect(),
+        });
 
         // 4. Layers: download and unpack, all at once (bounded by the download semaphore).
         let jobs = layers.iter().enumerate().map(|(i, l)| {
@@ -149,6 +154,7 @@ impl Inner {
                 kinds[i],
                 info.diff_ids[i].clone(),
                 chains[i].clone(),
+                progress,
             )
         });
         // Wait for every job even after a failure, so no download of this pull is still
@@ -309,7 +315,12 @@ impl Inner {
         kind: LayerCompression,
         diff_id: Digest,
         chain: Digest,
+        progress: &dyn PullProgress,
     ) -> Result<(), ImageError> {
+        if self.content.has(&desc.digest) && snapshot::exists(&self.root, &chain) {
+            progress.event(PullEvent::LayerExists(desc.digest.clone()));
+            return Ok(());
+        }
         if !self.content.has(&desc.digest) {
             let (me, s, d) = (self.clone(), session.clone(), desc.clone());
             self.inflight
@@ -318,6 +329,7 @@ impl Inner {
                 })
                 .await?;
         }
+        progress.event(PullEvent::LayerDownloaded(desc.digest.clone()));
         if !snapshot::exists(&self.root, &chain) {
             let root = self.root.clone();
             let blob = self.content.blob_path(&desc.digest);
@@ -332,6 +344,7 @@ impl Inner {
                 })
                 .await?;
         }
+        progress.event(PullEvent::LayerReady(desc.digest.clone()));
         Ok(())
     }
 }

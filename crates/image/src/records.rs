@@ -191,6 +191,18 @@ impl Records {
         dropped
     }
 
+    /// Adds `tag` to image `id`, moving it from any image that held it. Returns the ids of
+    /// images dropped because the tag was their last name.
+    pub fn tag(&mut self, id: &Digest, tag: &str) -> Vec<Digest> {
+        match self.by_id.get(id) {
+            Some(rec) => {
+                let rec = rec.clone();
+                self.insert(rec, &[tag.to_string()], &[])
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// Applies a removal: an id or digest name drops the image; a tag is untagged and the
     /// image dropped when it has no tag left. Returns whether an image was dropped.
     pub fn remove(&mut self, m: &Match) -> bool {
@@ -321,6 +333,22 @@ mod tests {
         assert_eq!(n.repo_tags.len(), 3);
         assert_eq!(n.repo_digests.len(), 1);
         assert_eq!(n.blobs.len(), 2);
+    }
+
+    #[test]
+    fn tagging_moves_the_tag_and_drops_orphans() {
+        let mut rs = records(vec![rec(1, &["r/a:1"], &[]), rec(2, &["r/b:1"], &[])]);
+        let (id1, id2) = (Digest::of(&[1]), Digest::of(&[2]));
+        assert!(rs.tag(&id1, "r/c:2").is_empty());
+        assert_eq!(rs.by_id[&id1].repo_tags, vec!["r/a:1", "r/c:2"]);
+        // r/b:1 was image 2's only name: the tag moves and image 2 goes.
+        assert_eq!(rs.tag(&id1, "r/b:1"), vec![id2.clone()]);
+        assert!(!rs.by_id.contains_key(&id2));
+        assert_eq!(rs.by_id[&id1].repo_tags.len(), 3);
+        assert_eq!(rs.by_id[&id1].blobs.len(), 1, "blobs kept as they were");
+        // Tagging again is a no-op; an unknown id changes nothing.
+        assert!(rs.tag(&id1, "r/b:1").is_empty());
+        assert!(rs.tag(&Digest::of(b"none"), "r/x:1").is_empty());
     }
 
     #[test]

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use berth_core::Digest;
 use berth_core::Reference;
 use berth_core::config::Config;
-use berth_core::image::{FsUsage, Image, ImageError, ImageStore, RegistryAuth};
+use berth_core::image::{
+    FsUsage, Image, ImageError, ImageStore, NoProgress, PullProgress, RegistryAuth,
+};
 use tokio::sync::Semaphore;
 
 use crate::content::{Content, io_error};
@@ -195,8 +198,17 @@ impl ImageStore for Store {
         reference: &Reference,
         auth: Option<RegistryAuth>,
     ) -> Result<Image, ImageError> {
+        self.pull_with_progress(reference, auth, &NoProgress).await
+    }
+
+    async fn pull_with_progress(
+        &self,
+        reference: &Reference,
+        auth: Option<RegistryAuth>,
+        progress: &dyn PullProgress,
+    ) -> Result<Image, ImageError> {
         let started = std::time::Instant::now();
-        let res = self.inner.pull(reference, auth).await;
+        let res = self.inner.pull(reference, auth, progress).await;
         match &res {
             Ok(img) => {
                 tracing::info!(reference = %reference, id = %img.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled image")
@@ -237,6 +249,59 @@ impl ImageStore for Store {
         })
         .await
         .map_err(|e| join_error("removing an image", e))?
+    }
+
+    async fn tag(&self, source: &str, target: &Reference) -> Result<Image, ImageError> {
+        let tag = match (target.tagged_name(), target.digest()) {
+            (Some(t), None) => t,
+            _ => {
+                return Err(ImageError::InvalidArgument(format!(
+                    "tag target {target} must be name:tag, without a digest"
+                )));
+            }
+        };
+        let inner = self.inner.clone();
+        let source = source.to_string();
+        tokio::task::spawn_blocking(move || {
+            inner.update(|records| match records.resolve(&source) {
+                Ok(Some(m)) => {
+                    let id = m.id().clone();
+                    let dropped = records.tag(&id, &tag);
+                    for d in &dropped {
+                        tracing::info!(image = %d, tag = %tag, "image lost its last name to a tag; deleting it");
+                    }
+                    tracing::info!(source = %source, image = %id, tag = %tag, "tagged image");
+                    let img = records.by_id.get(&id).map(|r| inner.to_image(r));
+                    (img.ok_or_else(|| ImageError::NotFound(source.clone())), !dropped.is_empty())
+                }
+                Ok(None) => (Err(ImageError::NotFound(source.clone())), false),
+                Err(e) => (Err(e), false),
+            })?
+        })
+        .await
+        .map_err(|e| join_error("tagging an image", e))?
+    }
+
+    async fn layer_sizes(&self, id: &Digest) -> Result<Vec<u64>, ImageError> {
+        let dirs: Vec<PathBuf> = {
+            let st = self.inner.lock();
+            let r = st
+                .records
+                .by_id
+                .get(id)
+                .ok_or_else(|| ImageError::NotFound(id.to_string()))?;
+            r.chain_ids
+                .iter()
+                .map(|c| snapshot::fs_dir(&self.inner.root, c))
+                .collect()
+        };
+        tokio::task::spawn_blocking(move || {
+            dirs.iter()
+                .map(|d| crate::usage::content_bytes(d))
+                .collect::<Result<Vec<u64>, ImageError>>()
+        })
+        .await
+        .map_err(|e| join_error("measuring layers", e))?
     }
 
     fn fs_usage(&self) -> Result<FsUsage, ImageError> {

@@ -33,9 +33,42 @@ pub fn fs_usage(root: &Path) -> Result<FsUsage, ImageError> {
     Ok(usage)
 }
 
+/// The bytes of the regular files under `dir` (each hard-linked inode once, symlinks not
+/// followed): a layer's size as `docker history` reports it.
+pub fn content_bytes(dir: &Path) -> Result<u64, ImageError> {
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut total = 0;
+    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p)
+            .map_err(|e| ImageError::Store(format!("stat {}: {e}", p.display())))?;
+        if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+            total += meta.len();
+        } else if meta.is_dir() {
+            let rd = std::fs::read_dir(&p)
+                .map_err(|e| ImageError::Store(format!("listing {}: {e}", p.display())))?;
+            stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_bytes_counts_file_lengths_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        assert_eq!(content_bytes(r).unwrap(), 0);
+        std::fs::create_dir(r.join("d")).unwrap();
+        std::fs::write(r.join("d/a"), vec![1u8; 1000]).unwrap();
+        std::fs::hard_link(r.join("d/a"), r.join("b")).unwrap();
+        std::fs::write(r.join("c"), b"xyz").unwrap();
+        std::os::unix::fs::symlink("/usr", r.join("l")).unwrap();
+        assert_eq!(content_bytes(r).unwrap(), 1003);
+    }
 
     #[test]
     fn counts_blocks_inodes_and_hardlinks_once() {

@@ -38,7 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use tls::TlsSettings;
+pub use tls::{TlsSettings, server_config as tls_server_config};
 pub use tokens::MAX_PENDING;
 
 use crate::http::Shared;

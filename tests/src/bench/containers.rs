@@ -200,13 +200,8 @@ async fn memory(
 ) -> Result<MemSample> {
     let mut c = env.rt(rt).await?;
     for i in 0..pods {
-        let cfg = env.pod_config(rt, &format!("mem-{}-{pods}-{i}", rt.name()));
-        let pod = rpc::run(&mut c, &cfg)
-            .await
-            .with_context(|| format!("{} pod {i}", rt.name()))?;
-        let spec = CtrSpec::new("app", &env.busybox).cmd(&["sleep", "3600"]);
-        let id = crpc::create(&mut c, &pod, &spec.config, &cfg).await?;
-        crpc::start(&mut c, &id).await?;
+        let name = format!("mem-{}-{pods}-{i}", rt.name());
+        env.run_sleeping_pod(&mut c, rt, &name).await?;
     }
     // Let lazily touched pages settle.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -2,15 +2,9 @@
 //! berthd/containerd ratios, and the verdicts against the targets (start latency at most
 //! 1/2 of containerd's, monitor memory at most 1/4 of the shim's).
 
-use std::time::Duration;
-
 use crate::bench::containers::{ContainersOptions, MemSample, Times};
 use crate::bench::procmem::{Mem, PerPod};
-use crate::bench::stats::{Runtime, percentile};
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
+use crate::bench::stats::{self, Runtime, percentile};
 
 fn ratio(a: f64, b: f64) -> f64 {
     a / b.max(f64::MIN_POSITIVE)
@@ -18,11 +12,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 
 /// p50/p99 per operation and runtime, with ratios.
 pub fn latency_table(b: &Times, c: &Times) -> String {
-    let mut t = String::from(
-        "| operation | n | berthd p50 (ms) | berthd p99 (ms) | containerd p50 (ms) | containerd p99 (ms) | berthd/containerd p50 | p99 |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for (op, x, y) in [
+    stats::latency_table(&[
         (
             "CreateContainer+StartContainer",
             &b.create_start,
@@ -32,25 +22,7 @@ pub fn latency_table(b: &Times, c: &Times) -> String {
         ("StartContainer", &b.start, &c.start),
         ("StopContainer (timeout 0)", &b.stop, &c.stop),
         ("RemoveContainer", &b.remove, &c.remove),
-    ] {
-        let r = |p: f64| {
-            ratio(
-                percentile(x, p).as_secs_f64(),
-                percentile(y, p).as_secs_f64(),
-            )
-        };
-        t.push_str(&format!(
-            "| {op} | {} | {} | {} | {} | {} | {:.2} | {:.2} |\n",
-            x.len().min(y.len()),
-            ms(percentile(x, 50.0)),
-            ms(percentile(x, 99.0)),
-            ms(percentile(y, 50.0)),
-            ms(percentile(y, 99.0)),
-            r(50.0),
-            r(99.0)
-        ));
-    }
-    t
+    ])
 }
 
 /// Per-pod memory (KiB) per pod count: agent (monitor / shim), holder (pod init / pause),
@@ -126,14 +98,7 @@ pub fn print_report(
     versions: (String, String),
     host: &[String],
 ) {
-    println!();
-    println!("berthd:     {}", versions.0);
-    println!(
-        "containerd: {} [{}]",
-        versions.1,
-        crate::bench::containerd::containerd_bin().display()
-    );
-    println!("workspace:  git {}", crate::bench::git_rev());
+    crate::bench::print_header(&versions);
     println!(
         "containers: {} per runtime in blocks of {} (one pod per block), alternating first runtime",
         opts.containers, opts.block
@@ -185,6 +150,8 @@ pub fn print_report(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -131,7 +131,8 @@ impl BenchEnv {
     }
 }
 
-fn copy_logs(dir: &Path, berthd: &Path, containerd: &Path) -> Result<()> {
+/// Copies both daemons' logs into `dir` (created if needed).
+pub fn copy_logs(dir: &Path, berthd: &Path, containerd: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("mkdir {dir:?}"))?;
     std::fs::copy(berthd, dir.join("berthd.log")).context("copy berthd log")?;
     std::fs::copy(containerd, dir.join("containerd.log")).context("copy containerd log")?;

@@ -9,11 +9,17 @@ pub mod containerd;
 pub mod containers;
 pub mod containers_report;
 pub mod env;
+pub mod host_cleanup;
 pub mod images;
+pub mod lifecycle;
+pub mod lifecycle_report;
 pub mod list_stats;
 pub mod pods;
 pub mod procmem;
 pub mod pull;
+pub mod rpc_trace;
+pub mod scale;
+pub mod scale_report;
 pub mod side_by_side;
 pub mod stats;
 pub mod streaming;
@@ -39,4 +45,26 @@ pub fn git_rev() -> String {
         .map(|s| !s.is_empty())
         .unwrap_or(false);
     if dirty { format!("{rev}-dirty") } else { rev }
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), for the report: the machine is
+/// shared, and the absolute times depend on it.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// The lines every side-by-side report starts with: both runtimes' versions, the workspace
+/// commit and the machine's load (absolute times depend on it).
+pub fn print_header(versions: &(String, String)) {
+    println!();
+    println!("berthd:     {}", versions.0);
+    println!(
+        "containerd: {} [{}]",
+        versions.1,
+        containerd::containerd_bin().display()
+    );
+    println!("workspace:  git {}", git_rev());
+    println!("load:       {}", loadavg());
 }

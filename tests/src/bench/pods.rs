@@ -10,19 +10,19 @@
 //! (untimed) so neither runtime is measured skipping the network.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::bench::containerd::CriPods;
 use crate::bench::env::{BenchEnv, EnvOptions};
-use crate::bench::stats::{Runtime, percentile};
+use crate::bench::host_cleanup::{self, clean_host};
+use crate::bench::stats::{Runtime, latency_table, percentile};
 use crate::cri;
 use crate::images::layer::{Compression, LayerBuilder};
 use crate::images::layout::{ConfigSpec, LayoutWriter};
 use crate::images::{BuiltImage, PlatformImage, TestImage, busybox_path};
-use crate::pods::leaks;
 use crate::pods::rpc;
 use crate::{Registry, client};
 
@@ -178,7 +178,7 @@ pub async fn run(opts: &PodsOptions) -> Result<(PodTimes, PodTimes)> {
         .tempdir()?;
     let registry = Registry::start().context("start docker-registry")?;
     let pause = registry.push_as(&build_pause(work.path())?, "pause", "3.9")?;
-    let netns_before = netns_list();
+    let netns_before = host_cleanup::netns_list();
     let mut env_opts = opts.env.clone();
     env_opts.berthd_toml =
         format!("[network]\nbridge = {BERTHD_BRIDGE:?}\nsubnet = {BERTHD_SUBNET:?}\n");
@@ -206,7 +206,7 @@ pub async fn run(opts: &PodsOptions) -> Result<(PodTimes, PodTimes)> {
         }
     }
     let cleanup = env.shutdown().await;
-    let host = clean_host(&netns_before);
+    let host = clean_host(&netns_before, &[BERTHD_CGROUP, CONTAINERD_CGROUP]);
     let (b, c) = result?;
     cleanup?;
     print_report(&b, &c, opts, versions, &host);
@@ -305,115 +305,13 @@ async fn measure(env: &BenchEnv, pause: &str, opts: &PodsOptions) -> Result<(Pod
     Ok((b, c))
 }
 
-fn netns_list() -> Vec<String> {
-    std::fs::read_dir("/run/netns")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn run_quiet(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Removes what the runtimes leave on the host by design (the CNI bridge, the bench cgroup
-/// parents) and anything else found (netns, iptables rules for the CNI subnet); returns a
-/// line per action.
-fn clean_host(netns_before: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for ns in netns_list() {
-        if !netns_before.contains(&ns) {
-            run_quiet(&["ip", "netns", "delete", &ns]);
-            out.push(format!("LEAK: netns {ns} left after the run (deleted)"));
-        }
-    }
-    if leaks::link_exists(CNI_BRIDGE) {
-        run_quiet(&["ip", "link", "delete", CNI_BRIDGE]);
-        out.push(format!(
-            "deleted containerd's CNI bridge {CNI_BRIDGE} (the bridge plugin never removes it)"
-        ));
-    }
-    if leaks::link_exists(BERTHD_BRIDGE) {
-        run_quiet(&["ip", "link", "delete", BERTHD_BRIDGE]);
-        out.push(format!(
-            "LEAK: berthd's bridge {BERTHD_BRIDGE} left (deleted)"
-        ));
-    }
-    let nat = Command::new("iptables")
-        .args(["-t", "nat", "-S"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    let prefix = CNI_SUBNET.trim_end_matches("0.0/16");
-    for rule in nat
-        .lines()
-        .filter(|l| l.starts_with("-A ") && l.contains(prefix))
-    {
-        let mut args = vec!["iptables", "-t", "nat", "-D"];
-        args.extend(rule[3..].split_whitespace().map(|s| s.trim_matches('"')));
-        run_quiet(&args);
-        out.push(format!("LEAK: iptables nat rule `{rule}` (deleted)"));
-    }
-    for parent in [BERTHD_CGROUP, CONTAINERD_CGROUP] {
-        for dir in leaks::cgroup_dirs(parent) {
-            let children = std::fs::read_dir(&dir)
-                .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).count())
-                .unwrap_or(0);
-            if children > 0 {
-                out.push(format!(
-                    "LEAK: {children} pod cgroups left in {}",
-                    dir.display()
-                ));
-            }
-            leaks::remove_cgroup_tree(&dir);
-        }
-    }
-    out.push(format!(
-        "removed the bench cgroup parents {BERTHD_CGROUP} and {CONTAINERD_CGROUP}"
-    ));
-    out
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
 /// The markdown table: p50 and p99 per operation and runtime, and the ratios.
 pub fn table(b: &PodTimes, c: &PodTimes) -> String {
-    let mut t = String::from(
-        "| operation | n | berthd p50 (ms) | berthd p99 (ms) | containerd p50 (ms) | containerd p99 (ms) | berthd/containerd p50 | p99 |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for (op, x, y) in [
+    latency_table(&[
         ("RunPodSandbox", &b.run, &c.run),
         ("StopPodSandbox", &b.stop, &c.stop),
         ("RemovePodSandbox", &b.remove, &c.remove),
-    ] {
-        let r = |p: f64| {
-            percentile(x, p).as_secs_f64() / percentile(y, p).as_secs_f64().max(f64::MIN_POSITIVE)
-        };
-        t.push_str(&format!(
-            "| {op} | {} | {} | {} | {} | {} | {:.2} | {:.2} |\n",
-            x.len().min(y.len()),
-            ms(percentile(x, 50.0)),
-            ms(percentile(x, 99.0)),
-            ms(percentile(y, 50.0)),
-            ms(percentile(y, 99.0)),
-            r(50.0),
-            r(99.0)
-        ));
-    }
-    t
+    ])
 }
 
 fn print_report(

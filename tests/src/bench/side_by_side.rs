@@ -7,16 +7,17 @@
 //! socket address (the harness's default run dir under /tmp is too long).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::bench::containerd::{Containerd, CriPods};
 use crate::bench::env::EnvOptions;
-use crate::bench::pods::{BERTHD_BRIDGE, BERTHD_SUBNET, CNI_BRIDGE, CNI_SUBNET};
+use crate::bench::host_cleanup::{self, clean_host};
+use crate::bench::pods::{BERTHD_BRIDGE, BERTHD_SUBNET};
 use crate::bench::stats::Runtime;
-use crate::pods::{leaks, rpc};
+use crate::containers::{CtrSpec, rpc as crpc};
+use crate::pods::rpc;
 use crate::{Berthd, BerthdOptions, Registry, TestImage, client, cri, images};
 
 pub const BERTHD_CGROUP: &str = "/berth-bench-cb";
@@ -29,6 +30,8 @@ pub struct SideBySide {
     /// The busybox image reference (pulled on both).
     pub busybox: String,
     log_dir: PathBuf,
+    /// Where to copy both daemons' logs at the end (`--logs`).
+    logs_dir: Option<PathBuf>,
     /// berthd's run dir; removed after berthd stops.
     run: Option<tempfile::TempDir>,
     netns_before: Vec<String>,
@@ -56,7 +59,7 @@ impl SideBySide {
             "3.9",
         )?;
         let busybox = registry.push(&images::build(TestImage::Busybox)?)?;
-        let netns_before = netns_list();
+        let netns_before = host_cleanup::netns_list();
         let run = tempfile::Builder::new().prefix("bcb").tempdir_in("/run")?;
         let extra = format!(
             "run_dir = {:?}\n[grpc]\nsocket = {:?}\n[log]\nlevel = {:?}\n\
@@ -85,6 +88,7 @@ impl SideBySide {
             containerd,
             busybox: busybox.reference.clone(),
             log_dir: work.path().join("logs"),
+            logs_dir: env.logs_dir.clone(),
             run: Some(run),
             netns_before,
             _registry: registry,
@@ -143,6 +147,28 @@ impl SideBySide {
         }
     }
 
+    /// Runs pod `name` with one busybox `sleep 3600` container on `rt` (untimed); returns
+    /// the pod id and the container id.
+    pub async fn run_sleeping_pod(
+        &self,
+        c: &mut rpc::Runtime,
+        rt: Runtime,
+        name: &str,
+    ) -> Result<(String, String)> {
+        let cfg = self.pod_config(rt, name);
+        let pod = rpc::run(c, &cfg)
+            .await
+            .with_context(|| format!("{} RunPodSandbox {name}", rt.name()))?;
+        let spec = CtrSpec::new("app", &self.busybox).cmd(&["sleep", "3600"]);
+        let id = crpc::create(c, &pod, &spec.config, &cfg)
+            .await
+            .with_context(|| format!("{} CreateContainer in {name}", rt.name()))?;
+        crpc::start(c, &id)
+            .await
+            .with_context(|| format!("{} StartContainer in {name}", rt.name()))?;
+        Ok((pod, id))
+    }
+
     /// `name version (api)` from the runtime's Version RPC.
     pub async fn version(&self, rt: Runtime) -> String {
         let Ok(mut c) = self.rt(rt).await else {
@@ -171,6 +197,12 @@ impl SideBySide {
         if result.is_err() {
             eprintln!("---- berthd log tail ----\n{}", self.berthd.log_tail(40));
             eprintln!("{}", self.containerd.log_digest());
+        }
+        if let Some(dir) = &self.logs_dir
+            && let Err(e) =
+                crate::bench::env::copy_logs(dir, &self.berthd.log_path, &self.containerd.log_path)
+        {
+            eprintln!("bench: {e:#}");
         }
         let versions = (
             self.version(Runtime::Berthd).await,
@@ -204,83 +236,13 @@ impl SideBySide {
                 problems.push(format!("mounts left under {:?}: {left:?}", run.keep()));
             }
         }
-        let host = clean_host(&netns_before);
+        let host = clean_host(&netns_before, &[BERTHD_CGROUP, CONTAINERD_CGROUP]);
         let value = result?;
         if !problems.is_empty() {
             bail!("cleanup: {}", problems.join("\n"));
         }
         Ok((value, Finished { versions, host }))
     }
-}
-
-fn netns_list() -> Vec<String> {
-    std::fs::read_dir("/run/netns")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn run_quiet(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// What the runtimes leave by design (containerd's CNI bridge, the cgroup parents) and
-/// anything else found; one line per action.
-fn clean_host(netns_before: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for ns in netns_list() {
-        if !netns_before.contains(&ns) {
-            run_quiet(&["ip", "netns", "delete", &ns]);
-            out.push(format!("LEAK: netns {ns} (deleted)"));
-        }
-    }
-    if leaks::link_exists(CNI_BRIDGE) {
-        run_quiet(&["ip", "link", "delete", CNI_BRIDGE]);
-        out.push(format!("deleted containerd's CNI bridge {CNI_BRIDGE}"));
-    }
-    if leaks::link_exists(BERTHD_BRIDGE) {
-        run_quiet(&["ip", "link", "delete", BERTHD_BRIDGE]);
-        out.push(format!("LEAK: berthd's bridge {BERTHD_BRIDGE} (deleted)"));
-    }
-    let nat = Command::new("iptables")
-        .args(["-t", "nat", "-S"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    let prefix = CNI_SUBNET.trim_end_matches("0.0/16");
-    for rule in nat
-        .lines()
-        .filter(|l| l.starts_with("-A ") && l.contains(prefix))
-    {
-        let mut args = vec!["iptables", "-t", "nat", "-D"];
-        args.extend(rule[3..].split_whitespace().map(|s| s.trim_matches('"')));
-        run_quiet(&args);
-        out.push(format!("LEAK: iptables nat rule `{rule}` (deleted)"));
-    }
-    for parent in [BERTHD_CGROUP, CONTAINERD_CGROUP] {
-        for dir in leaks::cgroup_dirs(parent) {
-            let n = std::fs::read_dir(&dir)
-                .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).count())
-                .unwrap_or(0);
-            if n > 0 {
-                out.push(format!("LEAK: {n} cgroups left in {}", dir.display()));
-            }
-            leaks::remove_cgroup_tree(&dir);
-        }
-    }
-    out.push(format!(
-        "removed the cgroup parents {BERTHD_CGROUP} and {CONTAINERD_CGROUP}"
-    ));
-    out
 }
 
 #[cfg(test)]

@@ -56,6 +56,39 @@ pub fn min(samples: &[Duration]) -> Duration {
     samples.iter().copied().min().unwrap_or_default()
 }
 
+/// `a / b`, with `b` kept away from zero.
+pub fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// A markdown table of latencies: one row per operation with its sample count, berthd's and
+/// containerd's p50 and p99 (ms) and the berthd/containerd ratios of both.
+pub fn latency_table(rows: &[(&str, &[Duration], &[Duration])]) -> String {
+    let mut t = String::from(
+        "| operation | n | berthd p50 (ms) | berthd p99 (ms) | containerd p50 (ms) | containerd p99 (ms) | berthd/containerd p50 | p99 |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (op, x, y) in rows {
+        let r = |p: f64| ratio(percentile(x, p), percentile(y, p));
+        let _ = writeln!(
+            t,
+            "| {op} | {} | {} | {} | {} | {} | {:.2} | {:.2} |",
+            x.len().min(y.len()),
+            ms(percentile(x, 50.0)),
+            ms(percentile(x, 99.0)),
+            ms(percentile(y, 50.0)),
+            ms(percentile(y, 99.0)),
+            r(50.0),
+            r(99.0)
+        );
+    }
+    t
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
 }

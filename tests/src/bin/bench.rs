@@ -11,8 +11,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use berth_tests::bench::containers::{self, ContainersOptions};
+use berth_tests::bench::lifecycle::{self, LifecycleOptions};
 use berth_tests::bench::pods::{self, PodsOptions};
 use berth_tests::bench::pull::{self, PullOptions};
+use berth_tests::bench::scale::{self, ScaleOptions};
 use berth_tests::bench::streaming::{self, StreamingOptions};
 
 const USAGE: &str = "usage: bench <phase> [options]
@@ -26,19 +28,32 @@ phases:
   streaming
           exec round trip (Exec RPC + SPDY session of `true`, p50/p99) and port-forward
           throughput (one SPDY-forwarded download from httpd in the pod), on both
+  lifecycle
+          the full lifecycle of one pod at a time (RunPodSandbox with log_directory, Create,
+          Start, Stop, Remove container, StopPodSandbox, RemovePodSandbox; p50/p99 per RPC),
+          alone and beside one other running pod, on both (--iterations, default 30)
+  scale   with --pods N (default 100) running pods: ListPodSandbox, ListContainers (--calls,
+          default 20) and PodSandboxStatus of every pod (--status-rounds, default 2) p50/p99;
+          RunPodSandbox at 1 and at N pods (--runs, default 20); --parallel pods (default 20)
+          started at once; on both
   stats   ListContainerStats latency (p50, p99) with 50 running containers (one per pod),
           on both (--pod-counts sets the counts, --iterations the calls; default 20)
 
 options:
   --iterations N        measured iterations (default 5)
-  --pods N              pods: pods per runtime (default 60)
+  --pods N              pods: pods per runtime (default 60); scale: running pods (100)
   --block N             pods/containers: pods (containers) per block, runtimes alternate
                         per block (default 10)
   --containers N        containers: containers per runtime (default 60)
   --pod-counts A,B      containers: pod counts of the memory phase (default 10,50)
   --execs N             streaming: exec round trips per runtime (default 200; --block sets
                         the block, default 20 there)
-  --runs N              streaming: port-forward downloads per runtime (default 5)
+  --runs N              streaming: port-forward downloads per runtime (default 5); scale:
+                        timed RunPodSandbox at 1 and at N pods (default 20)
+  --pause-ms N          lifecycle: idle time before each lifecycle (default 0)
+  --calls N             scale: timed list calls (default 20)
+  --status-rounds N     scale: PodSandboxStatus rounds over every pod (default 2)
+  --parallel N          scale: pods started at once (default 20)
   --mib N               streaming: download size in MiB (default 200)
   --logs DIR            copy berthd.log and containerd.log into DIR
   --berthd-log FILTER   berthd's log level (default \"info,berth_image=debug\")
@@ -49,6 +64,8 @@ env: BERTHD_BIN (berthd binary; default: cargo build of the debug berthd),
 
 struct Options {
     pull: PullOptions,
+    scale: ScaleOptions,
+    pause_ms: u64,
     pods: PodsOptions,
     ctrs: ContainersOptions,
     stream: StreamingOptions,
@@ -68,6 +85,8 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
     let mut pods = PodsOptions::default();
     let mut ctrs = ContainersOptions::default();
     let mut stream = StreamingOptions::default();
+    let mut scale = ScaleOptions::default();
+    let mut pause_ms = 0;
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -92,6 +111,16 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
             }
             "--execs" => stream.execs = value()?.parse().context("--execs takes a number")?,
             "--runs" => stream.runs = value()?.parse().context("--runs takes a number")?,
+            "--pause-ms" => {
+                pause_ms = value()?.parse().context("--pause-ms takes a number")?;
+            }
+            "--calls" => scale.calls = value()?.parse().context("--calls takes a number")?,
+            "--status-rounds" => {
+                scale.status_rounds = value()?.parse().context("--status-rounds takes a number")?;
+            }
+            "--parallel" => {
+                scale.parallel = value()?.parse().context("--parallel takes a number")?;
+            }
             "--mib" => stream.mib = value()?.parse().context("--mib takes a number")?,
             "--logs" => opts.env.logs_dir = Some(PathBuf::from(value()?)),
             "--berthd-log" => opts.env.berthd_log = value()?.clone(),
@@ -106,8 +135,11 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
     pods.env = opts.env.clone();
     ctrs.env = opts.env.clone();
     stream.env = opts.env.clone();
+    scale.env = opts.env.clone();
     let all = Options {
         pull: opts,
+        scale,
+        pause_ms,
         pods,
         ctrs,
         stream,
@@ -119,6 +151,7 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (phase, o) = parse(&args)?;
+    let explicit = |flag: &str| args.iter().any(|a| a == flag);
     match phase.as_str() {
         "pull" => {
             pull::run(&o.pull).await?;
@@ -132,8 +165,28 @@ async fn main() -> Result<()> {
         "streaming" => {
             streaming::run(&o.stream).await?;
         }
+        "scale" => {
+            let mut opts = o.scale.clone();
+            if explicit("--pods") {
+                opts.pods = o.pods.pods;
+            }
+            if explicit("--runs") {
+                opts.runs = o.stream.runs;
+            }
+            scale::run(&opts).await?;
+        }
+        "lifecycle" => {
+            let mut opts = LifecycleOptions {
+                env: o.pull.env.clone(),
+                ..Default::default()
+            };
+            if explicit("--iterations") || explicit("-n") {
+                opts.iterations = o.pull.iterations;
+            }
+            opts.pause_ms = o.pause_ms;
+            lifecycle::run(&opts).await?;
+        }
         "stats" => {
-            let explicit = |flag: &str| args.iter().any(|a| a == flag);
             let opts = ContainersOptions {
                 containers: 0,
                 pod_counts: if explicit("--pod-counts") {

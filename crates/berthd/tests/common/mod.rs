@@ -26,7 +26,7 @@ impl Daemon {
 
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let cfg = format!(
-        "root_dir = \"{root}/root\"\nrun_dir = \"{root}/run\"\n[grpc]\nsocket = \"{root}/run/berth.sock\"\nshutdown_grace_secs = 2\n[image]\nauth_file = \"\"\n{extra}\n",
+        "root_dir = \"{root}/root\"\nrun_dir = \"{root}/run\"\n[grpc]\nsocket = \"{root}/run/berth.sock\"\nshutdown_grace_secs = 2\n[docker]\nsocket = \"{root}/run/docker.sock\"\n[image]\nauth_file = \"\"\n{extra}\n",
         root = dir.display()
     );
     let path = dir.join("berth.toml");

@@ -10,10 +10,6 @@ pub fn handle(cri: &Cri, req: ListPodSandboxRequest) -> Result<ListPodSandboxRes
     let filter = req.filter.unwrap_or_default();
     let items = cri
         .engine
-        .list_pods()
-        .iter()
-        .filter(|r| convert::matches(r, &filter))
-        .map(convert::sandbox)
-        .collect();
+        .select_pods(|r| convert::matches(r, &filter).then(|| convert::sandbox(r)));
     Ok(ListPodSandboxResponse { items })
 }

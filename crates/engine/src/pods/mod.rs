@@ -131,4 +131,10 @@ impl crate::Engine {
     pub fn list_pods(&self) -> Vec<PodRecord> {
         self.pods.store.list()
     }
+
+    /// `f` of every pod record, oldest first, without copying the records: a pod record
+    /// carries its whole config, and the kubelet lists every second.
+    pub fn select_pods<U>(&self, f: impl FnMut(&PodRecord) -> Option<U>) -> Vec<U> {
+        self.pods.store.select(f)
+    }
 }

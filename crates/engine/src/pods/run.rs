@@ -96,7 +96,10 @@ impl Engine {
                 )));
             }
             let lock = pods.lock_of(&rec.id).lock_owned().await;
-            pods.store.put(&rec)?;
+            // The reservation holds nothing yet; the first resource that outlives a reboot
+            // (the pod's IP in the network state) is taken after the durable write that
+            // records the namespaces, so a host crash cannot leave it unrecorded.
+            pods.store.put_unsynced(&rec)?;
             break lock;
         };
 

@@ -229,12 +229,16 @@ impl BridgeNetwork {
         let host = Netlink::host().map_err(netlink_failed)?;
         // Deleting the host end deletes the pod end with it (wherever its netns is).
         host.delete_link(&veth).await.map_err(netlink_failed)?;
-        st.pods.remove(pod_id);
-        st.v4.release(pod_id);
+        let mut changed = st.pods.remove(pod_id).is_some();
+        changed |= st.v4.release(pod_id).is_some();
         if let Some(v6) = &mut st.v6 {
-            v6.release(pod_id);
+            changed |= v6.release(pod_id).is_some();
         }
-        st.save()?;
+        // A second teardown (RemovePodSandbox after StopPodSandbox) finds nothing recorded:
+        // rewriting the unchanged state would cost a RemovePodSandbox its fsyncs.
+        if changed {
+            st.save()?;
+        }
         self.sync_host(&st).await
     }
 

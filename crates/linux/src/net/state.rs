@@ -144,11 +144,21 @@ impl State {
         std::fs::create_dir_all(&self.dir).map_err(|e| {
             PodError::failed("network state", format!("{}: {e}", self.dir.display()))
         })?;
-        write_json(&self.dir.join(V4_FILE), &self.v4)?;
+        // Every file is made durable before its rename, but the directory once for all of
+        // them: each directory fsync is a journal commit (4 ms and more on a busy disk),
+        // paid by every RunPodSandbox and every pod teardown.
+        let mut files = vec![stage_json(&self.dir.join(V4_FILE), &self.v4)?];
         if let Some(v6) = &self.v6 {
-            write_json(&self.dir.join(V6_FILE), v6)?;
+            files.push(stage_json(&self.dir.join(V6_FILE), v6)?);
         }
-        write_json(&self.dir.join(PODS_FILE), &self.pods)
+        files.push(stage_json(&self.dir.join(PODS_FILE), &self.pods)?);
+        for (tmp, path) in &files {
+            std::fs::rename(tmp, path).map_err(|e| {
+                PodError::failed("network state", format!("{}: {e}", path.display()))
+            })?;
+        }
+        sync_dir(&self.dir);
+        Ok(())
     }
 
     /// Forgets every pod: all addresses free, no draining subnet, no published port.
@@ -199,6 +209,18 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, PodError> {
 
 /// temp → fsync → rename → fsync(dir): a crash leaves the old or the new file, never half.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PodError> {
+    let (tmp, path) = stage_json(path, value)?;
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| PodError::failed("network state", format!("{}: {e}", path.display())))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent);
+    }
+    Ok(())
+}
+
+/// Writes `value` to `<path>.json.tmp` and fsyncs it; returns (temp, final path) for the
+/// caller's rename.
+fn stage_json<T: Serialize>(path: &Path, value: &T) -> Result<(PathBuf, PathBuf), PodError> {
     let fail =
         |e: std::io::Error| PodError::failed("network state", format!("{}: {e}", path.display()));
     let bytes = serde_json::to_vec_pretty(value)
@@ -207,14 +229,15 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Pod
     let mut f = std::fs::File::create(&tmp).map_err(fail)?;
     f.write_all(&bytes).map_err(fail)?;
     f.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)?;
-    if let Some(parent) = path.parent()
-        && let Ok(d) = std::fs::File::open(parent)
-    {
-        // Best effort: the rename is already visible; this only makes it durable sooner.
+    Ok((tmp, path.to_path_buf()))
+}
+
+/// Best effort: the renames in `dir` are already visible; this only makes them durable
+/// sooner.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 /// The lock serialising every change to one state directory in this process (only berthd

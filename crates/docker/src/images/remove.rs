@@ -1,0 +1,114 @@
+//! `DELETE /images/{name}` (`docker rmi`) and `POST /images/prune` (`docker image prune`),
+//! answering dockerd's list of `{"Untagged": …}` / `{"Deleted": …}`.
+
+use std::collections::BTreeSet;
+
+use berth_core::Reference;
+use berth_core::image::Image;
+use bollard_stubs::models::{ImageDeleteResponseItem, ImagePruneResponse};
+
+use crate::DockerApi;
+use crate::error::ApiError;
+use crate::http::{Reply, ok_json};
+use crate::images::{self, labels};
+use crate::names;
+use crate::router::Call;
+
+fn untagged(name: &str) -> ImageDeleteResponseItem {
+    ImageDeleteResponseItem {
+        untagged: Some(names::familiar(name)),
+        deleted: None,
+    }
+}
+
+fn deleted(img: &Image) -> ImageDeleteResponseItem {
+    ImageDeleteResponseItem {
+        untagged: None,
+        deleted: Some(img.id.to_string()),
+    }
+}
+
+/// Everything removing the whole image reports: every name, then the image.
+fn all_gone(img: &Image) -> Vec<ImageDeleteResponseItem> {
+    img.repo_tags
+        .iter()
+        .chain(&img.repo_digests)
+        .map(|n| untagged(n))
+        .chain(std::iter::once(deleted(img)))
+        .collect()
+}
+
+pub async fn delete(call: &Call, api: &DockerApi, name: &str) -> Result<Reply, ApiError> {
+    let force = call.query.bool("force");
+    let img = images::find(api, name)?;
+    if img.pinned {
+        return Err(ApiError::conflict(format!(
+            "conflict: unable to remove {}: the image is pinned by berth (image.pause_image, used by pod sandboxes)",
+            names::shown(name)
+        )));
+    }
+    // A tag of the image removes that tag only, and the image with its last tag.
+    let tag = name
+        .parse::<Reference>()
+        .ok()
+        .filter(|r| r.digest().is_none())
+        .and_then(|r| r.tagged_name())
+        .filter(|t| img.repo_tags.contains(t));
+    let report = match tag {
+        Some(t) if img.repo_tags.len() > 1 => {
+            api.images.remove(&t).await?;
+            vec![untagged(&t)]
+        }
+        Some(t) => {
+            api.images.remove(&t).await?;
+            all_gone(&img)
+        }
+        None => {
+            let repos: BTreeSet<&str> = img.repo_tags.iter().map(|t| names::repo_of(t)).collect();
+            if repos.len() > 1 && !force {
+                return Err(ApiError::conflict(format!(
+                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    &img.id.hex()[..12]
+                )));
+            }
+            api.images.remove(&img.id.to_string()).await?;
+            all_gone(&img)
+        }
+    };
+    Ok(ok_json(&report))
+}
+
+/// Only dangling images (no tag, no digest) are pruned; berth's store removes an image
+/// when it loses its last name, so usually there are none. `--all` would need to know
+/// which images containers use, which this API cannot tell yet: it is refused.
+pub async fn prune(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
+    let filters = call.query.filters()?;
+    filters.only(&["dangling", "label", "label!"])?;
+    if filters.bool("dangling")? == Some(false) {
+        return Err(ApiError::bad_request(
+            "pruning images that are not dangling (docker image prune --all) is refused: berth's Docker API cannot yet tell which images containers use",
+        ));
+    }
+    let mut report = Vec::new();
+    let mut reclaimed = 0i64;
+    for img in api.images.list() {
+        if !img.repo_tags.is_empty() || !img.repo_digests.is_empty() || img.pinned {
+            continue;
+        }
+        let have = labels(&img);
+        let label_ok = |want: &String| match want.split_once('=') {
+            Some((k, v)) => have.get(k).is_some_and(|x| x == v),
+            None => have.contains_key(want.as_str()),
+        };
+        if !filters.values("label").all(label_ok) || filters.values("label!").any(label_ok) {
+            continue;
+        }
+        api.images.remove(&img.id.to_string()).await?;
+        reclaimed += img.size as i64;
+        report.push(deleted(&img));
+    }
+    Ok(ok_json(&ImagePruneResponse {
+        images_deleted: (!report.is_empty()).then_some(report),
+        space_reclaimed: Some(reclaimed),
+    }))
+}

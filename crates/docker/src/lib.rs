@@ -1,0 +1,58 @@
+//! berth's Docker Engine API: the REST API that the docker CLI, docker-compose and the
+//! Docker SDKs speak, served over HTTP/1.1 (hyper) on a unix socket and, opt-in, TCP with
+//! mutual TLS.
+//!
+//! API version 1.41 (Debian's docker 20.10 CLI); clients that speak newer versions negotiate
+//! down to it through `/_ping`. Like the CRI crate it reaches the machine only through
+//! berth-core's ports; berthd injects the real ones. Errors are Docker's JSON
+//! `{"message": …}` with the status codes the CLI expects (see [`error`]).
+//!
+//! Models come from `bollard-stubs` (bollard's, generated from moby's swagger). Its 1.41
+//! release is not used: it types `/version`'s component details as `HashMap<(), ()>` (the
+//! CLI prints them) and pulls in chrono and serde_with 1. The current release (API 1.53,
+//! serde only) is a superset in what matters; where 1.41 clients still read a field that
+//! later versions dropped (`VirtualSize`, `Parent`, a pull error's `error`), a small
+//! wrapper adds it.
+
+pub mod error;
+mod http;
+mod images;
+mod names;
+mod query;
+mod router;
+mod server;
+mod system;
+
+use std::sync::Arc;
+
+use berth_core::image::ImageStore;
+
+pub use server::{Listener, serve};
+pub use system::EngineInfo;
+
+/// The newest API version served, and the default for unversioned paths.
+pub const API_VERSION: ApiVersion = ApiVersion(1, 41);
+/// The oldest API version accepted (what dockerd 20.10 accepts).
+pub const MIN_API_VERSION: ApiVersion = ApiVersion(1, 24);
+
+/// An API version as in `/v1.41/...`: (major, minor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u32, pub u32);
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// What the endpoints work on: the ports, and facts about this engine.
+pub struct DockerApi {
+    pub images: Arc<dyn ImageStore>,
+    pub engine: EngineInfo,
+}
+
+impl DockerApi {
+    pub fn new(images: Arc<dyn ImageStore>, engine: EngineInfo) -> Arc<Self> {
+        Arc::new(Self { images, engine })
+    }
+}

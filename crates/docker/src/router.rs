@@ -1,0 +1,189 @@
+//! Request dispatch: the optional `/v1.NN` prefix (checked against the versions served),
+//! then one line per endpoint. Unknown paths get dockerd's 404 "page not found".
+
+use std::sync::Arc;
+
+use http::{Method, Request};
+use hyper::body::Incoming;
+
+use crate::error::ApiError;
+use crate::http::{Reply, error};
+use crate::query::Query;
+use crate::{API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, images, system};
+
+/// What a handler gets: the decoded path (version prefix removed) and the query.
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub query: Query,
+    pub headers: http::HeaderMap,
+}
+
+pub async fn handle(req: Request<Incoming>, api: Arc<DockerApi>) -> Reply {
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let mut resp = match prepare(&req) {
+        Ok(call) => match route(call, &api).await {
+            Ok(r) => r,
+            Err(e) => error(&e),
+        },
+        Err(e) => error(&e),
+    };
+    system::add_server_headers(&api.engine, resp.headers_mut());
+    tracing::debug!(%method, path = %raw_path, status = resp.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64, "docker api");
+    resp
+}
+
+fn prepare(req: &Request<Incoming>) -> Result<Call, ApiError> {
+    let path = percent_decode(req.uri().path())?;
+    // Every version served (1.24..=1.41) gets the same answers: the fields later versions
+    // dropped are still sent, and older clients ignore what they do not know.
+    let (_version, path) = split_version(&path)?;
+    Ok(Call {
+        method: req.method().clone(),
+        path: path.to_string(),
+        query: Query::parse(req.uri().query()),
+        headers: req.headers().clone(),
+    })
+}
+
+async fn route(call: Call, api: &DockerApi) -> Result<Reply, ApiError> {
+    let m = &call.method;
+    let p = call.path.as_str();
+    match (m.as_str(), p) {
+        ("GET" | "HEAD", "/_ping") => Ok(system::ping(m)),
+        ("GET", "/version") => Ok(system::version(api)),
+        ("GET", "/info") => Ok(system::info(api)),
+        ("POST", "/images/create") => images::pull::create(&call, api).await,
+        ("GET", "/images/json") => images::list::list(&call, api),
+        ("GET", "/images/search") => Err(images::tag::search()),
+        ("POST", "/images/prune") => images::remove::prune(&call, api).await,
+        _ => match p.strip_prefix("/images/").map(split_image_action) {
+            Some((name, "json")) if m == Method::GET => images::inspect::inspect(&call, api, name),
+            Some((name, "history")) if m == Method::GET => {
+                images::inspect::history(api, name).await
+            }
+            Some((name, "tag")) if m == Method::POST => images::tag::tag(&call, api, name).await,
+            Some((name, "")) if m == Method::DELETE => {
+                images::remove::delete(&call, api, name).await
+            }
+            _ => Err(ApiError::not_found("page not found")),
+        },
+    }
+}
+
+/// `busybox:latest/json` → (`busybox:latest`, `json`); a name alone (DELETE) → (name, "").
+/// Names contain `/`, so the action is the last component when it is one we serve.
+fn split_image_action(rest: &str) -> (&str, &str) {
+    match rest.rsplit_once('/') {
+        Some((name, action @ ("json" | "history" | "tag"))) if !name.is_empty() => (name, action),
+        _ => (rest, ""),
+    }
+}
+
+/// Splits `/v1.41/x` into (1.41, `/x`); unversioned paths get [`API_VERSION`].
+fn split_version(path: &str) -> Result<(ApiVersion, &str), ApiError> {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return Ok((API_VERSION, path));
+    };
+    let (ver, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let parsed = ver.split_once('.').and_then(|(a, b)| {
+        let ok = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        (ok(a) && ok(b)).then(|| Some(ApiVersion(a.parse().ok()?, b.parse().ok()?)))?
+    });
+    let Some(v) = parsed else {
+        // Not a version prefix (e.g. a path that starts with "/v"): route it as it is.
+        return Ok((API_VERSION, path));
+    };
+    if v > API_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+        )));
+    }
+    if v < MIN_API_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+        )));
+    }
+    Ok((v, tail))
+}
+
+fn percent_decode(path: &str) -> Result<String, ApiError> {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("malformed escape in path {path:?}"))
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request(format!("path {path:?} is not UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            split_version("/v1.41/info").unwrap(),
+            (ApiVersion(1, 41), "/info")
+        );
+        assert_eq!(
+            split_version("/v1.24/_ping").unwrap(),
+            (ApiVersion(1, 24), "/_ping")
+        );
+        assert_eq!(split_version("/info").unwrap(), (API_VERSION, "/info"));
+        let e = split_version("/v1.50/info").unwrap_err();
+        assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.message,
+            "client version 1.50 is too new. Maximum supported API version is 1.41"
+        );
+        let e = split_version("/v1.12/info").unwrap_err();
+        assert!(
+            e.message.starts_with("client version 1.12 is too old"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            split_version("/version").unwrap(),
+            (API_VERSION, "/version")
+        );
+    }
+
+    #[test]
+    fn image_paths() {
+        assert_eq!(split_image_action("busybox/json"), ("busybox", "json"));
+        assert_eq!(
+            split_image_action("127.0.0.1:5000/a/b:1/history"),
+            ("127.0.0.1:5000/a/b:1", "history")
+        );
+        assert_eq!(
+            split_image_action("127.0.0.1:5000/a/b:1"),
+            ("127.0.0.1:5000/a/b:1", "")
+        );
+        assert_eq!(
+            percent_decode("/images/a%2Fb%3A1").unwrap(),
+            "/images/a/b:1"
+        );
+        assert!(percent_decode("/x%zz").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! Real Docker API clients for tests: the docker CLIs (28 at /usr/local/bin/docker, which
+//! negotiates down to API 1.41; Debian's 20.10 at /usr/bin/docker) and Python SDK scripts
+//! (PyPI `docker` 7.x) from tests/fixtures/docker, each aimed at one berthd.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::Berthd;
+
+pub const CLI_28: &str = "/usr/local/bin/docker";
+pub const CLI_20: &str = "/usr/bin/docker";
+
+/// A docker CLI aimed at one berthd, with a config dir of its own (no host credentials,
+/// contexts or plugins).
+pub struct Docker {
+    pub bin: PathBuf,
+    pub host: String,
+    config: tempfile::TempDir,
+    /// Extra environment (e.g. `DOCKER_API_VERSION`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Docker {
+    pub fn new(bin: &str, host: String) -> Result<Self> {
+        Ok(Self {
+            bin: PathBuf::from(bin),
+            host,
+            config: tempfile::tempdir()?,
+            env: Vec::new(),
+        })
+    }
+
+    pub fn output(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output()
+            .with_context(|| format!("run {} {args:?}", self.bin.display()))
+    }
+
+    /// Runs and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.output(args)?;
+        if !out.status.success() {
+            bail!(
+                "{} {args:?} failed ({}): stdout {:?} stderr {:?}",
+                self.bin.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs and requires exit code 1 (how the CLI reports a daemon's error); returns stderr.
+    pub fn fails(&self, args: &[&str]) -> Result<String> {
+        let out = self.output(args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ensure!(
+            out.status.code() == Some(1),
+            "{} {args:?}: expected exit code 1, got {} (stdout {:?} stderr {stderr:?})",
+            self.bin.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        Ok(stderr)
+    }
+}
+
+/// `DOCKER_HOST` for a berthd's docker socket.
+pub fn unix_host(d: &Berthd) -> String {
+    format!("unix://{}", d.docker_socket.display())
+}
+
+/// True when `python3` has the Docker SDK 7.x.
+pub fn python_sdk_present() -> Result<bool> {
+    let probe = Command::new("python3")
+        .args([
+            "-c",
+            "import docker, sys; sys.exit(int(docker.__version__.split('.')[0]) < 7)",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .context("run python3")?;
+    Ok(probe.success())
+}
+
+/// Runs a script of tests/fixtures/docker with python3; its stdout as JSON.
+pub fn run_sdk_script(name: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let script = crate::workspace_root()
+        .join("tests/fixtures/docker")
+        .join(name);
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run python3 {name}"))?;
+    ensure!(
+        out.status.success(),
+        "{name} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{name} output is not JSON"))
+}
