@@ -9,6 +9,7 @@ use std::sync::Arc;
 use berth_core::container::record::{
     CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, ProcessUser, container_name_key,
 };
+use berth_core::container::restart::RestartPolicy;
 use berth_core::container::{
     self, CgroupCaps, ContainerConfig, ContainerInput, ImageConfig, SeccompProfile, security,
 };
@@ -36,6 +37,10 @@ pub struct ContainerSpec {
     pub log_path: String,
     /// Whether the pod is privileged (privileged containers need a privileged pod).
     pub pod_privileged: bool,
+    /// Some (a Docker container): it may be started again after it exited, keeping its
+    /// writable layer and log, and this policy restarts it by itself. None (CRI): it runs
+    /// once.
+    pub restart: Option<RestartPolicy>,
 }
 
 impl Engine {
@@ -140,6 +145,10 @@ impl Engine {
             handler: pod.runtime_handler.clone(),
             config: ccfg,
             user: None,
+            restart_policy: spec.restart,
+            restart_count: 0,
+            manually_stopped: false,
+            paused: false,
         };
         let lock = c.lock_of(&id).lock_owned().await;
         c.store.put(&rec)?;
