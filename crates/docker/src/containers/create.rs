@@ -1,0 +1,418 @@
+//! `POST /containers/create?name=`: Docker's Config and HostConfig become a berth pod
+//! (network mode, published ports, hostname) with one container (process, mounts,
+//! resources), made in one step by the engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_core::container::{ContainerConfig, Mount, Resources, SecurityContext};
+use berth_core::image::Image;
+use berth_core::pod::record::{NamespaceMode, NamespaceModes, PortMapping, Protocol};
+use berth_engine::{ContainerSpec, PodSpec};
+use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, HostConfig};
+use http::StatusCode;
+
+use super::{API_LABEL, API_VALUE, NAMESPACE, Stored, from_engine, namegen};
+use crate::DockerApi;
+use crate::error::ApiError;
+use crate::http::{Reply, json};
+use crate::images;
+use crate::router::Call;
+
+/// The log file's name inside the container's log directory.
+pub const LOG_FILE: &str = "container.log";
+
+pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, ApiError> {
+    let body: ContainerCreateBody = if body.is_empty() {
+        ContainerCreateBody::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?
+    };
+    let name = match call.query.non_empty("name") {
+        Some(n) => {
+            let n = namegen::validate(n)?.to_string();
+            if let Ok(other) = super::find(api, &format!("/{n}"))
+                && other.name == n
+            {
+                return Err(conflict(&n, &other.id));
+            }
+            n
+        }
+        None => free_name(api),
+    };
+    let image_name = body
+        .image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| ApiError::bad_request("no image was given (Config.Image is empty)"))?;
+    let image = images::find(api, &image_name)?;
+    let host = body.host_config.clone().unwrap_or_default();
+    let log_dir = api.log_dir.join(format!(
+        "{name}-{}",
+        berth_engine::containers::lifecycle::now_ns()
+    ));
+    let pod = pod_spec(&name, &body, &host, &image, &log_dir)?;
+    let container = container_spec(&name, &image_name, &body, &host)?;
+    let single = api
+        .runtime
+        .create_single(pod, container)
+        .await
+        .map_err(|e| match e.kind() {
+            berth_engine::ErrorKind::AlreadyExists => conflict(&name, "?"),
+            _ => from_engine(e),
+        })?;
+    Ok(json(
+        StatusCode::CREATED,
+        &ContainerCreateResponse {
+            id: single.container_id,
+            warnings: Vec::new(),
+        },
+    ))
+}
+
+fn conflict(name: &str, id: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    ))
+}
+
+/// A generated name that no container has.
+fn free_name(api: &DockerApi) -> String {
+    let mut retry = 0;
+    loop {
+        let n = namegen::generate(retry);
+        if super::find(api, &format!("/{n}")).is_err() || retry > 20 {
+            return n;
+        }
+        retry += 1;
+    }
+}
+
+fn docker_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(API_LABEL.to_string(), API_VALUE.to_string())])
+}
+
+fn pod_spec(
+    name: &str,
+    body: &ContainerCreateBody,
+    host: &HostConfig,
+    image: &Image,
+    log_dir: &std::path::Path,
+) -> Result<PodSpec, ApiError> {
+    let network = match host.network_mode.as_deref().unwrap_or("") {
+        "" | "default" | "bridge" => NamespaceMode::Pod,
+        "host" => NamespaceMode::Node,
+        // A network namespace of its own with only loopback.
+        "none" => NamespaceMode::Container,
+        other => {
+            return Err(ApiError::not_found(format!("network {other} not found")));
+        }
+    };
+    let port_mappings = if network == NamespaceMode::Pod {
+        ports(body, host, image)?
+    } else {
+        Vec::new()
+    };
+    let stored = Stored {
+        body: body.clone(),
+        image_id: image.id.to_string(),
+        log_dir: log_dir.display().to_string(),
+    };
+    Ok(PodSpec {
+        name: name.to_string(),
+        namespace: NAMESPACE.to_string(),
+        uid: name.to_string(),
+        attempt: 0,
+        runtime_handler: String::new(),
+        hostname: if network == NamespaceMode::Node {
+            String::new()
+        } else {
+            body.hostname.clone().unwrap_or_default()
+        },
+        log_directory: log_dir.display().to_string(),
+        labels: docker_labels(),
+        annotations: BTreeMap::new(),
+        modes: NamespaceModes {
+            network,
+            pid: NamespaceMode::Container,
+            ipc: NamespaceMode::Pod,
+        },
+        userns: None,
+        port_mappings,
+        dns: Default::default(),
+        sysctls: BTreeMap::new(),
+        cgroup_parent: String::new(),
+        config: serde_json::to_value(&stored)
+            .map_err(|e| ApiError::internal(format!("encoding the request: {e}")))?,
+    })
+}
+
+/// `80/tcp` → (80, tcp).
+pub fn parse_port(key: &str) -> Result<(u16, Protocol), ApiError> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let bad = || ApiError::bad_request(format!("invalid port specification: {key:?}"));
+    let proto = match proto {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "sctp" => Protocol::Sctp,
+        _ => return Err(bad()),
+    };
+    Ok((port.parse().map_err(|_| bad())?, proto))
+}
+
+/// PortBindings, plus every exposed port (request's and image's) on a free host port with
+/// PublishAllPorts (`-P`).
+fn ports(
+    body: &ContainerCreateBody,
+    host: &HostConfig,
+    image: &Image,
+) -> Result<Vec<PortMapping>, ApiError> {
+    let mut out = Vec::new();
+    let mut bound = BTreeSet::new();
+    for (key, bindings) in host.port_bindings.iter().flatten() {
+        let (container_port, protocol) = parse_port(key)?;
+        bound.insert((container_port, protocol.as_str()));
+        for b in bindings.iter().flatten() {
+            let host_ip = match b.host_ip.as_deref().unwrap_or("") {
+                "" | "0.0.0.0" | "::" => None,
+                ip => Some(ip.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid host IP {ip:?} for port {key}"))
+                })?),
+            };
+            let host_port = match b.host_port.as_deref().unwrap_or("") {
+                "" => free_port(protocol)?,
+                p => p.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "invalid host port {p:?} for port {key} (a single port number)"
+                    ))
+                })?,
+            };
+            out.push(PortMapping {
+                protocol,
+                container_port,
+                host_port,
+                host_ip,
+            });
+        }
+    }
+    if host.publish_all_ports == Some(true) {
+        let mut exposed: BTreeSet<String> = body.exposed_ports.iter().flatten().cloned().collect();
+        if let Some(m) = image
+            .config
+            .get("config")
+            .and_then(|c| c.get("ExposedPorts"))
+            .and_then(|e| e.as_object())
+        {
+            exposed.extend(m.keys().cloned());
+        }
+        for key in exposed {
+            let (container_port, protocol) = parse_port(&key)?;
+            if bound.insert((container_port, protocol.as_str())) {
+                out.push(PortMapping {
+                    protocol,
+                    container_port,
+                    host_port: free_port(protocol)?,
+                    host_ip: None,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A host port the kernel has free now, as dockerd picks from the ephemeral range.
+fn free_port(protocol: Protocol) -> Result<u16, ApiError> {
+    let any = std::net::Ipv4Addr::UNSPECIFIED;
+    let port = match protocol {
+        Protocol::Udp => std::net::UdpSocket::bind((any, 0)).and_then(|s| s.local_addr()),
+        _ => std::net::TcpListener::bind((any, 0)).and_then(|s| s.local_addr()),
+    };
+    port.map(|a| a.port())
+        .map_err(|e| ApiError::internal(format!("finding a free host port: {e}")))
+}
+
+fn container_spec(
+    name: &str,
+    image_name: &str,
+    body: &ContainerCreateBody,
+    host: &HostConfig,
+) -> Result<ContainerSpec, ApiError> {
+    // Docker's rule: an Entrypoint given replaces the image's and drops its Cmd; `[""]`
+    // means none. The engine's own rule (Kubernetes') then fills in from the image only
+    // what is left empty here.
+    let entrypoint: Option<Vec<String>> = body
+        .entrypoint
+        .clone()
+        .map(|e| e.into_iter().filter(|s| !s.is_empty()).collect());
+    let cmd = body.cmd.clone().unwrap_or_default();
+    let envs = body
+        .env
+        .iter()
+        .flatten()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), String::new()),
+        })
+        .collect();
+    let mut labels = docker_labels();
+    for (k, v) in body.labels.iter().flatten() {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let config = ContainerConfig {
+        name: name.to_string(),
+        attempt: 0,
+        image: image_name.to_string(),
+        command: entrypoint.clone().unwrap_or_default(),
+        args: cmd,
+        working_dir: body.working_dir.clone().unwrap_or_default(),
+        envs,
+        mounts: binds(host)?,
+        devices: Vec::new(),
+        stdin: body.open_stdin.unwrap_or(false),
+        stdin_once: body.stdin_once.unwrap_or(false),
+        tty: body.tty.unwrap_or(false),
+        resources: resources(host)?,
+        security: SecurityContext {
+            run_as_username: body.user.clone().unwrap_or_default(),
+            ..Default::default()
+        },
+    };
+    if entrypoint.as_ref().is_some_and(|e| e.is_empty()) && config.args.is_empty() {
+        return Err(ApiError::bad_request(
+            "no command specified: the entrypoint was cleared and no Cmd was given",
+        ));
+    }
+    Ok(ContainerSpec {
+        pod_id: String::new(),
+        config,
+        labels,
+        annotations: BTreeMap::new(),
+        log_path: LOG_FILE.to_string(),
+        pod_privileged: false,
+    })
+}
+
+/// `Binds`: `/host:/container[:ro|rw]`. A host path that does not exist is created as a
+/// directory, as dockerd does.
+fn binds(host: &HostConfig) -> Result<Vec<Mount>, ApiError> {
+    let mut out = Vec::new();
+    for b in host.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid volume specification: '{b}'"
+                )));
+            }
+        };
+        if !src.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "invalid volume specification: '{b}': named volumes are not served by this API; give an absolute host path"
+            )));
+        }
+        if !dst.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "invalid volume specification: '{b}': mount path must be absolute"
+            )));
+        }
+        let mut readonly = false;
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => readonly = true,
+                "rw" | "z" | "Z" | "rprivate" | "private" => {}
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid mode: {o} (in volume specification '{b}')"
+                    )));
+                }
+            }
+        }
+        if !std::path::Path::new(src).exists() {
+            std::fs::create_dir_all(src)
+                .map_err(|e| ApiError::internal(format!("creating the bind source {src}: {e}")))?;
+        }
+        out.push(Mount {
+            container_path: dst.to_string(),
+            host_path: src.to_string(),
+            readonly,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+/// Memory, CPU (NanoCpus as a CFS quota over a 100 ms period, or CpuQuota/CpuPeriod) and
+/// shares.
+fn resources(host: &HostConfig) -> Result<Resources, ApiError> {
+    let mut r = Resources {
+        memory_limit_in_bytes: host.memory.unwrap_or(0),
+        cpu_shares: host.cpu_shares.unwrap_or(0),
+        cpu_quota: host.cpu_quota.unwrap_or(0),
+        cpu_period: host.cpu_period.unwrap_or(0),
+        ..Default::default()
+    };
+    if let Some(n) = host.nano_cpus.filter(|n| *n != 0) {
+        if r.cpu_quota != 0 || r.cpu_period != 0 {
+            return Err(ApiError::bad_request(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+            ));
+        }
+        r.cpu_period = 100_000;
+        r.cpu_quota = n / 10_000;
+    }
+    if r.memory_limit_in_bytes != 0 && r.memory_limit_in_bytes < 6 * 1024 * 1024 {
+        return Err(ApiError::bad_request("Minimum memory limit allowed is 6MB"));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_cpus() {
+        assert_eq!(parse_port("80/tcp").unwrap(), (80, Protocol::Tcp));
+        assert_eq!(parse_port("53/udp").unwrap(), (53, Protocol::Udp));
+        assert!(parse_port("x/tcp").is_err());
+        let r = resources(&HostConfig {
+            nano_cpus: Some(1_500_000_000),
+            memory: Some(64 << 20),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((r.cpu_period, r.cpu_quota), (100_000, 150_000));
+        assert_eq!(r.memory_limit_in_bytes, 64 << 20);
+        assert!(
+            resources(&HostConfig {
+                memory: Some(1024),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn bind_specs() {
+        let h = HostConfig {
+            binds: Some(vec!["/tmp:/data:ro".into()]),
+            ..Default::default()
+        };
+        let m = binds(&h).unwrap();
+        assert_eq!(
+            (
+                m[0].host_path.as_str(),
+                m[0].container_path.as_str(),
+                m[0].readonly
+            ),
+            ("/tmp", "/data", true)
+        );
+        let h = HostConfig {
+            binds: Some(vec!["vol:/data".into()]),
+            ..Default::default()
+        };
+        assert!(binds(&h).is_err());
+    }
+}
