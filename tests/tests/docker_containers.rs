@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use berth_tests::docker::{CLI_20, CLI_28, Docker, python_sdk_present, run_sdk_script, unix_host};
 use berth_tests::pods::PodTest;
-use berth_tests::{Registry, TestImage, finish, free_port, images, skip};
+use berth_tests::{Registry, TestImage, cri, finish, free_port, images, skip};
 
 macro_rules! docker_test {
     ($name:ident, $body:ident, $bins:expr) => {
@@ -148,6 +148,7 @@ async fn walkthrough(bin: &str) -> Result<()> {
     track(&t, &docker, "web")?;
     let page = http_get(port)?;
     ensure!(page.contains("hello from berth"), "GET /: {page:?}");
+    shown_to_crictl(&t, &id).await?;
 
     let ps = docker.ok(&[
         "ps",
@@ -281,6 +282,8 @@ async fn walkthrough(bin: &str) -> Result<()> {
     let out = docker.ok(&["rm", "-f", "forced"])?;
     ensure!(out.trim() == "forced", "rm -f: {out:?}");
 
+    more_modes(&t, &docker, &repo, www.path()).await?;
+
     let left = docker.ok(&["ps", "-aq"])?;
     ensure!(left.trim().is_empty(), "containers left: {left:?}");
     let logs_left: Vec<_> = std::fs::read_dir(t.d.root_dir.join("docker/logs"))
@@ -288,6 +291,150 @@ async fn walkthrough(bin: &str) -> Result<()> {
         .unwrap_or_default();
     ensure!(logs_left.is_empty(), "log dirs left: {logs_left:?}");
     leak_free(t).await
+}
+
+/// The pod and the container are the CRI's too, labelled as the Docker API's.
+async fn shown_to_crictl(t: &PodTest, id: &str) -> Result<()> {
+    let mut rt = t.d.runtime().await?;
+    let pods = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items;
+    let docker = |l: &std::collections::HashMap<String, String>| {
+        l.get("io.berth.api").map(String::as_str) == Some("docker")
+    };
+    ensure!(
+        pods.iter().any(|p| docker(&p.labels)
+            && p.metadata
+                .as_ref()
+                .is_some_and(|m| m.name == "web" && m.namespace == "docker")),
+        "no pod web in namespace docker labelled io.berth.api=docker: {pods:?}"
+    );
+    let cs = rt
+        .list_containers(cri::ListContainersRequest::default())
+        .await?
+        .into_inner()
+        .containers;
+    ensure!(
+        cs.iter().any(|c| c.id == id
+            && docker(&c.labels)
+            && c.labels.get("app").map(String::as_str) == Some("web")),
+        "container {id} not listed by the CRI with its labels: {cs:?}"
+    );
+    Ok(())
+}
+
+/// create + start with a generated name, --rm, -P, --net host and --net none.
+async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::Path) -> Result<()> {
+    let id = docker.ok(&["create", repo, "sh", "-c", "exit 3"])?;
+    let id = id.trim();
+    let name = docker.ok(&["inspect", "-f", "{{.Name}}", id])?;
+    let name = name.trim().trim_start_matches('/').to_string();
+    ensure!(
+        name.split_once('_')
+            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()),
+        "generated name: {name:?}"
+    );
+    let st = docker.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "status=created",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ])?;
+    ensure!(st.trim() == format!("{name} Created"), "created: {st:?}");
+    track(t, docker, id)?;
+    docker.ok(&["start", id])?;
+    wait_exited(docker, id)?;
+    let code = docker.ok(&["inspect", "-f", "{{.State.ExitCode}}", id])?;
+    ensure!(code.trim() == "3", "exit code: {code:?}");
+    docker.ok(&["rm", id])?;
+
+    // --rm: gone once it exits.
+    docker.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "brief",
+        repo,
+        "sh",
+        "-c",
+        "sleep 0.5",
+    ])?;
+    track(t, docker, "brief")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !docker
+        .ok(&["ps", "-aq", "--filter", "name=brief"])?
+        .trim()
+        .is_empty()
+    {
+        ensure!(Instant::now() < deadline, "--rm container still there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // -P publishes what --expose (or the image) exposes on a free port.
+    let bind = format!("{}:/www:ro", www.display());
+    docker.ok(&[
+        "run", "-d", "-P", "--expose", "80", "--name", "pub", "-v", &bind, repo, "busybox",
+        "httpd", "-f", "-p", "80", "-h", "/www",
+    ])?;
+    track(t, docker, "pub")?;
+    let p = docker.ok(&["port", "pub", "80"])?;
+    let host_port: u16 = p
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("docker port pub 80: {p:?}"))?;
+    ensure!(
+        http_get(host_port)?.contains("hello from berth"),
+        "-P port {host_port}"
+    );
+    docker.ok(&["rm", "-f", "pub"])?;
+
+    // --net none: loopback only; --net host: the node's interfaces.
+    docker.ok(&[
+        "run",
+        "-d",
+        "--net",
+        "none",
+        "--name",
+        "lonely",
+        repo,
+        "sh",
+        "-c",
+        "ip -o link | wc -l",
+    ])?;
+    track(t, docker, "lonely")?;
+    wait_exited(docker, "lonely")?;
+    let n = docker.ok(&["logs", "lonely"])?;
+    ensure!(n.trim() == "1", "--net none links: {n:?}");
+    docker.ok(&[
+        "run",
+        "-d",
+        "--net",
+        "host",
+        "--name",
+        "hosted",
+        repo,
+        "sh",
+        "-c",
+        "ip -o link | wc -l",
+    ])?;
+    track(t, docker, "hosted")?;
+    wait_exited(docker, "hosted")?;
+    let n = docker.ok(&["logs", "hosted"])?;
+    ensure!(
+        n.trim().parse::<u32>().is_ok_and(|n| n > 1),
+        "--net host links: {n:?}"
+    );
+    let m = docker.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "hosted"])?;
+    ensure!(m.trim() == "host", "network mode: {m:?}");
+    docker.ok(&["rm", "lonely", "hosted"])?;
+    Ok(())
 }
 
 docker_test!(

@@ -127,7 +127,12 @@ fn pod_spec(
         hostname: if network == NamespaceMode::Node {
             String::new()
         } else {
-            body.hostname.clone().unwrap_or_default()
+            // dockerd's default is the short id, which the engine only picks later; the
+            // name is as recognisable, with `_` (not allowed in a hostname) made `-`.
+            body.hostname
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| name.replace('_', "-").chars().take(63).collect())
         },
         log_directory: log_dir.display().to_string(),
         labels: docker_labels(),
