@@ -434,6 +434,25 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
     let m = docker.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "hosted"])?;
     ensure!(m.trim() == "host", "network mode: {m:?}");
     docker.ok(&["rm", "lonely", "hosted"])?;
+
+    // Limits, working dir, user and env reach the process.
+    docker.ok(&[
+        "run", "-d", "--name", "limited", "--pids-limit", "50", "--memory", "64m", "--cpus",
+        "0.5", "-w", "/tmp", "-u", "1000:1000", "-e", "A=b", repo, "sh", "-c",
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us; pwd; id -u; echo $A",
+    ])?;
+    track(t, docker, "limited")?;
+    wait_exited(docker, "limited")?;
+    let out = docker.output(&["logs", "limited"])?;
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    ensure!(
+        so == "50\n67108864\n50000\n/tmp\n1000\nb\n",
+        "limits, cwd, user, env: {so:?} / {se:?}"
+    );
+    docker.ok(&["rm", "limited"])?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use berth_core::container::{ContainerConfig, Mount, Resources, SecurityContext};
 use berth_core::image::Image;
 use berth_core::pod::record::{NamespaceMode, NamespaceModes, PortMapping, Protocol};
+use berth_engine::containers::create::PIDS_LIMIT_ANNOTATION;
 use berth_engine::{ContainerSpec, PodSpec};
 use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, HostConfig};
 use http::StatusCode;
@@ -287,11 +288,15 @@ fn container_spec(
             "no command specified: the entrypoint was cleared and no Cmd was given",
         ));
     }
+    let mut annotations = BTreeMap::new();
+    if let Some(n) = host.pids_limit.filter(|n| *n > 0) {
+        annotations.insert(PIDS_LIMIT_ANNOTATION.to_string(), n.to_string());
+    }
     Ok(ContainerSpec {
         pod_id: String::new(),
         config,
         labels,
-        annotations: BTreeMap::new(),
+        annotations,
         log_path: LOG_FILE.to_string(),
         pod_privileged: false,
     })
