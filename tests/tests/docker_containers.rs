@@ -250,6 +250,22 @@ async fn walkthrough(bin: &str) -> Result<()> {
         "logs -t: {ts:?}"
     );
 
+    // logs -f streams until the container exits.
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        &repo,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo $i; sleep 0.3; done",
+    ])?;
+    track(&t, &docker, "counter")?;
+    let followed = docker.ok(&["logs", "-f", "counter"])?;
+    ensure!(followed == "1\n2\n3\n", "logs -f: {followed:?}");
+    docker.ok(&["rm", "counter"])?;
+
     // Errors, worded as dockerd words them.
     let e = run_fails(&docker, &["run", "-d", "--name", "web", &repo, "true"])?;
     ensure!(

@@ -59,7 +59,11 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         .create_single(pod, container)
         .await
         .map_err(|e| match e.kind() {
-            berth_engine::ErrorKind::AlreadyExists => conflict(&name, "?"),
+            // Another request took the name meanwhile.
+            berth_engine::ErrorKind::AlreadyExists => match super::find(api, &format!("/{name}")) {
+                Ok(other) => conflict(&name, &other.id),
+                Err(_) => from_engine(e),
+            },
             _ => from_engine(e),
         })?;
     Ok(json(
