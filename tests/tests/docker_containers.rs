@@ -188,6 +188,18 @@ async fn walkthrough(bin: &str) -> Result<()> {
         "ps",
         "-a",
         "--filter",
+        "name=^/ta",
+        "--format",
+        "{{.Names}}",
+    ])?;
+    ensure!(
+        f.trim() == "talk",
+        "filter name as a regular expression: {f:?}"
+    );
+    let f = docker.ok(&[
+        "ps",
+        "-a",
+        "--filter",
         "status=exited",
         "--format",
         "{{.Names}}",

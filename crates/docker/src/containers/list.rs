@@ -27,6 +27,14 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
             )));
         }
     }
+    // dockerd matches each name (with its `/`) against the values as regular expressions.
+    let name_res = filters
+        .values("name")
+        .map(|n| {
+            regex::Regex::new(n)
+                .map_err(|e| ApiError::bad_request(format!("invalid filter 'name={n}': {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let show_all = call.query.bool("all") || filters.values("status").next().is_some();
     let limit: Option<usize> = call
         .query
@@ -41,9 +49,9 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         .filter(|r| {
             let status = state_text(r.state);
             let labels = user_labels(r);
-            any_or_none(filters.values("name"), |n| {
-                r.name.contains(n.strip_prefix('/').unwrap_or(n))
-            }) && any_or_none(filters.values("id"), |i| r.id.starts_with(i.as_str()))
+            let name = docker_name(r);
+            (name_res.is_empty() || name_res.iter().any(|re| re.is_match(&name)))
+                && any_or_none(filters.values("id"), |i| r.id.starts_with(i.as_str()))
                 && any_or_none(filters.values("status"), |s| s == status)
                 && filters.values("label").all(|l| match l.split_once('=') {
                     Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
