@@ -182,6 +182,12 @@ async fn walkthrough(bin: &str) -> Result<()> {
         all.lines().any(|l| l.starts_with("talk Exited (0) ")) && all.contains("web Up"),
         "ps -a: {all:?}"
     );
+    let info = docker.ok(&[
+        "info",
+        "--format",
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}}",
+    ])?;
+    ensure!(info.trim() == "2 1 1", "info counts: {info:?}");
     let f = docker.ok(&["ps", "-a", "--filter", "name=web", "--format", "{{.Names}}"])?;
     ensure!(f.trim() == "web", "filter name: {f:?}");
     let f = docker.ok(&[
