@@ -10,6 +10,8 @@ pub mod lifecycle;
 pub mod list;
 pub mod logs;
 mod namegen;
+#[cfg(test)]
+mod tests;
 
 use berth_core::container::record::ContainerRecord;
 use berth_engine::{EngineError, ErrorKind};
