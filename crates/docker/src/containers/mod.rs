@@ -5,6 +5,7 @@
 //! which is where inspect reads Config and HostConfig back from.
 
 pub mod create;
+pub mod host_config;
 pub mod inspect;
 pub mod lifecycle;
 pub mod list;
