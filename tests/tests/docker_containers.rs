@@ -539,3 +539,54 @@ async fn python_sdk_containers_body() -> Result<()> {
     );
     leak_free(t).await
 }
+
+docker_test!(survives_restart, survives_restart_body, [CLI_20]);
+/// A Docker container keeps running while berthd restarts, and is still known afterwards.
+async fn survives_restart_body() -> Result<()> {
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let mut t = PodTest::start().await?;
+    let docker = Docker::new(CLI_20, unix_host(&t.d))?;
+    let repo = format!("{}/busybox", reg.host);
+    let port = free_port()?;
+    let www = tempfile::tempdir()?;
+    std::fs::write(www.path().join("index.html"), "still here\n")?;
+    let bind = format!("{}:/www:ro", www.path().display());
+    docker.ok(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("{port}:80"),
+        "--name",
+        "keep",
+        "-v",
+        &bind,
+        &repo,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ])?;
+    track(&t, &docker, "keep")?;
+    ensure!(http_get(port)?.contains("still here"), "before the restart");
+    let pid = docker.ok(&["inspect", "-f", "{{.State.Pid}}", "keep"])?;
+
+    t.d.restart().await?;
+    let docker = Docker::new(CLI_20, unix_host(&t.d))?;
+    let ps = docker.ok(&["ps", "--format", "{{.Names}} {{.Ports}}"])?;
+    ensure!(
+        ps.trim() == format!("keep 0.0.0.0:{port}->80/tcp"),
+        "ps after the restart: {ps:?}"
+    );
+    let pid_after = docker.ok(&["inspect", "-f", "{{.State.Pid}}", "keep"])?;
+    ensure!(
+        pid == pid_after,
+        "the process changed: {pid:?} → {pid_after:?}"
+    );
+    ensure!(http_get(port)?.contains("still here"), "after the restart");
+    docker.ok(&["rm", "-f", "keep"])?;
+    leak_free(t).await
+}
