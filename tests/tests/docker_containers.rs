@@ -469,6 +469,27 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
     ensure!(m.trim() == "host", "network mode: {m:?}");
     docker.ok(&["rm", "lonely", "hosted"])?;
 
+    // With a tty the log is the terminal's output, sent raw (no stream framing). The CRI
+    // log file keeps lines without the terminal's `\r` (dockerd's json-file keeps it).
+    docker.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "tty",
+        repo,
+        "sh",
+        "-c",
+        "echo tty-line",
+    ])?;
+    track(t, docker, "tty")?;
+    wait_exited(docker, "tty")?;
+    let out = docker.ok(&["logs", "tty"])?;
+    ensure!(out == "tty-line\n", "logs of a tty: {out:?}");
+    let tty = docker.ok(&["inspect", "-f", "{{.Config.Tty}}", "tty"])?;
+    ensure!(tty.trim() == "true", "Config.Tty: {tty:?}");
+    docker.ok(&["rm", "tty"])?;
+
     // Limits, working dir, user and env reach the process.
     docker.ok(&[
         "run", "-d", "--name", "limited", "--pids-limit", "50", "--memory", "64m", "--cpus",
