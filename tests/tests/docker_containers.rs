@@ -292,6 +292,14 @@ async fn walkthrough(bin: &str) -> Result<()> {
     );
     let e = run_fails(&docker, &["run", "-d", &format!("{}/nosuch", reg.host)])?;
     ensure!(e.contains("nosuch"), "unknown image: {e:?}");
+    let out = docker.output(&["run", "-d", "--name", "badcmd", &repo, "nosuchcmd"])?;
+    ensure!(
+        out.status.code() == Some(127)
+            && String::from_utf8_lossy(&out.stderr).contains("executable file not found"),
+        "a program that does not exist: {out:?}"
+    );
+    track(&t, &docker, "badcmd")?;
+    docker.ok(&["rm", "badcmd"])?;
     let e = docker.fails(&["rm", "web"])?;
     ensure!(
         e.contains(&format!("You cannot remove a running container {id}")),

@@ -28,8 +28,22 @@ pub async fn start(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
     api.runtime
         .start_container(&rec.id)
         .await
-        .map_err(from_engine)?;
+        .map_err(start_error)?;
     Ok(no_content(StatusCode::NO_CONTENT))
+}
+
+/// A program that cannot be exec'd is the request's fault (400, as dockerd), worded so the
+/// CLI exits 127 (not found) or 126 (not executable) as it does with dockerd: it looks for
+/// "executable file not found" and "permission denied" in the message.
+fn start_error(e: berth_engine::EngineError) -> ApiError {
+    let msg = e.to_string();
+    if msg.contains("No such file or directory") {
+        ApiError::bad_request(format!("{msg}: executable file not found in $PATH"))
+    } else if msg.contains("Permission denied") {
+        ApiError::bad_request(format!("{msg}: permission denied"))
+    } else {
+        from_engine(e)
+    }
 }
 
 pub async fn stop(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
