@@ -24,6 +24,10 @@ use crate::delivery::run_detached;
 use crate::events::EventKind;
 use crate::{Engine, EngineError};
 
+/// The container's pids.max, for a front door whose protocol has one (Docker's PidsLimit;
+/// the CRI has none): a positive number of processes.
+pub const PIDS_LIMIT_ANNOTATION: &str = "io.berth.pids-limit";
+
 /// A container to create in a pod, as a front door asks for it.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
@@ -258,7 +262,11 @@ async fn create(
             hugetlb: true,
         },
         node_hostname: &node_hostname,
-        pids_limit: None,
+        pids_limit: rec
+            .annotations
+            .get(PIDS_LIMIT_ANNOTATION)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|l| *l > 0),
         device_nodes: &device_nodes,
         host_devices: &host_devices,
         seccomp_localhost: seccomp_localhost.as_deref(),
