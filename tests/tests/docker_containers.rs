@@ -619,3 +619,140 @@ async fn survives_restart_body() -> Result<()> {
     docker.ok(&["rm", "-f", "keep"])?;
     leak_free(t).await
 }
+
+docker_test!(cli_28_control, cli_28_control_body, [CLI_28]);
+async fn cli_28_control_body() -> Result<()> {
+    control(CLI_28).await
+}
+
+docker_test!(cli_20_control, cli_20_control_body, [CLI_20]);
+async fn cli_20_control_body() -> Result<()> {
+    control(CLI_20).await
+}
+
+/// pause/unpause, kill -s, rename, restart, stop then start again (the writable layer
+/// kept), wait, and a restart policy, as a person types them.
+async fn control(bin: &str) -> Result<()> {
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let docker = Docker::new(bin, unix_host(&t.d))?;
+    let repo = format!("{}/busybox", reg.host);
+    let inspect = |name: &str, fmt: &str| -> Result<String> {
+        Ok(docker.ok(&["inspect", "-f", fmt, name])?.trim().to_string())
+    };
+
+    // A shell that counts its runs in its writable layer, reports USR1 in its log and
+    // otherwise sleeps.
+    let script = "echo run >> /runs; echo runs=$(wc -l < /runs); \
+                  trap 'echo got-usr1' USR1; while true; do sleep 0.2; done";
+    docker.ok(&["run", "-d", "--name", "ctl", &repo, "sh", "-c", script])?;
+    track(&t, &docker, "ctl")?;
+
+    docker.ok(&["pause", "ctl"])?;
+    ensure!(
+        inspect("ctl", "{{.State.Status}}")? == "paused",
+        "not paused"
+    );
+    let ps = docker.ok(&["ps", "--format", "{{.Names}} {{.Status}}"])?;
+    ensure!(ps.contains("(Paused)"), "ps while paused: {ps:?}");
+    let err = docker.fails(&["pause", "ctl"])?;
+    ensure!(err.contains("already paused"), "second pause: {err:?}");
+    docker.ok(&["unpause", "ctl"])?;
+    ensure!(
+        inspect("ctl", "{{.State.Status}}")? == "running",
+        "not running"
+    );
+
+    docker.ok(&["kill", "-s", "USR1", "ctl"])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !docker.ok(&["logs", "ctl"])?.contains("got-usr1") {
+        ensure!(Instant::now() < deadline, "USR1 never reached the shell");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = docker.fails(&["kill", "-s", "NOPE", "ctl"])?;
+    ensure!(err.contains("Invalid signal"), "bad signal: {err:?}");
+
+    docker.ok(&["rename", "ctl", "ctl2"])?;
+    ensure!(inspect("ctl2", "{{.Name}}")? == "/ctl2", "rename");
+    docker.fails(&["inspect", "ctl"])?;
+
+    // The writable layer and the log survive restart, stop and start; the id stays.
+    let id = inspect("ctl2", "{{.Id}}")?;
+    let started = inspect("ctl2", "{{.State.StartedAt}}")?;
+    docker.ok(&["restart", "-t", "1", "ctl2"])?;
+    ensure!(
+        inspect("ctl2", "{{.State.Running}}")? == "true",
+        "after restart"
+    );
+    ensure!(
+        inspect("ctl2", "{{.State.StartedAt}}")? != started,
+        "restart did not start it again"
+    );
+    docker.ok(&["stop", "-t", "1", "ctl2"])?;
+    ensure!(
+        inspect("ctl2", "{{.State.Status}}")? == "exited",
+        "after stop"
+    );
+    docker.ok(&["start", "ctl2"])?;
+    ensure!(
+        inspect("ctl2", "{{.State.Running}}")? == "true",
+        "after start"
+    );
+    ensure!(inspect("ctl2", "{{.Id}}")? == id, "the id changed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !docker.ok(&["logs", "ctl2"])?.contains("runs=3") {
+        let logs = docker.ok(&["logs", "ctl2"])?;
+        ensure!(
+            Instant::now() < deadline,
+            "three runs on one writable layer: {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    docker.ok(&["kill", "ctl2"])?;
+    let code = docker.ok(&["wait", "ctl2"])?;
+    ensure!(code.trim() == "137", "wait after kill: {code:?}");
+
+    // wait answers the exit code; on-failure:2 runs it three times in all.
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        &repo,
+        "sh",
+        "-c",
+        "exit 3",
+    ])?;
+    track(&t, &docker, "flaky")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (count, status) = (
+            inspect("flaky", "{{.RestartCount}}")?,
+            inspect("flaky", "{{.State.Status}}")?,
+        );
+        if count == "2" && status == "exited" {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "on-failure:2: restarts {count}, status {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let code = docker.ok(&["wait", "flaky"])?;
+    ensure!(code.trim() == "3", "wait: {code:?}");
+    let err = run_fails(
+        &docker,
+        &["run", "-d", "--rm", "--restart", "always", &repo, "true"],
+    )?;
+    ensure!(
+        err.contains("--restart and --rm"),
+        "--rm with --restart: {err:?}"
+    );
+
+    docker.ok(&["rm", "-f", "ctl2", "flaky"])?;
+    leak_free(t).await
+}

@@ -103,6 +103,12 @@ async fn container_route(call: &Call, api: &DockerApi) -> Result<Reply, ApiError
         ("DELETE", "") => containers::lifecycle::delete(call, api, id).await,
         ("GET", "json") => containers::inspect::inspect(api, id).await,
         ("GET", "logs") => containers::logs::logs(call, api, id).await,
+        ("POST", "wait") => containers::control::wait(call, api, id).await,
+        ("POST", "kill") => containers::control::kill(call, api, id).await,
+        ("POST", "restart") => containers::control::restart(call, api, id).await,
+        ("POST", "pause") => containers::control::pause(api, id, true).await,
+        ("POST", "unpause") => containers::control::pause(api, id, false).await,
+        ("POST", "rename") => containers::control::rename(call, api, id).await,
         _ => Err(ApiError::not_found("page not found")),
     }
 }

@@ -221,5 +221,7 @@ fn container_spec(
         annotations,
         log_path: LOG_FILE.to_string(),
         pod_privileged: false,
+        // Some(..) marks a Docker container: it may run again after it exits.
+        restart: Some(super::host_config::restart_policy(host)?),
     })
 }

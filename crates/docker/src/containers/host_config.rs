@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use berth_core::container::{Mount, Resources};
 use berth_core::image::Image;
 use berth_core::pod::record::{PortMapping, Protocol};
-use bollard_stubs::models::{ContainerCreateBody, HostConfig};
+use berth_engine::RestartPolicy;
+use bollard_stubs::models::{ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
 
 use crate::error::ApiError;
 
@@ -168,6 +169,38 @@ pub fn resources(host: &HostConfig) -> Result<Resources, ApiError> {
         return Err(ApiError::bad_request("Minimum memory limit allowed is 6MB"));
     }
     Ok(r)
+}
+
+/// `HostConfig.RestartPolicy` as the engine's policy. Docker refuses a policy together
+/// with AutoRemove (`--rm`), and a retry count outside `on-failure`.
+pub fn restart_policy(host: &HostConfig) -> Result<RestartPolicy, ApiError> {
+    let Some(p) = &host.restart_policy else {
+        return Ok(RestartPolicy::No);
+    };
+    let retries = p.maximum_retry_count.unwrap_or(0);
+    let policy = match p.name {
+        None | Some(RestartPolicyNameEnum::EMPTY) | Some(RestartPolicyNameEnum::NO) => {
+            RestartPolicy::No
+        }
+        Some(RestartPolicyNameEnum::ALWAYS) => RestartPolicy::Always,
+        Some(RestartPolicyNameEnum::UNLESS_STOPPED) => RestartPolicy::UnlessStopped,
+        Some(RestartPolicyNameEnum::ON_FAILURE) => RestartPolicy::OnFailure {
+            max_retries: u32::try_from(retries).map_err(|_| {
+                ApiError::bad_request(format!("invalid restart policy: maximum retry count must be a positive number, not {retries}"))
+            })?,
+        },
+    };
+    if retries != 0 && !matches!(policy, RestartPolicy::OnFailure { .. }) {
+        return Err(ApiError::bad_request(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure', not '{policy}'"
+        )));
+    }
+    if host.auto_remove == Some(true) && policy != RestartPolicy::No {
+        return Err(ApiError::bad_request(
+            "conflicting options: cannot specify both --restart and --rm",
+        ));
+    }
+    Ok(policy)
 }
 
 #[cfg(test)]

@@ -148,15 +148,18 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
             ..Default::default()
         },
     )]);
+    let restarting = api.runtime.is_restarting(&r.id);
     let state = DockerState {
         status: Some(match r.state {
             ContainerState::Creating | ContainerState::Created => ContainerStateStatusEnum::CREATED,
+            ContainerState::Running if r.paused => ContainerStateStatusEnum::PAUSED,
             ContainerState::Running => ContainerStateStatusEnum::RUNNING,
+            ContainerState::Exited if restarting => ContainerStateStatusEnum::RESTARTING,
             ContainerState::Exited => ContainerStateStatusEnum::EXITED,
         }),
         running: Some(r.state == ContainerState::Running),
-        paused: Some(false),
-        restarting: Some(false),
+        paused: Some(r.paused),
+        restarting: Some(restarting),
         oom_killed: Some(r.reason == "OOMKilled"),
         dead: Some(false),
         pid: Some(pid as i64),
@@ -193,7 +196,7 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
             .map(|p| p.dir.join("hosts").display().to_string()),
         log_path: r.log_path.as_ref().map(|p| p.display().to_string()),
         name: Some(docker_name(&r)),
-        restart_count: Some(0),
+        restart_count: Some(i64::from(r.restart_count)),
         driver: Some("overlay2".into()),
         platform: Some("linux".into()),
         mount_label: Some(String::new()),

@@ -47,7 +47,7 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         .into_iter()
         .filter(|r| show_all || limit.is_some() || r.state == ContainerState::Running)
         .filter(|r| {
-            let status = state_text(r.state);
+            let status = state_text(r);
             let labels = user_labels(r);
             let name = docker_name(r);
             (name_res.is_empty() || name_res.iter().any(|re| re.is_match(&name)))
@@ -80,9 +80,10 @@ fn any_or_none<'a>(
     }
 }
 
-pub fn state_text(s: ContainerState) -> &'static str {
-    match s {
+pub fn state_text(r: &ContainerRecord) -> &'static str {
+    match r.state {
         ContainerState::Creating | ContainerState::Created => "created",
+        ContainerState::Running if r.paused => "paused",
         ContainerState::Running => "running",
         ContainerState::Exited => "exited",
     }
@@ -114,6 +115,7 @@ fn summary(api: &DockerApi, r: &ContainerRecord, now: i64) -> ContainerSummary {
             ContainerState::Creating | ContainerState::Created => {
                 ContainerSummaryStateEnum::CREATED
             }
+            ContainerState::Running if r.paused => ContainerSummaryStateEnum::PAUSED,
             ContainerState::Running => ContainerSummaryStateEnum::RUNNING,
             ContainerState::Exited => ContainerSummaryStateEnum::EXITED,
         }),
@@ -148,6 +150,9 @@ fn port_summary(m: &PortMapping) -> PortSummary {
 pub fn status_text(r: &ContainerRecord, now: i64) -> String {
     match r.state {
         ContainerState::Creating | ContainerState::Created => "Created".into(),
+        ContainerState::Running if r.paused => {
+            format!("Up {} (Paused)", human_duration(now - r.started_at))
+        }
         ContainerState::Running => format!("Up {}", human_duration(now - r.started_at)),
         ContainerState::Exited if r.finished_at == 0 => "Created".into(),
         ContainerState::Exited => format!(
