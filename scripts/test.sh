@@ -40,7 +40,8 @@ cargo test --workspace
 # test is not in the lane: under load its events and /metrics tests timed out there (it passed
 # there when run alone). By hand: CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$(readlink -f
 # ../shared/tools/vm-lane.sh) --env BERTHD_BIN --" cargo test -p berth-tests --test stats -- --test-threads=1
-VM_LANE_TESTS=(containers_v2 userns)
+# Entries are `TEST` (a test of the berth-tests crate) or `PACKAGE:TEST`.
+VM_LANE_TESTS=(containers_v2 userns berth-linux:cgroup_v2 berth-linux:monitor_ops)
 
 run_in_vm_lane() {
   local lane="$SHARED_TOOLS/vm-lane.sh"
@@ -52,11 +53,13 @@ run_in_vm_lane() {
     echo "vm-lane: $lane not found; skipping cgroup v2 tests: $*"
     return 0
   fi
-  local t
-  for t in "$@"; do
-    step "cargo test -p berth-tests --test $t (in the cgroup v2 VM lane)"
+  local entry pkg t
+  for entry in "$@"; do
+    pkg=berth-tests; t=$entry
+    case $entry in *:*) pkg=${entry%%:*}; t=${entry#*:} ;; esac
+    step "cargo test -p $pkg --test $t (in the cgroup v2 VM lane)"
     CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$(readlink -f "$lane") --timeout 1800 --env BERTHD_BIN --" \
-      cargo test -p berth-tests --test "$t" -- --test-threads=1
+      cargo test -p "$pkg" --test "$t" -- --test-threads=1
   done
 }
 

@@ -232,6 +232,24 @@ async fn no_exec_left(c: &mut Runtime, id: &str, within: Duration) -> Result<()>
     }
 }
 
+/// Waits up to `within` until both exec processes (`cat`, `sleep 1000`) run in `id`. A
+/// session is open before its process has exec'd (the exec init sets it up first), so the
+/// first look may still see `init --exec`.
+async fn execs_running(c: &mut Runtime, id: &str, within: Duration) -> Result<()> {
+    let until = Instant::now() + within;
+    loop {
+        let ps = rpc::exec_ok(c, id, &["ps", "-o", "args"]).await?;
+        let running = |cmd: &str| ps.lines().any(|l| l.trim() == cmd);
+        if running("cat") && running("sleep 1000") {
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            bail!("the exec processes are not running after {within:?}: {ps}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits up to `within` for `pid`'s fd count to come back to at most `base`.
 async fn fds_back(what: &str, pid: u32, base: usize, within: Duration) -> Result<()> {
     let until = Instant::now() + within;
@@ -317,11 +335,9 @@ async fn disconnect_body() -> Result<()> {
             ensure!(k > 0, "{pf:?}: download ended after {got} bytes");
             got += k;
         }
-        let ps = rpc::exec_ok(&mut c, &sleeper, &["ps", "-o", "args"]).await?;
-        ensure!(
-            ps.contains("cat") && ps.contains("sleep 1000"),
-            "{tr:?}: the exec processes are not running: {ps}"
-        );
+        execs_running(&mut c, &sleeper, Duration::from_secs(10))
+            .await
+            .with_context(|| format!("{tr:?}"))?;
 
         // Cut every connection mid-stream, then drop what the client still holds.
         proxy.cut().await;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use berth_core::config::Config;
 use berth_core::image::ImageStore;
 use berth_docker::{DockerApi, EngineInfo, Listener};
+use berth_engine::Engine;
 use berth_linux::cgroup::CgroupMode;
 use berth_stream::TlsSettings;
 use futures::future::BoxFuture;
@@ -21,13 +22,16 @@ use crate::listen::unix;
 pub async fn start<F>(
     cfg: &Config,
     images: Arc<dyn ImageStore>,
+    engine: Arc<Engine>,
     shutdown: impl Fn() -> F,
 ) -> anyhow::Result<BoxFuture<'static, ()>>
 where
     F: Future<Output = ()> + Send + 'static,
 {
     let d = &cfg.docker;
-    let api = DockerApi::new(images, engine_info(cfg));
+    // Docker containers' logs: one directory per container, removed with it.
+    let log_dir = cfg.root_dir.join("docker/logs");
+    let api = DockerApi::new(images, engine_info(cfg), engine, log_dir);
     let mut servers: Vec<BoxFuture<'static, ()>> = Vec::new();
     let listener = unix::bind(&d.socket, d.socket_mode, &d.socket_group, "docker")?;
     tracing::info!(socket = %d.socket.display(), "serving the Docker API on unix://{}", d.socket.display());

@@ -56,8 +56,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let docker_server = if cfg.docker.enabled {
         let stop = stop.clone();
         Some(
-            crate::docker::start(&cfg, images.clone(), move || shutdown::wait(stop.clone()))
-                .await?,
+            crate::docker::start(&cfg, images.clone(), engine.clone(), move || {
+                shutdown::wait(stop.clone())
+            })
+            .await?,
         )
     } else {
         tracing::info!("the Docker API is off (docker.enabled = false)");

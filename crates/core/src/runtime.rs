@@ -133,6 +133,11 @@ pub trait ContainerRuntime: Send + Sync {
         resources: &Resources,
     ) -> Result<(), RuntimeError>;
     async fn reopen_log(&self, pod_id: &str, container_id: &str) -> Result<(), RuntimeError>;
+    /// Freezes every process of a running container (its cgroup's freezer), as
+    /// `docker pause` does; signals stay pending until [`ContainerRuntime::resume`].
+    async fn pause(&self, pod_id: &str, container_id: &str) -> Result<(), RuntimeError>;
+    /// Thaws a paused container. Resuming one that is not frozen is fine.
+    async fn resume(&self, pod_id: &str, container_id: &str) -> Result<(), RuntimeError>;
     /// Starts a process in a running container with its stdio streamed (see
     /// [`crate::stream`]); answers once it runs.
     async fn exec_stream(
@@ -153,7 +158,8 @@ pub trait ContainerRuntime: Send + Sync {
 /// A container's root filesystem: overlayfs of image snapshots + a writable layer.
 #[async_trait]
 pub trait Rootfs: Send + Sync {
-    /// Mounts `lowers` (base layer first) + upper/work dirs under `dir` at `dir/rootfs`.
+    /// Mounts `lowers` (base layer first) + upper/work dirs under `dir` at `dir/rootfs`;
+    /// keeps a mount that is already there (a container started again keeps its layer).
     async fn mount(
         &self,
         dir: &std::path::Path,

@@ -73,12 +73,17 @@ pub fn error(e: &ApiError) -> Reply {
 /// A 200 response whose body is the JSON lines sent on `rx` as they come (dockerd's
 /// progress streams).
 pub fn json_stream(rx: mpsc::UnboundedReceiver<Bytes>) -> Reply {
+    stream("application/json", rx)
+}
+
+/// A 200 response of `content_type` whose body is the chunks sent on `rx` as they come.
+pub fn stream(content_type: &'static str, rx: mpsc::UnboundedReceiver<Bytes>) -> Reply {
     let frames =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
             .map(|b| Ok::<_, Infallible>(Frame::data(b)));
     with_type(
         StatusCode::OK,
-        "application/json",
+        content_type,
         StreamBody::new(frames).boxed_unsync(),
     )
 }

@@ -14,6 +14,7 @@
 //! later versions dropped (`VirtualSize`, `Parent`, a pull error's `error`), a small
 //! wrapper adds it.
 
+mod containers;
 pub mod error;
 mod http;
 mod images;
@@ -23,9 +24,11 @@ mod router;
 mod server;
 mod system;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_core::image::ImageStore;
+use berth_engine::Engine;
 
 pub use server::{Listener, serve};
 pub use system::EngineInfo;
@@ -45,14 +48,33 @@ impl std::fmt::Display for ApiVersion {
     }
 }
 
-/// What the endpoints work on: the ports, and facts about this engine.
+/// What the endpoints work on: the image store, the pods and containers, and facts about
+/// this engine.
 pub struct DockerApi {
     pub images: Arc<dyn ImageStore>,
     pub engine: EngineInfo,
+    /// The pod and container lifecycle shared with the CRI.
+    pub runtime: Arc<Engine>,
+    /// Where the containers' log directories go (one per container).
+    pub log_dir: PathBuf,
 }
 
 impl DockerApi {
-    pub fn new(images: Arc<dyn ImageStore>, engine: EngineInfo) -> Arc<Self> {
-        Arc::new(Self { images, engine })
+    /// The API, with its task that removes AutoRemove (`--rm`) containers once they exit
+    /// (so it must be called inside a tokio runtime).
+    pub fn new(
+        images: Arc<dyn ImageStore>,
+        engine: EngineInfo,
+        runtime: Arc<Engine>,
+        log_dir: PathBuf,
+    ) -> Arc<Self> {
+        let api = Arc::new(Self {
+            images,
+            engine,
+            runtime,
+            log_dir,
+        });
+        containers::lifecycle::spawn_auto_remover(&api);
+        api
     }
 }

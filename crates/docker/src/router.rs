@@ -9,7 +9,10 @@ use hyper::body::Incoming;
 use crate::error::ApiError;
 use crate::http::{Reply, error};
 use crate::query::Query;
-use crate::{API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, images, system};
+use crate::{API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, images, system};
+
+/// The largest request body read (a container's create request is a few KiB).
+const MAX_BODY: usize = 4 << 20;
 
 /// What a handler gets: the decoded path (version prefix removed) and the query.
 pub struct Call {
@@ -23,8 +26,9 @@ pub async fn handle(req: Request<Incoming>, api: Arc<DockerApi>) -> Reply {
     let method = req.method().clone();
     let raw_path = req.uri().path().to_string();
     let started = std::time::Instant::now();
-    let mut resp = match prepare(&req) {
-        Ok(call) => match route(call, &api).await {
+    let (parts, body) = req.into_parts();
+    let mut resp = match prepare(&parts) {
+        Ok(call) => match route(call, body, &api).await {
             Ok(r) => r,
             Err(e) => error(&e),
         },
@@ -36,20 +40,29 @@ pub async fn handle(req: Request<Incoming>, api: Arc<DockerApi>) -> Reply {
     resp
 }
 
-fn prepare(req: &Request<Incoming>) -> Result<Call, ApiError> {
-    let path = percent_decode(req.uri().path())?;
+fn prepare(req: &http::request::Parts) -> Result<Call, ApiError> {
+    let path = percent_decode(req.uri.path())?;
     // Every version served (1.24..=1.41) gets the same answers: the fields later versions
     // dropped are still sent, and older clients ignore what they do not know.
     let (_version, path) = split_version(&path)?;
     Ok(Call {
-        method: req.method().clone(),
+        method: req.method.clone(),
         path: path.to_string(),
-        query: Query::parse(req.uri().query()),
-        headers: req.headers().clone(),
+        query: Query::parse(req.uri.query()),
+        headers: req.headers.clone(),
     })
 }
 
-async fn route(call: Call, api: &DockerApi) -> Result<Reply, ApiError> {
+/// The request body, up to [`MAX_BODY`].
+async fn read_body(body: Incoming) -> Result<bytes::Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    http_body_util::BodyExt::collect(limited)
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))
+}
+
+async fn route(call: Call, body: Incoming, api: &DockerApi) -> Result<Reply, ApiError> {
     let m = &call.method;
     let p = call.path.as_str();
     match (m.as_str(), p) {
@@ -60,6 +73,12 @@ async fn route(call: Call, api: &DockerApi) -> Result<Reply, ApiError> {
         ("GET", "/images/json") => images::list::list(&call, api),
         ("GET", "/images/search") => Err(images::tag::search()),
         ("POST", "/images/prune") => images::remove::prune(&call, api).await,
+        ("POST", "/containers/create") => {
+            let body = read_body(body).await?;
+            containers::create::create(&call, api, &body).await
+        }
+        ("GET", "/containers/json") => containers::list::list(&call, api).await,
+        _ if p.starts_with("/containers/") => container_route(&call, api).await,
         _ => match p.strip_prefix("/images/").map(split_image_action) {
             Some((name, "json")) if m == Method::GET => images::inspect::inspect(&call, api, name),
             Some((name, "history")) if m == Method::GET => {
@@ -71,6 +90,26 @@ async fn route(call: Call, api: &DockerApi) -> Result<Reply, ApiError> {
             }
             _ => Err(ApiError::not_found("page not found")),
         },
+    }
+}
+
+/// `/containers/{id}[/action]`.
+async fn container_route(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
+    let rest = call.path.trim_start_matches("/containers/");
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    match (call.method.as_str(), action) {
+        ("POST", "start") => containers::lifecycle::start(api, id).await,
+        ("POST", "stop") => containers::lifecycle::stop(call, api, id).await,
+        ("DELETE", "") => containers::lifecycle::delete(call, api, id).await,
+        ("GET", "json") => containers::inspect::inspect(api, id).await,
+        ("GET", "logs") => containers::logs::logs(call, api, id).await,
+        ("POST", "wait") => containers::control::wait(call, api, id).await,
+        ("POST", "kill") => containers::control::kill(call, api, id).await,
+        ("POST", "restart") => containers::control::restart(call, api, id).await,
+        ("POST", "pause") => containers::control::pause(api, id, true).await,
+        ("POST", "unpause") => containers::control::pause(api, id, false).await,
+        ("POST", "rename") => containers::control::rename(call, api, id).await,
+        _ => Err(ApiError::not_found("page not found")),
     }
 }
 

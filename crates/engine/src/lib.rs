@@ -21,6 +21,11 @@
 //!   `remove_container`, `container`, `container_status` (synced with the runtime),
 //!   `list_containers`, `update_resources`, `reopen_log`, `container_pid`;
 //! - one step for a Docker container: `create_single` (pod + container, undone together);
+//! - what Docker adds (`containers/control.rs`, `containers/wait.rs`): `start_container`
+//!   again after an exit and `restart_container` (containers with a restart policy),
+//!   `kill_container`, `pause_container`, `unpause_container`, `rename_container`,
+//!   `wait_container`; restart policies are applied by one supervisor task
+//!   (`supervisor.rs`);
 //! - `events().subscribe()`, `container_usage`, `pod_usage`, `census`, `leftovers`.
 //!
 //! Errors are one [`EngineError`]; its [`ErrorKind`] is what a front door maps to a code.
@@ -34,6 +39,7 @@ pub mod pods;
 mod records;
 mod single;
 pub mod stats;
+mod supervisor;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -44,7 +50,9 @@ use berth_core::config::Config;
 use berth_core::handler_features::HandlerFeatures;
 use berth_core::image::ImageStore;
 
+pub use berth_core::container::restart::RestartPolicy;
 pub use containers::create::ContainerSpec;
+pub use containers::wait::WaitCondition;
 pub use containers::{ContainerPorts, Containers};
 pub use error::{EngineError, ErrorKind};
 pub use events::{Event, EventKind, Events, Subject};
@@ -80,6 +88,8 @@ pub struct Engine {
     pub pulls: census::PullCounters,
     /// The previous stats sample per container and pod.
     pub samples: stats::Samples,
+    /// Follows exits as they happen and applies restart policies (one task).
+    supervisor: supervisor::Supervisor,
 }
 
 impl Engine {
@@ -125,8 +135,10 @@ impl Engine {
             containers,
             pulls: Default::default(),
             samples: Default::default(),
+            supervisor: Default::default(),
         });
         containers::watch::spawn(Arc::downgrade(&engine));
+        supervisor::Supervisor::spawn(&engine);
         Ok(engine)
     }
 

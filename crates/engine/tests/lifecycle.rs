@@ -53,6 +53,7 @@ fn container(pod_id: &str, name: &str, args: &[&str]) -> ContainerSpec {
         annotations: BTreeMap::new(),
         log_path: String::new(),
         pod_privileged: false,
+        restart: None,
     }
 }
 

@@ -376,6 +376,16 @@ impl ContainerRuntime for LinuxContainerRuntime {
         or_not_found(self.call_ok(pod_id, id, &req).await, id)
     }
 
+    async fn pause(&self, pod_id: &str, id: &str) -> Result<(), RuntimeError> {
+        let req = Request::Pause { id: id.into() };
+        or_not_found(self.call_ok(pod_id, id, &req).await, id)
+    }
+
+    async fn resume(&self, pod_id: &str, id: &str) -> Result<(), RuntimeError> {
+        let req = Request::Resume { id: id.into() };
+        or_not_found(self.call_ok(pod_id, id, &req).await, id)
+    }
+
     async fn exec_stream(
         &self,
         pod_id: &str,

@@ -329,9 +329,14 @@ impl Rootfs for OverlayRootfs {
         lowers: &[PathBuf],
         readonly: bool,
     ) -> Result<PathBuf, RuntimeError> {
+        let target = dir.join("rootfs");
+        // Already mounted (a container started again after it exited, berthd not restarted
+        // since): the mount and its writable layer are kept as they are.
+        if mountinfo::is_mount_point(&target).unwrap_or(false) {
+            return Ok(target);
+        }
         let plan = plan(dir, lowers, readonly)?;
         let dir = dir.to_path_buf();
-        let target = dir.join("rootfs");
         let t = target.clone();
         // A cancelled caller leaves a mount behind; remove() (idempotent) undoes it.
         on_thread(move || do_mount(&dir, &t, &plan)).await?;

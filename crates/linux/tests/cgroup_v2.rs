@@ -79,3 +79,43 @@ async fn create_and_remove_v2() {
     cg.remove_pod(&scope).await.unwrap();
     assert!(!d.exists() && !d.parent().unwrap().exists());
 }
+
+/// `docker pause` on v2: cgroup.freeze, waiting for `frozen 1` in cgroup.events.
+#[tokio::test]
+async fn freeze_and_thaw_v2() {
+    use berth_linux::cgroup::freezer::Freezer;
+    if !usable() {
+        return;
+    }
+    let cg = LinuxCgroups::new(DEFAULT_ROOT).unwrap();
+    // Not under the default parent: the test above checks that it goes away.
+    let path = format!("berth-test-freeze-{}", std::process::id());
+    cg.create_pod(&path).await.unwrap();
+    let dir = cg.dirs(&path).unwrap().remove(0);
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+
+    let f = Freezer::locate(&cg, &path).unwrap();
+    assert_eq!(f, Freezer::V2(dir.clone()));
+    f.freeze().unwrap();
+    assert!(f.is_frozen().unwrap());
+    let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap();
+    assert!(events.contains("frozen 1"), "{events}");
+    f.thaw().unwrap();
+    assert!(!f.is_frozen().unwrap());
+
+    // SIGKILL ends a frozen task on v2.
+    f.freeze().unwrap();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    f.thaw().unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        if cg.remove_pod(&path).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ok, "freezer test cgroup could not be removed");
+}

@@ -13,6 +13,7 @@ pub mod namespaces;
 pub mod process;
 pub mod record;
 pub mod resources;
+pub mod restart;
 pub mod seccomp;
 pub mod security;
 pub mod user;

@@ -5,10 +5,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::restart::RestartPolicy;
+
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
 
 /// Creating (found at start ⇒ clean up) → Created → Running → Exited; Created → Exited when
-/// stopped before it ever ran.
+/// stopped before it ever ran; Exited → Created when a container with a restart policy is
+/// made again to run once more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerState {
@@ -54,6 +57,19 @@ pub struct ContainerRecord {
     /// None in records written before berth recorded it.
     #[serde(default)]
     pub user: Option<ProcessUser>,
+    /// Some: the container may start again after it exited (a Docker container), and this
+    /// policy says when that happens by itself. None (every CRI container): it runs once.
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicy>,
+    /// How often the restart policy started it again (Docker's RestartCount).
+    #[serde(default)]
+    pub restart_count: u32,
+    /// A person stopped or killed it and has not started it since: no policy restarts it.
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// Its processes are frozen (it still counts as running, as in Docker and CRI).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// uid, gid and supplemental groups of a container's first process.
@@ -92,7 +108,7 @@ impl ContainerRecord {
                 | (Created, Exited)
                 | (Running, Exited)
                 | (Exited, Exited)
-        );
+        ) || (self.state == Exited && to == Created && self.restart_policy.is_some());
         if !ok {
             return Err(IllegalTransition {
                 id: self.id.clone(),
@@ -116,6 +132,7 @@ impl ContainerRecord {
             "Error".into()
         };
         self.state = ContainerState::Exited;
+        self.paused = false;
     }
 
     /// containerd's uniqueness key: name, pod, attempt.
@@ -159,6 +176,10 @@ mod tests {
             handler: String::new(),
             config: Default::default(),
             user: None,
+            restart_policy: None,
+            restart_count: 0,
+            manually_stopped: false,
+            paused: false,
         };
         assert!(r.transition(ContainerState::Running).is_err());
         r.transition(ContainerState::Created).unwrap();
@@ -170,6 +191,22 @@ mod tests {
         r.finish(2, 5, false);
         assert_eq!(r.reason, "Error");
         assert!(r.transition(ContainerState::Running).is_err());
+        // A CRI container runs once; one with a restart policy may be made again.
+        assert!(r.transition(ContainerState::Created).is_err());
+        let mut again = r.clone();
+        again.restart_policy = Some(RestartPolicy::No);
+        again.transition(ContainerState::Created).unwrap();
+        // Records written before these fields existed still load.
+        let mut old = serde_json::to_value(&r).unwrap();
+        for k in [
+            "restart_policy",
+            "restart_count",
+            "manually_stopped",
+            "paused",
+        ] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        assert_eq!(serde_json::from_value::<ContainerRecord>(old).unwrap(), r);
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<ContainerRecord>(&j).unwrap(), r);
         assert_eq!(r.name_key(), "n_p_0");

@@ -155,6 +155,22 @@ impl PodRecord {
     }
 }
 
+impl PodRecord {
+    /// NotReady → Ready for a pod made again in place (a Docker container's pod after a
+    /// reboot took its namespaces). CRI never does this: the kubelet makes a new sandbox.
+    pub fn revive(&mut self) -> Result<(), IllegalTransition> {
+        if self.state != PodState::NotReady {
+            return Err(IllegalTransition {
+                id: self.id.clone(),
+                from: self.state,
+                to: PodState::Ready,
+            });
+        }
+        self.state = PodState::Ready;
+        Ok(())
+    }
+}
+
 pub fn name_key(name: &str, namespace: &str, uid: &str, attempt: u32) -> String {
     format!("{name}_{namespace}_{uid}_{attempt}")
 }

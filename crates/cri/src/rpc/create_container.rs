@@ -64,6 +64,8 @@ pub async fn handle(
         annotations: sorted(&cfg.annotations),
         log_path: cfg.log_path.clone(),
         pod_privileged: pod_privileged(&pod),
+        // A CRI container runs once: the kubelet makes a new one.
+        restart: None,
     };
     let id = cri
         .engine

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use berth_core::container::record::{
     CONTAINER_RECORD_VERSION, ContainerRecord, ContainerState, ProcessUser, container_name_key,
 };
+use berth_core::container::restart::RestartPolicy;
 use berth_core::container::{
     self, CgroupCaps, ContainerConfig, ContainerInput, ImageConfig, SeccompProfile, security,
 };
@@ -23,6 +24,10 @@ use crate::delivery::run_detached;
 use crate::events::EventKind;
 use crate::{Engine, EngineError};
 
+/// The container's pids.max, for a front door whose protocol has one (Docker's PidsLimit;
+/// the CRI has none): a positive number of processes.
+pub const PIDS_LIMIT_ANNOTATION: &str = "io.berth.pids-limit";
+
 /// A container to create in a pod, as a front door asks for it.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
@@ -36,6 +41,10 @@ pub struct ContainerSpec {
     pub log_path: String,
     /// Whether the pod is privileged (privileged containers need a privileged pod).
     pub pod_privileged: bool,
+    /// Some (a Docker container): it may be started again after it exited, keeping its
+    /// writable layer and log, and this policy restarts it by itself. None (CRI): it runs
+    /// once.
+    pub restart: Option<RestartPolicy>,
 }
 
 impl Engine {
@@ -140,6 +149,10 @@ impl Engine {
             handler: pod.runtime_handler.clone(),
             config: ccfg,
             user: None,
+            restart_policy: spec.restart,
+            restart_count: 0,
+            manually_stopped: false,
+            paused: false,
         };
         let lock = c.lock_of(&id).lock_owned().await;
         c.store.put(&rec)?;
@@ -249,7 +262,11 @@ async fn create(
             hugetlb: true,
         },
         node_hostname: &node_hostname,
-        pids_limit: None,
+        pids_limit: rec
+            .annotations
+            .get(PIDS_LIMIT_ANNOTATION)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|l| *l > 0),
         device_nodes: &device_nodes,
         host_devices: &host_devices,
         seccomp_localhost: seccomp_localhost.as_deref(),

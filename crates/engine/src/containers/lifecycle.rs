@@ -130,6 +130,10 @@ pub async fn stop(
             .and_then(parse_signal)
             .unwrap_or(SIGTERM);
         rt.kill(&rec.pod_id, &rec.id, sig, false).await?;
+        if rec.paused {
+            // Frozen, it could not act on the signal: thawed, it can (as Docker does).
+            rt.resume(&rec.pod_id, &rec.id).await?;
+        }
         let st = rt.wait(&rec.pod_id, &rec.id, timeout).await?;
         if st.status == ProcessStatus::Exited {
             apply_exit(rec, &st);
@@ -183,6 +187,13 @@ pub async fn stop_pod_containers(c: &Containers, pod_id: &str) -> Result<(), Run
     for rec in c.store.list().into_iter().filter(|r| r.pod_id == pod_id) {
         let _lock = c.lock_of(&rec.id).lock_owned().await;
         if let Some(mut rec) = c.store.get(&rec.id) {
+            // Stopped with its pod: a restart policy (Docker's) holds off until started.
+            if rec.restart_policy.is_some() && !rec.manually_stopped {
+                rec.manually_stopped = true;
+                c.store
+                    .put(&rec)
+                    .map_err(|e| RuntimeError::failed("record", e))?;
+            }
             stop(c, &mut rec, Duration::ZERO).await?;
         }
     }

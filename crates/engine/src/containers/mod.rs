@@ -1,12 +1,15 @@
 //! Containers: the record store, per-container locks, the runtime ports, the lifecycle
 //! (`create.rs`; start, stop, remove in `lifecycle.rs`), exit tracking and start-up recovery.
 
+pub mod control;
 pub mod create;
 pub mod host;
 pub mod lifecycle;
 pub mod ops;
 pub mod process;
 pub mod recovery;
+pub mod rerun;
+pub mod wait;
 pub mod watch;
 
 use std::collections::HashMap;

@@ -11,6 +11,7 @@ use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::container::{CgroupCaps, Resources};
 
 use super::lifecycle::{self, now_ns};
+use super::rerun::Why;
 use crate::events::EventKind;
 use crate::{Engine, EngineError};
 
@@ -49,7 +50,9 @@ impl Engine {
             .await
     }
 
-    /// Lets a created container exec its program. A container starts only once.
+    /// Lets a created container exec its program. A CRI container starts only once; one
+    /// with a restart policy (Docker's) that exited runs again, keeping its writable layer
+    /// and log, and a manual stop no longer holds its policy back.
     pub async fn start_container(&self, id: &str) -> Result<(), EngineError> {
         let c = &self.containers;
         let rec = c.resolve(id)?;
@@ -58,10 +61,25 @@ impl Engine {
             .store
             .get(&rec.id)
             .ok_or_else(|| EngineError::NotFound(format!("container {id:?} not found")))?;
+        if rec.restart_policy.is_some() {
+            self.supervisor.reset(&rec.id);
+            if rec.state == ContainerState::Exited {
+                return self.rerun(&mut rec, Why::Manual).await;
+            }
+            if rec.manually_stopped {
+                rec.manually_stopped = false;
+                c.store.put(&rec)?;
+            }
+        }
         if rec.state != ContainerState::Created {
+            let why = match (rec.paused, rec.restart_policy) {
+                (true, _) => "is paused: unpause it instead",
+                (false, Some(_)) => "is already running",
+                (false, None) => "is not created: it can be started only once",
+            };
             return Err(EngineError::FailedPrecondition(format!(
-                "container {} is {:?}, not created: it can be started only once",
-                rec.id, rec.state
+                "container {} {why}",
+                rec.id
             )));
         }
         match c.ports.runtime.start(&rec.pod_id, &rec.id).await {
@@ -71,6 +89,9 @@ impl Engine {
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 c.store.put(&rec)?;
                 c.events.container(EventKind::Started, &rec, &c.store);
+                if rec.restart_policy.is_some() {
+                    self.supervisor.watch(&rec.id);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -96,6 +117,7 @@ impl Engine {
         let Some(mut rec) = c.store.get(&rec.id) else {
             return Ok(());
         };
+        self.hold_policy(&mut rec)?;
         lifecycle::stop(c, &mut rec, timeout).await?;
         Ok(())
     }

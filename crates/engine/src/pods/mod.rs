@@ -2,6 +2,7 @@
 //! Running a pod is `run.rs`; stopping and removing it `stop.rs`.
 
 pub mod recovery;
+mod revive;
 pub mod run;
 pub mod stop;
 pub mod teardown;

@@ -260,7 +260,7 @@ fn fault(pods: &Pods, step: &'static str) -> Result<(), PodError> {
 
 /// Acquires the pod's resources in order, recording each in `rec` (persisted) so that
 /// both the rollback and a crash-recovery know what to release.
-async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
+pub(crate) async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
     let p = &pods.ports;
     if !rec.log_directory.is_empty() {
         std::fs::create_dir_all(&rec.log_directory).map_err(|e| {
@@ -327,8 +327,13 @@ async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodError> {
             .await?;
     }
 
-    rec.transition(PodState::Ready)
-        .map_err(|e| PodError::failed("record", e))?;
+    // NotReady: a pod made again in place (`revive.rs`); its record stayed NotReady all
+    // along, so a crash meanwhile leaves a stopped pod, not a half-made one.
+    match rec.state {
+        PodState::NotReady => rec.revive(),
+        _ => rec.transition(PodState::Ready),
+    }
+    .map_err(|e| PodError::failed("record", e))?;
     fault(pods, "record")?;
     persist(pods, rec)
 }

@@ -18,6 +18,23 @@ pub struct FakeRuntime {
     pub args: Mutex<HashMap<String, Vec<String>>>,
     pub released_pods: Mutex<Vec<String>>,
     pub updates: Mutex<Vec<serde_json::Value>>,
+    /// Containers whose processes are frozen.
+    pub paused: Mutex<std::collections::HashSet<String>>,
+    /// Every signal sent, as (container, signal).
+    pub signals: Mutex<Vec<(String, i32)>>,
+}
+
+impl FakeRuntime {
+    /// Ends a running process as if it exited by itself with `code`.
+    pub fn exit(&self, id: &str, code: i32) {
+        if let Some(st) = self.procs.lock().unwrap().get_mut(id)
+            && st.status == ProcessStatus::Running
+        {
+            st.status = ProcessStatus::Exited;
+            st.exit_code = Some(code);
+            st.finished_at = Some(super::super::containers::lifecycle::now_ns());
+        }
+    }
 }
 
 fn state(status: ProcessStatus) -> ProcessState {
@@ -82,6 +99,11 @@ impl ContainerRuntime for FakeRuntime {
         Ok(st.clone())
     }
     async fn kill(&self, _: &str, id: &str, signal: i32, _: bool) -> Result<(), RuntimeError> {
+        self.signals.lock().unwrap().push((id.to_string(), signal));
+        // SIGWINCH, SIGUSR1...: ignored, as by most programs.
+        if matches!(signal, 10 | 28) {
+            return Ok(());
+        }
         let mut procs = self.procs.lock().unwrap();
         let st = procs
             .get_mut(id)
@@ -93,8 +115,22 @@ impl ContainerRuntime for FakeRuntime {
         }
         Ok(())
     }
-    async fn wait(&self, p: &str, id: &str, _: Duration) -> Result<ProcessState, RuntimeError> {
-        self.state(p, id).await
+    /// Blocks until the process is no longer created or running, or `timeout` passed.
+    async fn wait(
+        &self,
+        p: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<ProcessState, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let st = self.state(p, id).await?;
+            let live = matches!(st.status, ProcessStatus::Created | ProcessStatus::Running);
+            if !live || tokio::time::Instant::now() >= deadline {
+                return Ok(st);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     async fn state(&self, _: &str, id: &str) -> Result<ProcessState, RuntimeError> {
         Ok(self
@@ -123,6 +159,26 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
     async fn reopen_log(&self, _: &str, _: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn pause(&self, _: &str, id: &str) -> Result<(), RuntimeError> {
+        let running = self
+            .procs
+            .lock()
+            .unwrap()
+            .get(id)
+            .is_some_and(|s| s.status == ProcessStatus::Running);
+        if !running {
+            return Err(RuntimeError::FailedPrecondition {
+                id: id.into(),
+                message: "is not running".into(),
+            });
+        }
+        self.paused.lock().unwrap().insert(id.to_string());
+        Ok(())
+    }
+    async fn resume(&self, _: &str, id: &str) -> Result<(), RuntimeError> {
+        self.paused.lock().unwrap().remove(id);
         Ok(())
     }
     async fn exec_stream(

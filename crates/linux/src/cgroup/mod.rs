@@ -5,6 +5,7 @@
 //! so that errors keep their errno (EBUSY: processes still inside) and the cgroup root is
 //! configurable; cgroups-rs only answers which mode the node runs.
 
+pub mod freezer;
 mod v1;
 
 use std::io::ErrorKind;

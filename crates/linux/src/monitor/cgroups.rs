@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::cgroup::freezer::Freezer;
 use crate::cgroup::{DEFAULT_ROOT, LinuxCgroups};
 
 pub fn oom_kill_count(cgroups_path: Option<&str>) -> Option<u64> {
@@ -24,6 +25,32 @@ pub fn apply(cgroups_path: Option<&str>, resources: &serde_json::Value) -> Resul
     let res: oci_spec::runtime::LinuxResources = serde_json::from_value(resources.clone())
         .map_err(|e| format!("invalid linux.resources: {e}"))?;
     crate::runtime::apply_resources(path, &res).map_err(|e| e.to_string())
+}
+
+fn freezer(cgroups_path: Option<&str>) -> Result<Freezer, String> {
+    let path = cgroups_path.ok_or("the container has no cgroupsPath")?;
+    let cg = LinuxCgroups::new(DEFAULT_ROOT).map_err(|e| e.to_string())?;
+    Freezer::locate(&cg, path).map_err(|e| e.to_string())
+}
+
+/// Freezes (`docker pause`) or thaws the container's cgroup.
+pub fn set_frozen(cgroups_path: Option<&str>, frozen: bool) -> Result<(), String> {
+    let f = freezer(cgroups_path)?;
+    match frozen {
+        true => f.freeze(),
+        false => f.thaw(),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Thaws a frozen cgroup so that a SIGKILL sent to it takes effect (a v1 frozen task
+/// only dies once thawed). Nothing to do, and no error, for one that is not frozen.
+pub fn thaw_if_frozen(cgroups_path: Option<&str>) {
+    if let Ok(f) = freezer(cgroups_path)
+        && f.is_frozen().unwrap_or(false)
+    {
+        let _ = f.thaw();
+    }
 }
 
 /// PIDs in the container's cgroup (the first hierarchy that lists any).
@@ -57,13 +84,16 @@ fn read_procs(file: &Path) -> Vec<i32> {
 /// it), until it is empty or ~2 s have passed. containerd's shim does the same when a
 /// container's init exits.
 pub fn kill_all(cgroups_path: Option<&str>) {
-    for _ in 0..200 {
+    for round in 0..200 {
         let pids = procs(cgroups_path);
         if pids.is_empty() {
             return;
         }
         for pid in pids {
             let _ = super::sys::kill(pid, libc::SIGKILL);
+        }
+        if round == 0 {
+            thaw_if_frozen(cgroups_path);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

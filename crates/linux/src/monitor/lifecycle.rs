@@ -23,9 +23,35 @@ impl Monitor {
         if !c.alive() {
             return Response::ok();
         }
-        match c.signal(signal, all) {
+        let sent = c.signal(signal, all);
+        if signal == libc::SIGKILL {
+            // A paused container dies only once thawed (cgroup v1), as `docker kill` expects.
+            cgroups::thaw_if_frozen(c.rec.cgroups_path.as_deref());
+        }
+        match sent {
             Ok(()) => Response::ok(),
             Err(e) => Response::error(ErrorKind::Failed, e),
+        }
+    }
+
+    /// Freezes (`docker pause`) or thaws a running container.
+    pub fn set_frozen(&mut self, id: &str, frozen: bool) -> Response {
+        let Some(c) = self.containers.get(id) else {
+            return Response::not_found(id);
+        };
+        if c.phase != Phase::Running || !c.alive() {
+            return Response::error(ErrorKind::FailedPrecondition, "is not running");
+        }
+        let done = match OciCli::of(&self.dir, &c.rec) {
+            Some(cli) => cli.freeze(id, frozen),
+            None => cgroups::set_frozen(c.rec.cgroups_path.as_deref(), frozen),
+        };
+        match done {
+            Ok(()) => Response::ok(),
+            Err(e) => {
+                let what = if frozen { "pausing" } else { "resuming" };
+                Response::error(ErrorKind::Failed, format!("{what}: {e}"))
+            }
         }
     }
 
@@ -90,6 +116,7 @@ impl Monitor {
             Phase::Created | Phase::Failed if c.alive() => {
                 // Never started: nothing of the user's ran yet, so it may simply go.
                 let _ = c.signal(libc::SIGKILL, true);
+                cgroups::thaw_if_frozen(c.rec.cgroups_path.as_deref());
                 c.pending_delete.push(client);
                 return None;
             }
@@ -142,6 +169,7 @@ impl Monitor {
         for c in self.containers.values() {
             if c.alive() {
                 let _ = c.signal(libc::SIGKILL, true);
+                cgroups::thaw_if_frozen(c.rec.cgroups_path.as_deref());
             }
         }
         for e in self.execs.values() {

@@ -136,6 +136,14 @@ impl OciCli {
         res
     }
 
+    /// `pause` (frozen) or `resume` (thawed).
+    pub fn freeze(&self, id: &str, frozen: bool) -> Result<(), String> {
+        let what = if frozen { "pause" } else { "resume" };
+        let mut cmd = self.command();
+        cmd.args([what, id]);
+        self.run(cmd, what)
+    }
+
     /// `delete --force`: kills what is left and drops the runtime's state and cgroup. A
     /// container the runtime does not know (never created, already deleted) is fine.
     pub fn delete(&self, id: &str) -> Result<(), String> {

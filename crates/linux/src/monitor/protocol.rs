@@ -81,6 +81,14 @@ pub enum Request {
         id: String,
         resources: serde_json::Value,
     },
+    /// Freezes the running container's processes (`docker pause`).
+    Pause {
+        id: String,
+    },
+    /// Thaws them again.
+    Resume {
+        id: String,
+    },
     /// Closes and reopens the container's log file (after the kubelet rotated it).
     ReopenLog {
         id: String,

@@ -323,6 +323,8 @@ impl Monitor {
             } => self.exec(client, &id, &process, timeout_ms, max_output, drain_ms),
             Request::Update { id, resources } => Some(self.update(&id, &resources)),
             Request::ReopenLog { id } => Some(self.reopen_log(&id)),
+            Request::Pause { id } => Some(self.set_frozen(&id, true)),
+            Request::Resume { id } => Some(self.set_frozen(&id, false)),
             Request::Delete { id } => self.delete(client, &id),
             Request::Shutdown { kill } => self.request_shutdown(client, kill),
             Request::List => Some(Response {

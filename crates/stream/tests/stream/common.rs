@@ -143,6 +143,12 @@ impl ContainerRuntime for Fake {
     async fn kill(&self, _: &str, _: &str, _: i32, _: bool) -> Result<(), RuntimeError> {
         unused()
     }
+    async fn pause(&self, _: &str, _: &str) -> Result<(), RuntimeError> {
+        unused()
+    }
+    async fn resume(&self, _: &str, _: &str) -> Result<(), RuntimeError> {
+        unused()
+    }
     async fn wait(&self, _: &str, _: &str, _: Duration) -> Result<ProcessState, RuntimeError> {
         unused()
     }

@@ -1,0 +1,212 @@
+//! `POST /containers/{id}/wait?condition=`, `/kill?signal=`, `/restart?t=`, `/pause`,
+//! `/unpause` and `/rename?name=`: thin mappings onto the engine's Docker operations.
+
+use std::time::Duration;
+
+use berth_core::container::record::ContainerState;
+use berth_engine::WaitCondition;
+use http::StatusCode;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{find, find_synced, from_engine, namegen, stored};
+use crate::DockerApi;
+use crate::error::ApiError;
+use crate::http::{Reply, json_stream, line, no_content};
+use crate::router::Call;
+
+/// dockerd's default grace period before SIGKILL.
+const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+/// The headers go out at once (the CLI starts the container only once its wait is in
+/// place); the body `{"StatusCode": …}` follows when the condition holds.
+pub async fn wait(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
+    let condition = match call.query.non_empty("condition") {
+        None | Some("not-running") => WaitCondition::NotRunning,
+        Some("next-exit") => WaitCondition::NextExit,
+        Some("removed") => WaitCondition::Removed,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid condition: {other:?} (not-running, next-exit or removed)"
+            )));
+        }
+    };
+    let rec = find(api, key)?;
+    let engine = api.runtime.clone();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let body = match engine.wait_container(&rec.id, condition).await {
+            Ok(code) => json!({"StatusCode": code, "Error": null}),
+            Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.to_string()}}),
+        };
+        let _ = tx.send(line(&body));
+    });
+    Ok(json_stream(rx))
+}
+
+pub async fn kill(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
+    let signal = match call.query.non_empty("signal") {
+        None => libc_signal("KILL"),
+        Some(s) => parse_signal(s)?,
+    };
+    let rec = find_synced(api, key).await?;
+    if rec.state != ContainerState::Running {
+        return Err(not_running(&rec.id));
+    }
+    api.runtime
+        .kill_container(&rec.id, signal)
+        .await
+        .map_err(from_engine)?;
+    Ok(no_content(StatusCode::NO_CONTENT))
+}
+
+pub async fn restart(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
+    let rec = find_synced(api, key).await?;
+    let secs = match call.query.non_empty("t") {
+        Some(t) => t
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid value for t: {t:?} (seconds)")))?,
+        None => stored(api, &rec)
+            .body
+            .stop_timeout
+            .unwrap_or(DEFAULT_STOP_TIMEOUT),
+    };
+    let timeout = Duration::from_secs(if secs < 0 { 86_400 } else { secs as u64 });
+    api.runtime
+        .restart_container(&rec.id, timeout)
+        .await
+        .map_err(from_engine)?;
+    Ok(no_content(StatusCode::NO_CONTENT))
+}
+
+pub async fn pause(api: &DockerApi, key: &str, on: bool) -> Result<Reply, ApiError> {
+    let rec = find_synced(api, key).await?;
+    if rec.state != ContainerState::Running {
+        return Err(not_running(&rec.id));
+    }
+    if on && rec.paused {
+        return Err(ApiError::conflict(format!(
+            "Container {} is already paused",
+            rec.id
+        )));
+    }
+    if !on && !rec.paused {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not paused",
+            rec.id
+        )));
+    }
+    let done = if on {
+        api.runtime.pause_container(&rec.id).await
+    } else {
+        api.runtime.unpause_container(&rec.id).await
+    };
+    done.map_err(from_engine)?;
+    Ok(no_content(StatusCode::NO_CONTENT))
+}
+
+pub async fn rename(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
+    let Some(name) = call.query.non_empty("name") else {
+        return Err(ApiError::bad_request(
+            "Neither old nor new names may be empty",
+        ));
+    };
+    let name = namegen::validate(name)?.to_string();
+    let rec = find(api, key)?;
+    if let Ok(other) = find(api, &format!("/{name}"))
+        && other.name == name
+        && other.id != rec.id
+    {
+        return Err(ApiError::conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+            other.id
+        )));
+    }
+    api.runtime
+        .rename_container(&rec.id, &name)
+        .await
+        .map_err(from_engine)?;
+    Ok(no_content(StatusCode::NO_CONTENT))
+}
+
+fn not_running(id: &str) -> ApiError {
+    ApiError::conflict(format!("Container {id} is not running"))
+}
+
+/// Signal numbers by name, as `kill -l` on Linux x86-64 (with or without `SIG`).
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("SEGV", 11),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("STKFLT", 16),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
+    ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
+];
+
+fn libc_signal(name: &str) -> i32 {
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or(9)
+}
+
+/// `9`, `KILL`, `SIGKILL`, `sigkill`, and the real-time signals 34..=64.
+pub fn parse_signal(s: &str) -> Result<i32, ApiError> {
+    let bad = || ApiError::bad_request(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_signal;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("9").ok(), Some(9));
+        assert_eq!(parse_signal("SIGTERM").ok(), Some(15));
+        assert_eq!(parse_signal("hup").ok(), Some(1));
+        assert_eq!(parse_signal("USR1").ok(), Some(10));
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("65").is_err());
+    }
+}

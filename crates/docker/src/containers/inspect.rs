@@ -1,0 +1,224 @@
+//! `GET /containers/{id}/json` (`docker inspect`): the record, the create request kept in
+//! the pod and the pod's network, in dockerd's shape.
+
+use std::collections::HashMap;
+
+use berth_core::container::ImageConfig;
+use berth_core::container::record::{ContainerRecord, ContainerState};
+use bollard_stubs::models::{
+    ContainerConfig, ContainerInspectResponse, ContainerState as DockerState,
+    ContainerStateStatusEnum, EndpointSettings, HostConfig, NetworkSettings, PortBinding,
+};
+use serde::Serialize;
+
+use super::{docker_name, find_synced, rfc3339, stored, user_labels};
+use crate::DockerApi;
+use crate::error::ApiError;
+use crate::http::{Reply, ok_json};
+
+/// API 1.41's NetworkSettings: bollard's (1.53) plus the top-level addresses 1.41 clients
+/// read (`{{.NetworkSettings.IPAddress}}`), which later versions dropped.
+#[derive(Serialize)]
+struct Network {
+    #[serde(flatten)]
+    base: NetworkSettings,
+    #[serde(rename = "IPAddress")]
+    ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    ip_prefix_len: i64,
+    #[serde(rename = "Gateway")]
+    gateway: String,
+    #[serde(rename = "MacAddress")]
+    mac_address: String,
+}
+
+#[derive(Serialize)]
+struct Inspect {
+    #[serde(flatten)]
+    base: ContainerInspectResponse,
+    #[serde(rename = "NetworkSettings")]
+    network: Network,
+}
+
+fn image_config(api: &DockerApi, r: &ContainerRecord) -> ImageConfig {
+    api.images
+        .find(&r.image_id)
+        .and_then(|i| ImageConfig::from_json(&i.config).ok())
+        .unwrap_or_default()
+}
+
+/// The program and its arguments as they run: the request's, else the image's.
+pub fn argv(api: &DockerApi, r: &ContainerRecord) -> Vec<String> {
+    let (cmd, args) = (&r.config.command, &r.config.args);
+    if !cmd.is_empty() {
+        return cmd.iter().chain(args).cloned().collect();
+    }
+    let img = image_config(api, r);
+    let args = if args.is_empty() { &img.cmd } else { args };
+    img.entrypoint.iter().chain(args).cloned().collect()
+}
+
+pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
+    let r = find_synced(api, key).await?;
+    let st = stored(api, &r);
+    let pod = api.runtime.pod(&r.pod_id).ok();
+    let pid = if r.state == ContainerState::Running {
+        api.runtime.container_pid(&r.id).await.unwrap_or(0)
+    } else {
+        0
+    };
+    let argv = argv(api, &r);
+    let img = image_config(api, &r);
+    let body = &st.body;
+    let host = body.host_config.clone().unwrap_or_default();
+    let network_mode = host
+        .network_mode
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let mut env: Vec<String> = img.env.clone();
+    for e in body.env.iter().flatten() {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    let config = ContainerConfig {
+        hostname: pod.as_ref().map(|p| p.hostname.clone()),
+        domainname: Some(String::new()),
+        user: Some(body.user.clone().unwrap_or(img.user.clone())),
+        attach_stdin: body.attach_stdin,
+        attach_stdout: body.attach_stdout,
+        attach_stderr: body.attach_stderr,
+        exposed_ports: body.exposed_ports.clone(),
+        tty: Some(r.config.tty),
+        open_stdin: Some(r.config.stdin),
+        stdin_once: Some(r.config.stdin_once),
+        env: Some(env),
+        cmd: Some(if r.config.args.is_empty() && r.config.command.is_empty() {
+            img.cmd.clone()
+        } else {
+            r.config.args.clone()
+        }),
+        image: Some(r.image.clone()),
+        working_dir: Some(if r.config.working_dir.is_empty() {
+            img.working_dir.clone()
+        } else {
+            r.config.working_dir.clone()
+        }),
+        entrypoint: Some(if r.config.command.is_empty() {
+            img.entrypoint.clone()
+        } else {
+            r.config.command.clone()
+        }),
+        labels: Some(user_labels(&r)),
+        stop_signal: r.stop_signal.clone(),
+        stop_timeout: body.stop_timeout,
+        ..Default::default()
+    };
+    let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for m in pod.iter().flat_map(|p| p.port_mappings.iter()) {
+        let key = format!("{}/{}", m.container_port, m.protocol.as_str());
+        ports
+            .entry(key)
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(
+                    m.host_ip
+                        .map(|ip| ip.to_string())
+                        .unwrap_or_else(|| "0.0.0.0".into()),
+                ),
+                host_port: Some(m.host_port.to_string()),
+            });
+    }
+    let ip = pod
+        .as_ref()
+        .and_then(|p| p.ip)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    let net_name = if network_mode == "default" {
+        "bridge".to_string()
+    } else {
+        network_mode.clone()
+    };
+    let networks = HashMap::from([(
+        net_name,
+        EndpointSettings {
+            ip_address: Some(ip.clone()),
+            ..Default::default()
+        },
+    )]);
+    let restarting = api.runtime.is_restarting(&r.id);
+    let state = DockerState {
+        status: Some(match r.state {
+            ContainerState::Creating | ContainerState::Created => ContainerStateStatusEnum::CREATED,
+            ContainerState::Running if r.paused => ContainerStateStatusEnum::PAUSED,
+            ContainerState::Running => ContainerStateStatusEnum::RUNNING,
+            ContainerState::Exited if restarting => ContainerStateStatusEnum::RESTARTING,
+            ContainerState::Exited => ContainerStateStatusEnum::EXITED,
+        }),
+        running: Some(r.state == ContainerState::Running),
+        paused: Some(r.paused),
+        restarting: Some(restarting),
+        oom_killed: Some(r.reason == "OOMKilled"),
+        dead: Some(false),
+        pid: Some(pid as i64),
+        exit_code: Some(r.exit_code as i64),
+        error: Some(if r.reason == "StartError" {
+            r.message.clone()
+        } else {
+            String::new()
+        }),
+        started_at: Some(rfc3339(r.started_at)),
+        finished_at: Some(rfc3339(r.finished_at)),
+        health: None,
+    };
+    let host_config = HostConfig {
+        network_mode: Some(network_mode),
+        port_bindings: Some(host.port_bindings.clone().unwrap_or_default()),
+        ..host
+    };
+    let base = ContainerInspectResponse {
+        id: Some(r.id.clone()),
+        created: Some(rfc3339(r.created_at)),
+        path: argv.first().cloned(),
+        args: Some(argv.iter().skip(1).cloned().collect()),
+        state: Some(state),
+        image: Some(r.image_id.clone()),
+        resolv_conf_path: pod
+            .as_ref()
+            .map(|p| p.dir.join("resolv.conf").display().to_string()),
+        hostname_path: pod
+            .as_ref()
+            .map(|p| p.dir.join("hostname").display().to_string()),
+        hosts_path: pod
+            .as_ref()
+            .map(|p| p.dir.join("hosts").display().to_string()),
+        log_path: r.log_path.as_ref().map(|p| p.display().to_string()),
+        name: Some(docker_name(&r)),
+        restart_count: Some(i64::from(r.restart_count)),
+        driver: Some("overlay2".into()),
+        platform: Some("linux".into()),
+        mount_label: Some(String::new()),
+        process_label: Some(String::new()),
+        app_armor_profile: Some(String::new()),
+        host_config: Some(host_config),
+        config: Some(config),
+        ..Default::default()
+    };
+    Ok(ok_json(&Inspect {
+        base,
+        network: Network {
+            base: NetworkSettings {
+                sandbox_id: Some(r.pod_id.clone()),
+                ports: Some(ports),
+                networks: Some(networks),
+                ..Default::default()
+            },
+            ip_address: ip,
+            ip_prefix_len: 0,
+            gateway: String::new(),
+            mac_address: String::new(),
+        },
+    }))
+}
