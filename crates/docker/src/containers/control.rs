@@ -1,22 +1,17 @@
 //! `POST /containers/{id}/wait?condition=`, `/kill?signal=`, `/restart?t=`, `/pause`,
 //! `/unpause` and `/rename?name=`: thin mappings onto the engine's Docker operations.
 
-use std::time::Duration;
-
 use berth_core::container::record::ContainerState;
 use berth_engine::WaitCondition;
 use http::StatusCode;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{find, find_synced, from_engine, namegen, stored};
+use super::{find, find_synced, from_engine, namegen};
 use crate::DockerApi;
 use crate::error::ApiError;
 use crate::http::{Reply, json_stream, line, no_content};
 use crate::router::Call;
-
-/// dockerd's default grace period before SIGKILL.
-const DEFAULT_STOP_TIMEOUT: i64 = 10;
 
 /// The headers go out at once (the CLI starts the container only once its wait is in
 /// place); the body `{"StatusCode": …}` follows when the condition holds.
@@ -62,16 +57,7 @@ pub async fn kill(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiE
 
 pub async fn restart(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
     let rec = find_synced(api, key).await?;
-    let secs = match call.query.non_empty("t") {
-        Some(t) => t
-            .parse::<i64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid value for t: {t:?} (seconds)")))?,
-        None => stored(api, &rec)
-            .body
-            .stop_timeout
-            .unwrap_or(DEFAULT_STOP_TIMEOUT),
-    };
-    let timeout = Duration::from_secs(if secs < 0 { 86_400 } else { secs as u64 });
+    let timeout = super::lifecycle::stop_timeout(call, api, &rec)?;
     api.runtime
         .restart_container(&rec.id, timeout)
         .await

@@ -51,22 +51,35 @@ pub async fn stop(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiE
     if rec.state != ContainerState::Running {
         return Ok(no_content(StatusCode::NOT_MODIFIED));
     }
-    let secs = match call.query.non_empty("t") {
-        Some(t) => t
-            .parse::<i64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid value for t: {t:?} (seconds)")))?,
-        None => stored(api, &rec)
-            .body
-            .stop_timeout
-            .unwrap_or(DEFAULT_STOP_TIMEOUT),
-    };
-    // A negative timeout waits for ever in dockerd; a day is as good.
-    let timeout = Duration::from_secs(if secs < 0 { 86_400 } else { secs as u64 });
+    let timeout = stop_timeout(call, api, &rec)?;
     api.runtime
         .stop_container(&rec.id, timeout)
         .await
         .map_err(from_engine)?;
     Ok(no_content(StatusCode::NO_CONTENT))
+}
+
+/// The grace period before SIGKILL: `?t=`, else the container's StopTimeout, else 10 s.
+pub fn stop_timeout(
+    call: &Call,
+    api: &DockerApi,
+    rec: &ContainerRecord,
+) -> Result<Duration, ApiError> {
+    let secs = match call.query.non_empty("t") {
+        Some(t) => t
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid value for t: {t:?} (seconds)")))?,
+        None => stored(api, rec)
+            .body
+            .stop_timeout
+            .unwrap_or(DEFAULT_STOP_TIMEOUT),
+    };
+    // A negative timeout waits for ever in dockerd; a day is as good.
+    Ok(Duration::from_secs(if secs < 0 {
+        86_400
+    } else {
+        secs as u64
+    }))
 }
 
 pub async fn delete(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
