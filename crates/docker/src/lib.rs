@@ -16,6 +16,8 @@
 
 mod containers;
 pub mod error;
+mod exec;
+mod hijack;
 mod http;
 mod images;
 mod names;
@@ -57,6 +59,8 @@ pub struct DockerApi {
     pub runtime: Arc<Engine>,
     /// Where the containers' log directories go (one per container).
     pub log_dir: PathBuf,
+    /// The exec instances (`docker exec`), in memory as dockerd keeps them.
+    pub(crate) execs: exec::Execs,
 }
 
 impl DockerApi {
@@ -73,6 +77,7 @@ impl DockerApi {
             engine,
             runtime,
             log_dir,
+            execs: exec::Execs::default(),
         });
         containers::lifecycle::spawn_auto_remover(&api);
         api
