@@ -126,6 +126,14 @@ async fn streams(bin: &str) -> Result<()> {
     ])?;
     ensure!(out == "hey /tmp\n", "exec -e -w: {out:?}");
 
+    // A program that is not there: the CLI exits 127, as with dockerd.
+    let out = docker.output(&["exec", "box", "nosuch"])?;
+    ensure!(out.status.code() == Some(127), "exec nosuch: {out:?}");
+    ensure!(
+        text(&out.stdout).contains("executable file not found"),
+        "exec nosuch: {out:?}"
+    );
+
     // exec -it through a pseudo-terminal: a shell's prompt, its echo, its exit code.
     let run = pty_drive(
         &json!([
@@ -137,6 +145,18 @@ async fn streams(bin: &str) -> Result<()> {
         &docker.command_line(&["exec", "-it", "box", "sh"]),
     )?;
     ensure!(run.exit_code == Some(7), "exec -it: {run:?}");
+
+    // run -it through a pseudo-terminal: the container's own terminal, resized by the CLI.
+    let run = pty_drive(
+        &json!([
+            {"expect": "# ", "timeout": 15},
+            {"send": "stty size\r"},
+            {"expect": "24 80", "timeout": 10},
+            {"send": "exit 9\r"},
+        ]),
+        &docker.command_line(&["run", "-it", "--rm", &repo, "sh"]),
+    )?;
+    ensure!(run.exit_code == Some(9), "run -it: {run:?}");
 
     // attach to a running tty container, then detach with ctrl-p ctrl-q: it keeps running.
     docker.ok(&["run", "-dit", "--name", "shell", &repo, "sh"])?;

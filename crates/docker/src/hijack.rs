@@ -139,8 +139,14 @@ pub async fn respond_later(
         match open.await {
             Ok(session) => pump(io, session, tty, detach, on_end).await,
             Err(e) => {
+                // Worded as dockerd's, which the CLI shows as it is.
                 let not_found = e.message.contains("No such file or directory");
-                let msg = format!("OCI runtime exec failed: {}\r\n", e.message);
+                let hint = if not_found {
+                    ": executable file not found in $PATH"
+                } else {
+                    ""
+                };
+                let msg = format!("OCI runtime exec failed: {}{hint}\r\n", e.message);
                 on_end(Some(if not_found { 127 } else { 126 }));
                 let mut io = io;
                 let _ = io.write_all(&frame(1, msg.as_bytes(), tty)).await;
