@@ -125,6 +125,19 @@ async fn streams(bin: &str) -> Result<()> {
         "echo $GREETING $(pwd)",
     ])?;
     ensure!(out == "hey /tmp\n", "exec -e -w: {out:?}");
+    let out = docker.ok(&["exec", "-u", "nobody", "box", "id", "-u"])?;
+    ensure!(out == "65534\n", "exec -u nobody: {out:?}");
+    let ids = [
+        "exec",
+        "-u",
+        "1000:1001",
+        "box",
+        "sh",
+        "-c",
+        "echo $(id -u) $(id -g)",
+    ];
+    let out = docker.ok(&ids)?;
+    ensure!(out == "1000 1001\n", "exec -u 1000:1001: {out:?}");
 
     // A program that is not there: the CLI exits 127, as with dockerd.
     let out = docker.output(&["exec", "box", "nosuch"])?;

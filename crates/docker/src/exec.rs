@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 
-use berth_core::container::record::ContainerState;
+use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::stream::{ExecStreamRequest, TtyResizer};
-use berth_engine::containers::process::exec_process;
+use berth_engine::containers::process::{exec_process, exec_user};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -119,7 +119,7 @@ pub async fn create(
         )));
     }
     let mut process = exec_process(&rec, &config.cmd, config.tty).map_err(from_engine)?;
-    apply(&mut process, &config)?;
+    apply(&rec, &mut process, &config)?;
     let id = new_id();
     let exec = Exec {
         container_id: rec.id.clone(),
@@ -138,7 +138,7 @@ pub async fn create(
 }
 
 /// Env, WorkingDir and User on top of the container's process.
-fn apply(process: &mut Value, c: &ExecConfig) -> Result<(), ApiError> {
+fn apply(rec: &ContainerRecord, process: &mut Value, c: &ExecConfig) -> Result<(), ApiError> {
     if !c.env.is_empty() {
         let mut env: Vec<String> = process["env"]
             .as_array()
@@ -165,26 +165,7 @@ fn apply(process: &mut Value, c: &ExecConfig) -> Result<(), ApiError> {
         process["cwd"] = json!(c.working_dir);
     }
     if !c.user.is_empty() {
-        let (u, g) = match c.user.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (c.user.as_str(), None),
-        };
-        let num = |s: &str| -> Result<u32, ApiError> {
-            if s == "root" {
-                return Ok(0);
-            }
-            s.parse().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "exec user {:?}: berth takes a numeric uid[:gid] (or root)",
-                    c.user
-                ))
-            })
-        };
-        let uid = num(u)?;
-        let gid = match g {
-            Some(g) => num(g)?,
-            None => uid,
-        };
+        let (uid, gid) = exec_user(rec, &c.user).map_err(from_engine)?;
         process["user"] = json!({ "uid": uid, "gid": gid });
     }
     Ok(())
