@@ -88,6 +88,12 @@ async fn streams(bin: &str) -> Result<()> {
     ensure!(text(&out.stdout) == "out\n", "stdout: {out:?}");
     ensure!(text(&out.stderr).contains("err\n"), "stderr: {out:?}");
     track(&t, &docker, "three")?;
+    // start -a: attached again, the same output and exit code.
+    let out = docker.output(&["start", "-a", "three"])?;
+    ensure!(
+        out.status.code() == Some(3) && text(&out.stdout) == "out\n",
+        "start -a: {out:?}"
+    );
     docker.ok(&["rm", "three"])?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !docker.ok(&["ps", "-aq"])?.trim().is_empty() {

@@ -157,6 +157,29 @@ pub async fn respond_later(
     Ok(switching(tty))
 }
 
+/// Answers with chunks already framed (an attach that follows the log): after a 101 they
+/// are written to the upgraded connection, else they are the 200 body.
+pub fn respond_chunks(
+    upgrade: Option<OnUpgrade>,
+    tty: bool,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+) -> Reply {
+    let Some(on) = upgrade else {
+        return crate::http::stream(raw_stream_type(tty), rx);
+    };
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut io = TokioIo::new(up);
+        while let Some(b) = rx.recv().await {
+            if io.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let _ = io.shutdown().await;
+    });
+    switching(tty)
+}
+
 fn switching(tty: bool) -> Reply {
     let mut resp = Response::new(crate::http::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -181,11 +204,15 @@ fn frame(stream: u8, data: &[u8], tty: bool) -> Vec<u8> {
 }
 
 fn raw_stream(tty: bool) -> HeaderValue {
-    HeaderValue::from_static(if tty {
+    HeaderValue::from_static(raw_stream_type(tty))
+}
+
+fn raw_stream_type(tty: bool) -> &'static str {
+    if tty {
         "application/vnd.docker.raw-stream"
     } else {
         "application/vnd.docker.multiplexed-stream"
-    })
+    }
 }
 
 /// Carries the session over `io` until the process exits (outputs drained) or the client
@@ -310,23 +337,31 @@ async fn pump_stdin<R: AsyncRead + Unpin>(
             Ok(n) => n,
         };
         let mut out = Vec::with_capacity(n);
+        let mut detached = false;
         for &b in &buf[..n] {
+            if matched > 0 && b != keys[matched] {
+                // A partial sequence that did not complete is the user's input after all.
+                out.extend_from_slice(&keys[..matched]);
+                matched = 0;
+            }
             if !keys.is_empty() && b == keys[matched] {
                 matched += 1;
                 if matched == keys.len() {
-                    return true;
+                    detached = true;
+                    break;
                 }
                 continue;
             }
-            // A partial sequence that did not complete is the user's input after all.
-            out.extend_from_slice(&keys[..matched]);
-            matched = 0;
             out.push(b);
         }
+        // What came before the keys still goes in.
         if let Some(fd) = &stdin
             && fd.write_all(&out).await.is_err()
         {
             stdin = None;
+        }
+        if detached {
+            return true;
         }
     }
     drop(stdin);
@@ -335,14 +370,5 @@ async fn pump_stdin<R: AsyncRead + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys() {
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
-        assert_eq!(parse_detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
-        assert!(parse_detach_keys("ctrl-pp").is_err());
-        assert!(parse_detach_keys("").is_err());
-    }
-}
+#[path = "hijack_tests.rs"]
+mod tests;

@@ -7,7 +7,7 @@ use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::stream::{AttachRequest, StdioSession};
 use http::StatusCode;
 
-use super::{find_synced, from_engine};
+use super::{find_synced, from_engine, logs};
 use crate::DockerApi;
 use crate::error::ApiError;
 use crate::hijack::{self, DEFAULT_DETACH_KEYS};
@@ -16,12 +16,21 @@ use crate::router::Call;
 
 pub async fn attach(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
     let rec = find_synced(api, key).await?;
-    if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
+    if rec.paused {
         return Err(ApiError::conflict(
-            "You cannot attach to a stopped container, start it first",
+            "container is paused, unpause the container before attach",
         ));
     }
     let q = &call.query;
+    if rec.state == ContainerState::Exited {
+        // `docker start -a`: the output of the run the coming start begins, from the log.
+        let rx = logs::next_run(api, &rec, q.bool("stdout"), q.bool("stderr"));
+        return Ok(hijack::respond_chunks(
+            call.take_upgrade(),
+            rec.config.tty,
+            rx,
+        ));
+    }
     let tty = rec.config.tty;
     // dockerd ignores stdin for a container created without OpenStdin.
     let stdin = q.bool("stdin") && rec.config.stdin;
