@@ -213,13 +213,16 @@ async fn python_sdk_streams_body() -> Result<()> {
     let repo = format!("{}/busybox", reg.host);
     let v =
         run_sdk_script("sdk_streams.py", &[&unix_host(&t.d), &repo]).context("sdk_streams.py")?;
-    if let Some(p) = v["pod"].as_str() {
-        t.track(p);
+    for key in ["pod", "pod2"] {
+        if let Some(p) = v[key].as_str() {
+            t.track(p);
+        }
     }
     let want = json!({
         "run_output": "from-run\n",
         "exec_code": 4,
         "exec_output": "from-exec\n",
+        "attach_logs": "logged\n",
         "left": [],
     });
     for (k, w) in want.as_object().into_iter().flatten() {

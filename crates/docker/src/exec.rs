@@ -244,7 +244,7 @@ pub async fn start(call: &Call, api: &DockerApi, id: &str, body: &[u8]) -> Resul
         tokio::spawn(async move {
             let _ = tokio::io::copy(&mut theirs, &mut tokio::io::sink()).await;
         });
-        tokio::spawn(hijack::pump(ours, session, tty, None, on_end));
+        tokio::spawn(hijack::pump(ours, session, tty, None, Vec::new(), on_end));
         return Ok(no_content(StatusCode::OK));
     }
     hijack::respond_later(

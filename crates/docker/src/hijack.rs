@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use berth_core::stream::StdioSession;
 use berth_stream::fdio::FdIo;
+use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
@@ -78,13 +79,14 @@ pub fn respond(
     session: StdioSession,
     tty: bool,
     detach: Option<Vec<u8>>,
+    replay: Vec<Bytes>,
     on_end: OnEnd,
 ) -> Reply {
     match upgrade {
         Some(on) => {
             tokio::spawn(async move {
                 match on.await {
-                    Ok(up) => pump(TokioIo::new(up), session, tty, detach, on_end).await,
+                    Ok(up) => pump(TokioIo::new(up), session, tty, detach, replay, on_end).await,
                     Err(e) => {
                         tracing::info!(error = %e, "docker api: upgrading the connection failed")
                     }
@@ -97,7 +99,7 @@ pub fn respond(
             let mut session = session;
             // Nothing comes from such a client: no stdin.
             session.stdin = None;
-            tokio::spawn(pump(ours, session, tty, None, on_end));
+            tokio::spawn(pump(ours, session, tty, None, replay, on_end));
             let chunks = tokio_util::io::ReaderStream::new(theirs)
                 .filter_map(|r| async move { r.ok() })
                 .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
@@ -126,7 +128,7 @@ pub async fn respond_later(
 ) -> Result<Reply, ApiError> {
     let Some(on) = upgrade else {
         let session = open.await?;
-        return Ok(respond(None, session, tty, detach, on_end));
+        return Ok(respond(None, session, tty, detach, Vec::new(), on_end));
     };
     tokio::spawn(async move {
         let io = match on.await {
@@ -137,7 +139,7 @@ pub async fn respond_later(
             }
         };
         match open.await {
-            Ok(session) => pump(io, session, tty, detach, on_end).await,
+            Ok(session) => pump(io, session, tty, detach, Vec::new(), on_end).await,
             Err(e) => {
                 // Worded as dockerd's, which the CLI shows as it is.
                 let not_found = e.message.contains("No such file or directory");
@@ -170,6 +172,7 @@ pub fn respond_chunks(
     tokio::spawn(async move {
         let Ok(up) = on.await else { return };
         let mut io = TokioIo::new(up);
+        settle().await;
         while let Some(b) = rx.recv().await {
             if io.write_all(&b).await.is_err() {
                 return;
@@ -178,6 +181,14 @@ pub fn respond_chunks(
         let _ = io.shutdown().await;
     });
     switching(tty)
+}
+
+/// Lets the client read the 101 before the first bytes follow: a client that reads the
+/// response through a buffer (Python's http.client, so the SDK) loses what came in the
+/// same read as the headers once it takes the raw socket. dockerd has the time a log
+/// read takes; output that is there at once (a replayed log) waits as long.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 fn switching(tty: bool) -> Reply {
@@ -222,6 +233,7 @@ pub async fn pump<S>(
     session: StdioSession,
     tty: bool,
     detach: Option<Vec<u8>>,
+    replay: Vec<Bytes>,
     on_end: OnEnd,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -234,6 +246,15 @@ pub async fn pump<S>(
         mut exit,
     } = session;
     let (mut rd, mut wr) = tokio::io::split(io);
+    // An attach's `logs=1`: the log so far, before what comes live.
+    if !replay.is_empty() {
+        settle().await;
+    }
+    for b in replay {
+        if wr.write_all(&b).await.is_err() {
+            return on_end(None);
+        }
+    }
     let stdout = open(stdout);
     let stderr = open(stderr);
     let code = {

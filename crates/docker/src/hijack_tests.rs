@@ -54,7 +54,7 @@ async fn multiplexed_output_then_exit() {
     let (s, _i, mut o, mut e, tx) = session();
     let (client, ours) = tokio::io::duplex(1 << 16);
     let (on_end, ends) = recorder();
-    let task = tokio::spawn(pump(ours, s, false, None, on_end));
+    let task = tokio::spawn(pump(ours, s, false, None, Vec::new(), on_end));
     o.write_all(b"out").unwrap();
     let mut client = client;
     let mut got = [0u8; 11];
@@ -82,6 +82,7 @@ async fn stdin_forwarded_until_the_detach_keys() {
         s,
         true,
         Some(DEFAULT_DETACH_KEYS.to_vec()),
+        Vec::new(),
         on_end,
     ));
     // A lone ctrl-p is input after all; ctrl-p ctrl-q detaches.
@@ -99,7 +100,14 @@ async fn without_upgrade_the_output_is_the_body() {
     s.stderr = None;
     drop(e);
     let (on_end, _ends) = recorder();
-    let resp = respond(None, s, true, None, on_end);
+    let resp = respond(
+        None,
+        s,
+        true,
+        None,
+        vec![Bytes::from_static(b"old ")],
+        on_end,
+    );
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         resp.headers()[header::CONTENT_TYPE],
@@ -109,5 +117,5 @@ async fn without_upgrade_the_output_is_the_body() {
     drop(o);
     tx.send(0).unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"raw tty output");
+    assert_eq!(&body[..], b"old raw tty output");
 }

@@ -22,9 +22,26 @@ pub async fn attach(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, Ap
         ));
     }
     let q = &call.query;
+    // logs=1: what the container wrote so far comes first.
+    let replay = match q.bool("logs") {
+        true => logs::so_far(&rec, q.bool("stdout"), q.bool("stderr")),
+        false => Vec::new(),
+    };
+    if !q.bool("stream") {
+        // Only the log: nothing is joined.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for b in replay {
+            let _ = tx.send(b);
+        }
+        return Ok(hijack::respond_chunks(
+            call.take_upgrade(),
+            rec.config.tty,
+            rx,
+        ));
+    }
     if rec.state == ContainerState::Exited {
         // `docker start -a`: the output of the run the coming start begins, from the log.
-        let rx = logs::next_run(api, &rec, q.bool("stdout"), q.bool("stderr"));
+        let rx = logs::next_run(api, &rec, q.bool("stdout"), q.bool("stderr"), replay);
         return Ok(hijack::respond_chunks(
             call.take_upgrade(),
             rec.config.tty,
@@ -52,6 +69,7 @@ pub async fn attach(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, Ap
         session,
         tty,
         stdin.then_some(detach),
+        replay,
         Box::new(|_| {}),
     ))
 }

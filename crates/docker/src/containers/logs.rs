@@ -162,6 +162,32 @@ pub async fn logs(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiE
     Ok(stream(content_type, rx))
 }
 
+/// The container's log so far, framed as `docker logs` frames it (attach's `logs=1`).
+pub fn so_far(
+    rec: &berth_core::container::record::ContainerRecord,
+    stdout: bool,
+    stderr: bool,
+) -> Vec<Bytes> {
+    let opts = Opts {
+        stdout,
+        stderr,
+        timestamps: false,
+        tty: rec.config.tty,
+        since: 0,
+        until: 0,
+    };
+    let Some(path) = &rec.log_path else {
+        return Vec::new();
+    };
+    let (text, _) = read_from(path, 0);
+    let (complete, _) = split_complete(&text);
+    complete
+        .split(|b| *b == b'\n')
+        .filter_map(parse_line)
+        .filter_map(|e| encode(&e, &opts))
+        .collect()
+}
+
 /// The output of the container's next run, read from its log file as it is appended: an
 /// attach to an exited container (`docker start -a`) follows the run that the next start
 /// begins. Framed as `docker logs` frames it; the channel ends when that run has ended.
@@ -170,6 +196,7 @@ pub fn next_run(
     rec: &berth_core::container::record::ContainerRecord,
     stdout: bool,
     stderr: bool,
+    replay: Vec<Bytes>,
 ) -> mpsc::UnboundedReceiver<Bytes> {
     let opts = Opts {
         stdout,
@@ -180,6 +207,9 @@ pub fn next_run(
         until: 0,
     };
     let (tx, rx) = mpsc::unbounded_channel();
+    for b in replay {
+        let _ = tx.send(b);
+    }
     let Some(path) = rec.log_path.clone() else {
         return rx;
     };
