@@ -145,6 +145,14 @@ async fn streams(bin: &str) -> Result<()> {
     let out = docker.ok(&ids)?;
     ensure!(out == "1000 1001\n", "exec -u 1000:1001: {out:?}");
 
+    // exec -d: started, not waited for.
+    docker.ok(&["exec", "-d", "box", "sh", "-c", "echo done > /tmp/flag"])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while docker.output(&["exec", "box", "cat", "/tmp/flag"])?.stdout != b"done\n" {
+        ensure!(Instant::now() < deadline, "exec -d did not run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // A program that is not there: the CLI exits 127, as with dockerd.
     let out = docker.output(&["exec", "box", "nosuch"])?;
     ensure!(out.status.code() == Some(127), "exec nosuch: {out:?}");
