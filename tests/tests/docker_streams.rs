@@ -173,6 +173,28 @@ async fn streams(bin: &str) -> Result<()> {
     )?;
     ensure!(run.exit_code == Some(7), "exec -it: {run:?}");
 
+    // Detaching from an exec leaves its process running, as with dockerd.
+    let run = pty_drive(
+        &json!([
+            {"expect": "ready", "timeout": 15},
+            {"send": "\u{10}\u{11}"},
+        ]),
+        &docker.command_line(&[
+            "exec",
+            "-it",
+            "box",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 123",
+        ]),
+    )?;
+    ensure!(
+        run.output.contains("read escape sequence"),
+        "exec -it then detach: {run:?}"
+    );
+    let ps = docker.ok(&["exec", "box", "ps"])?;
+    ensure!(ps.contains("sleep 123"), "after detaching from exec: {ps}");
+
     // run -it through a pseudo-terminal: the container's own terminal, resized by the CLI.
     let run = pty_drive(
         &json!([

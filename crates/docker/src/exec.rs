@@ -244,7 +244,15 @@ pub async fn start(call: &Call, api: &DockerApi, id: &str, body: &[u8]) -> Resul
         tokio::spawn(async move {
             let _ = tokio::io::copy(&mut theirs, &mut tokio::io::sink()).await;
         });
-        tokio::spawn(hijack::pump(ours, session, tty, None, Vec::new(), on_end));
+        tokio::spawn(hijack::pump(
+            ours,
+            session,
+            tty,
+            None,
+            Vec::new(),
+            true,
+            on_end,
+        ));
         return Ok(no_content(StatusCode::OK));
     }
     hijack::respond_later(

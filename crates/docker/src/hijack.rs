@@ -86,7 +86,18 @@ pub fn respond(
         Some(on) => {
             tokio::spawn(async move {
                 match on.await {
-                    Ok(up) => pump(TokioIo::new(up), session, tty, detach, replay, on_end).await,
+                    Ok(up) => {
+                        pump(
+                            TokioIo::new(up),
+                            session,
+                            tty,
+                            detach,
+                            replay,
+                            false,
+                            on_end,
+                        )
+                        .await
+                    }
                     Err(e) => {
                         tracing::info!(error = %e, "docker api: upgrading the connection failed")
                     }
@@ -99,7 +110,7 @@ pub fn respond(
             let mut session = session;
             // Nothing comes from such a client: no stdin.
             session.stdin = None;
-            tokio::spawn(pump(ours, session, tty, None, replay, on_end));
+            tokio::spawn(pump(ours, session, tty, None, replay, false, on_end));
             let chunks = tokio_util::io::ReaderStream::new(theirs)
                 .filter_map(|r| async move { r.ok() })
                 .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
@@ -119,6 +130,8 @@ pub type Opener =
 /// out, as dockerd starts an exec: output that came with the 101 could be lost in a
 /// client's buffer (the Python SDK's). A failure to open is then written to the stream
 /// and ends it with exit code 126 (127 for a program not found), as dockerd reports it.
+/// The process outlives its client, as dockerd's exec does: one that detached or went
+/// away leaves it running, its output read and dropped, until it exits.
 pub async fn respond_later(
     upgrade: Option<OnUpgrade>,
     open: Opener,
@@ -139,7 +152,7 @@ pub async fn respond_later(
             }
         };
         match open.await {
-            Ok(session) => pump(io, session, tty, detach, Vec::new(), on_end).await,
+            Ok(session) => pump(io, session, tty, detach, Vec::new(), true, on_end).await,
             Err(e) => {
                 // Worded as dockerd's, which the CLI shows as it is.
                 let not_found = e.message.contains("No such file or directory");
@@ -227,13 +240,15 @@ fn raw_stream_type(tty: bool) -> &'static str {
 }
 
 /// Carries the session over `io` until the process exits (outputs drained) or the client
-/// detaches; the client then sees end of stream.
+/// detaches; the client then sees end of stream. With `outlive_client` (exec) neither the
+/// detach keys nor a client gone end the session before the process.
 pub async fn pump<S>(
     io: S,
     session: StdioSession,
     tty: bool,
     detach: Option<Vec<u8>>,
     replay: Vec<Bytes>,
+    outlive_client: bool,
     on_end: OnEnd,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -259,7 +274,13 @@ pub async fn pump<S>(
     let stderr = open(stderr);
     let code = {
         let outputs = async {
-            let out = copy_out(stdout.as_ref(), stderr.as_ref(), tty, &mut wr);
+            let out = copy_out(
+                stdout.as_ref(),
+                stderr.as_ref(),
+                tty,
+                outlive_client,
+                &mut wr,
+            );
             tokio::pin!(out);
             let mut out_done = false;
             let code = loop {
@@ -280,7 +301,7 @@ pub async fn pump<S>(
             tokio::select! {
                 code = &mut outputs => break code,
                 detached = &mut input, if !input_done => {
-                    if detached {
+                    if detached && !outlive_client {
                         break None;
                     }
                     input_done = true;
@@ -305,8 +326,10 @@ async fn copy_out<W: AsyncWrite + Unpin>(
     stdout: Option<&FdIo>,
     stderr: Option<&FdIo>,
     tty: bool,
+    outlive_client: bool,
     wr: &mut W,
 ) {
+    let mut gone = false;
     let mut bo = vec![0u8; 32 << 10];
     let mut be = vec![0u8; 32 << 10];
     let (mut o_open, mut e_open) = (stdout.is_some(), stderr.is_some());
@@ -326,10 +349,17 @@ async fn copy_out<W: AsyncWrite + Unpin>(
             }
             Ok(n) => n,
         };
+        if gone {
+            continue;
+        }
         let data = if kind == 1 { &bo[..n] } else { &be[..n] };
         let sent = wr.write_all(&frame(kind, data, tty)).await;
         if sent.is_err() || wr.flush().await.is_err() {
-            return;
+            if !outlive_client {
+                return;
+            }
+            // Read on, so that the process never blocks on a full pipe.
+            gone = true;
         }
     }
 }

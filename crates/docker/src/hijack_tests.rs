@@ -54,7 +54,7 @@ async fn multiplexed_output_then_exit() {
     let (s, _i, mut o, mut e, tx) = session();
     let (client, ours) = tokio::io::duplex(1 << 16);
     let (on_end, ends) = recorder();
-    let task = tokio::spawn(pump(ours, s, false, None, Vec::new(), on_end));
+    let task = tokio::spawn(pump(ours, s, false, None, Vec::new(), false, on_end));
     o.write_all(b"out").unwrap();
     let mut client = client;
     let mut got = [0u8; 11];
@@ -83,6 +83,7 @@ async fn stdin_forwarded_until_the_detach_keys() {
         true,
         Some(DEFAULT_DETACH_KEYS.to_vec()),
         Vec::new(),
+        false,
         on_end,
     ));
     // A lone ctrl-p is input after all; ctrl-p ctrl-q detaches.
