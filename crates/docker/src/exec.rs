@@ -73,6 +73,13 @@ struct Exec {
 }
 
 impl Execs {
+    /// Drops the exec records of a removed container, as dockerd does.
+    pub fn forget_container(&self, container_id: &str) {
+        if let Ok(mut m) = self.map.lock() {
+            m.retain(|_, e| e.lock().map_or(true, |e| e.container_id != container_id));
+        }
+    }
+
     fn get(&self, id: &str) -> Result<Arc<Mutex<Exec>>, ApiError> {
         self.map
             .lock()
