@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 
-use berth_core::container::record::{ContainerRecord, ContainerState};
+use berth_core::container::record::ContainerState;
 use berth_core::stream::{ExecStreamRequest, TtyResizer};
 use berth_engine::containers::process::{exec_process, exec_user};
 use http::StatusCode;
@@ -126,7 +126,11 @@ pub async fn create(
         )));
     }
     let mut process = exec_process(&rec, &config.cmd, config.tty).map_err(from_engine)?;
-    apply(&rec, &mut process, &config)?;
+    let user = match config.user.as_str() {
+        "" => None,
+        u => Some(exec_user(&rec, u).map_err(from_engine)?),
+    };
+    apply(&mut process, &config, user)?;
     let id = new_id();
     let exec = Exec {
         container_id: rec.id.clone(),
@@ -144,8 +148,8 @@ pub async fn create(
     Ok(json_reply(StatusCode::CREATED, &json!({ "Id": id })))
 }
 
-/// Env, WorkingDir and User on top of the container's process.
-fn apply(rec: &ContainerRecord, process: &mut Value, c: &ExecConfig) -> Result<(), ApiError> {
+/// Env, WorkingDir and the user (resolved: uid, gid) on top of the container's process.
+fn apply(process: &mut Value, c: &ExecConfig, user: Option<(u32, u32)>) -> Result<(), ApiError> {
     if !c.env.is_empty() {
         let mut env: Vec<String> = process["env"]
             .as_array()
@@ -171,8 +175,8 @@ fn apply(rec: &ContainerRecord, process: &mut Value, c: &ExecConfig) -> Result<(
         }
         process["cwd"] = json!(c.working_dir);
     }
-    if !c.user.is_empty() {
-        let (uid, gid) = exec_user(rec, &c.user).map_err(from_engine)?;
+    if let Some((uid, gid)) = user {
+        // The container's additional groups are its user's, not this one's.
         process["user"] = json!({ "uid": uid, "gid": gid });
     }
     Ok(())
@@ -321,4 +325,53 @@ pub async fn resize(call: &Call, api: &DockerApi, id: &str) -> Result<Reply, Api
         .await
         .map_err(|e| from_engine(e.into()))?;
     Ok(no_content(StatusCode::OK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_cwd_user_over_the_container_process() {
+        let mut p = json!({"args": ["sh"], "env": ["PATH=/bin", "A=1"], "cwd": "/",
+            "user": {"uid": 0, "gid": 0, "additionalGids": [0, 10]}});
+        let c: ExecConfig = serde_json::from_str(
+            r#"{"Cmd": ["id"], "Env": ["A=2", "B=3"], "WorkingDir": "/tmp", "User": null,
+                "DetachKeys": null, "Tty": false}"#,
+        )
+        .unwrap();
+        apply(&mut p, &c, Some((1000, 1001))).unwrap();
+        assert_eq!(p["env"], json!(["PATH=/bin", "A=2", "B=3"]));
+        assert_eq!(p["cwd"], "/tmp");
+        assert_eq!(p["user"], json!({"uid": 1000, "gid": 1001}));
+        let rel = ExecConfig {
+            working_dir: "tmp".into(),
+            ..Default::default()
+        };
+        let e = apply(&mut p, &rel, None).unwrap_err();
+        assert!(e.message.contains("absolute path"), "{}", e.message);
+    }
+
+    #[test]
+    fn forgotten_with_their_container() {
+        let execs = Execs::default();
+        let exec = |cid: &str| Exec {
+            container_id: cid.into(),
+            pod_id: String::new(),
+            config: ExecConfig::default(),
+            process: Value::Null,
+            running: false,
+            started: false,
+            exit_code: None,
+            resizer: None,
+        };
+        let mut m = execs.map.lock().unwrap();
+        m.insert("e1".into(), Arc::new(Mutex::new(exec("c1"))));
+        m.insert("e2".into(), Arc::new(Mutex::new(exec("c2"))));
+        drop(m);
+        execs.forget_container("c1");
+        assert!(execs.get("e1").is_err());
+        assert!(execs.get("e2").is_ok());
+        assert_eq!(new_id().len(), 64);
+    }
 }
