@@ -19,17 +19,16 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::error::ApiError;
 use crate::http::Reply;
+use crate::stdin::pump_stdin;
+pub use crate::stdin::{DEFAULT_DETACH_KEYS, parse_detach_keys};
 
 /// How long an exec's output may stay open after its process exited (a background child
 /// may hold the pipe for ever).
 const DRAIN: Duration = Duration::from_secs(2);
-
-/// dockerd's default detach sequence: ctrl-p, ctrl-q.
-pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
 
 /// The session's end as the caller learns it, before the client sees end of stream.
 pub type OnEnd = Box<dyn FnOnce(Option<i32>) + Send>;
@@ -40,36 +39,6 @@ pub fn wants_upgrade(headers: &http::HeaderMap) -> bool {
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
-}
-
-/// Parses `detachKeys` (`ctrl-p,ctrl-q`, `a`, `ctrl-@`...) as the Docker CLI writes it.
-pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
-    let bad = || ApiError::bad_request(format!("Invalid detach keys ({spec}) provided"));
-    let mut out = Vec::new();
-    for key in spec.split(',') {
-        let key = key.trim();
-        if let Some(c) = key.strip_prefix("ctrl-") {
-            let b = match c.as_bytes() {
-                [b @ b'a'..=b'z'] => b - b'a' + 1,
-                [b'@'] => 0,
-                [b'['] => 27,
-                [b'\\'] => 28,
-                [b']'] => 29,
-                [b'^'] => 30,
-                [b'_'] => 31,
-                _ => return Err(bad()),
-            };
-            out.push(b);
-        } else if key.len() == 1 {
-            out.push(key.as_bytes()[0]);
-        } else {
-            return Err(bad());
-        }
-    }
-    if out.is_empty() {
-        return Err(bad());
-    }
-    Ok(out)
 }
 
 /// Answers the request with the session: 101 and the pump on the upgraded connection, or
@@ -313,7 +282,7 @@ pub async fn pump<S>(
     let _ = wr.shutdown().await;
 }
 
-fn open(fd: Option<OwnedFd>) -> Option<FdIo> {
+pub(crate) fn open(fd: Option<OwnedFd>) -> Option<FdIo> {
     fd.and_then(|fd| {
         FdIo::new(fd)
             .map_err(|e| tracing::warn!(error = %e, "docker api: a session descriptor"))
@@ -369,55 +338,6 @@ async fn read_opt(fd: Option<&FdIo>, buf: &mut [u8]) -> io::Result<usize> {
         Some(f) => f.read(buf).await,
         None => Ok(0),
     }
-}
-
-/// Forwards what the client sends to stdin; true when the client typed the detach keys.
-/// At the client's end of stream stdin is closed and this never returns.
-async fn pump_stdin<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    stdin: Option<OwnedFd>,
-    detach: Option<Vec<u8>>,
-) -> bool {
-    let mut stdin = open(stdin);
-    let keys = detach.unwrap_or_default();
-    let mut matched = 0usize;
-    let mut buf = vec![0u8; 32 << 10];
-    loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut out = Vec::with_capacity(n);
-        let mut detached = false;
-        for &b in &buf[..n] {
-            if matched > 0 && b != keys[matched] {
-                // A partial sequence that did not complete is the user's input after all.
-                out.extend_from_slice(&keys[..matched]);
-                matched = 0;
-            }
-            if !keys.is_empty() && b == keys[matched] {
-                matched += 1;
-                if matched == keys.len() {
-                    detached = true;
-                    break;
-                }
-                continue;
-            }
-            out.push(b);
-        }
-        // What came before the keys still goes in.
-        if let Some(fd) = &stdin
-            && fd.write_all(&out).await.is_err()
-        {
-            stdin = None;
-        }
-        if detached {
-            return true;
-        }
-    }
-    drop(stdin);
-    futures::future::pending::<()>().await;
-    false
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod names;
 mod query;
 mod router;
 mod server;
+mod stdin;
 mod system;
 
 use std::path::PathBuf;
