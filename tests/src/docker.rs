@@ -49,6 +49,40 @@ impl Docker {
             .with_context(|| format!("run {} {args:?}", self.bin.display()))
     }
 
+    /// Runs with `input` on stdin (a pipe, closed once written).
+    pub fn output_stdin(&self, args: &[&str], input: &[u8]) -> Result<Output> {
+        use std::io::Write;
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("run {} {args:?}", self.bin.display()))?;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        stdin.write_all(input)?;
+        drop(stdin);
+        Ok(child.wait_with_output()?)
+    }
+
+    /// The command line (through `env`) that runs this CLI with `args`, for a driver that
+    /// execs it (a pseudo-terminal's).
+    pub fn command_line(&self, args: &[&str]) -> Vec<String> {
+        let mut v = vec![
+            "env".to_string(),
+            format!("DOCKER_HOST={}", self.host),
+            format!("DOCKER_CONFIG={}", self.config.path().display()),
+            self.bin.display().to_string(),
+        ];
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
+    }
+
     /// Runs and requires success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.output(args)?;

@@ -1,7 +1,7 @@
 //! berthd's Docker API, container endpoints (create, start, stop, rm, ps, inspect, logs),
 //! driven by real clients against a real berthd and the local test registry: the docker
-//! CLI 28, Debian's docker 20.10 CLI and the Python SDK. `docker run` without `-d` needs
-//! attach and wait, which are not served yet: every run here is detached.
+//! CLI 28, Debian's docker 20.10 CLI and the Python SDK. Runs here are detached; `docker run`
+//! without `-d` (attach), exec and attach are in docker_streams.rs.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

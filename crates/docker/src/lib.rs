@@ -16,12 +16,15 @@
 
 mod containers;
 pub mod error;
+mod exec;
+mod hijack;
 mod http;
 mod images;
 mod names;
 mod query;
 mod router;
 mod server;
+mod stdin;
 mod system;
 
 use std::path::PathBuf;
@@ -57,6 +60,8 @@ pub struct DockerApi {
     pub runtime: Arc<Engine>,
     /// Where the containers' log directories go (one per container).
     pub log_dir: PathBuf,
+    /// The exec instances (`docker exec`), in memory as dockerd keeps them.
+    pub(crate) execs: exec::Execs,
 }
 
 impl DockerApi {
@@ -73,6 +78,7 @@ impl DockerApi {
             engine,
             runtime,
             log_dir,
+            execs: exec::Execs::default(),
         });
         containers::lifecycle::spawn_auto_remover(&api);
         api

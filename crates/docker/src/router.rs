@@ -9,7 +9,9 @@ use hyper::body::Incoming;
 use crate::error::ApiError;
 use crate::http::{Reply, error};
 use crate::query::Query;
-use crate::{API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, images, system};
+use crate::{
+    API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, exec, images, system,
+};
 
 /// The largest request body read (a container's create request is a few KiB).
 const MAX_BODY: usize = 4 << 20;
@@ -20,14 +22,27 @@ pub struct Call {
     pub path: String,
     pub query: Query,
     pub headers: http::HeaderMap,
+    /// The connection's upgrade, for the hijacked endpoints (attach, exec start).
+    pub upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
+}
+
+impl Call {
+    /// The upgrade when the client asked for one (`Upgrade: tcp`); taken once.
+    pub fn take_upgrade(&self) -> Option<hyper::upgrade::OnUpgrade> {
+        if !crate::hijack::wants_upgrade(&self.headers) {
+            return None;
+        }
+        self.upgrade.lock().ok().and_then(|mut u| u.take())
+    }
 }
 
 pub async fn handle(req: Request<Incoming>, api: Arc<DockerApi>) -> Reply {
     let method = req.method().clone();
     let raw_path = req.uri().path().to_string();
     let started = std::time::Instant::now();
-    let (parts, body) = req.into_parts();
-    let mut resp = match prepare(&parts) {
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let mut resp = match prepare(&parts, upgrade) {
         Ok(call) => match route(call, body, &api).await {
             Ok(r) => r,
             Err(e) => error(&e),
@@ -40,7 +55,10 @@ pub async fn handle(req: Request<Incoming>, api: Arc<DockerApi>) -> Reply {
     resp
 }
 
-fn prepare(req: &http::request::Parts) -> Result<Call, ApiError> {
+fn prepare(
+    req: &http::request::Parts,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Call, ApiError> {
     let path = percent_decode(req.uri.path())?;
     // Every version served (1.24..=1.41) gets the same answers: the fields later versions
     // dropped are still sent, and older clients ignore what they do not know.
@@ -50,6 +68,7 @@ fn prepare(req: &http::request::Parts) -> Result<Call, ApiError> {
         path: path.to_string(),
         query: Query::parse(req.uri.query()),
         headers: req.headers.clone(),
+        upgrade: std::sync::Mutex::new(upgrade),
     })
 }
 
@@ -78,7 +97,8 @@ async fn route(call: Call, body: Incoming, api: &DockerApi) -> Result<Reply, Api
             containers::create::create(&call, api, &body).await
         }
         ("GET", "/containers/json") => containers::list::list(&call, api).await,
-        _ if p.starts_with("/containers/") => container_route(&call, api).await,
+        _ if p.starts_with("/exec/") => exec_route(&call, api, body).await,
+        _ if p.starts_with("/containers/") => container_route(&call, api, body).await,
         _ => match p.strip_prefix("/images/").map(split_image_action) {
             Some((name, "json")) if m == Method::GET => images::inspect::inspect(&call, api, name),
             Some((name, "history")) if m == Method::GET => {
@@ -94,7 +114,7 @@ async fn route(call: Call, body: Incoming, api: &DockerApi) -> Result<Reply, Api
 }
 
 /// `/containers/{id}[/action]`.
-async fn container_route(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
+async fn container_route(call: &Call, api: &DockerApi, body: Incoming) -> Result<Reply, ApiError> {
     let rest = call.path.trim_start_matches("/containers/");
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
     match (call.method.as_str(), action) {
@@ -109,6 +129,27 @@ async fn container_route(call: &Call, api: &DockerApi) -> Result<Reply, ApiError
         ("POST", "pause") => containers::control::pause(api, id, true).await,
         ("POST", "unpause") => containers::control::pause(api, id, false).await,
         ("POST", "rename") => containers::control::rename(call, api, id).await,
+        ("POST", "attach") => containers::attach::attach(call, api, id).await,
+        ("POST", "resize") => containers::attach::resize(call, api, id).await,
+        ("POST", "exec") => {
+            let body = read_body(body).await?;
+            exec::create(call, api, id, &body).await
+        }
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+/// `/exec/{id}/action`.
+async fn exec_route(call: &Call, api: &DockerApi, body: Incoming) -> Result<Reply, ApiError> {
+    let rest = call.path.trim_start_matches("/exec/");
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    match (call.method.as_str(), action) {
+        ("POST", "start") => {
+            let body = read_body(body).await?;
+            exec::start(call, api, id, &body).await
+        }
+        ("POST", "resize") => exec::resize(call, api, id).await,
+        ("GET", "json") => exec::inspect(api, id),
         _ => Err(ApiError::not_found("page not found")),
     }
 }

@@ -18,7 +18,9 @@ mod tls;
 mod tokens;
 mod ws;
 
-mod fdio;
+/// A session's descriptors as async reads and writes (the Docker API's hijacked streams use
+/// them too).
+pub mod fdio;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -95,7 +95,11 @@ fn cri_user_string(sc: &SecurityContext) -> Result<String, SpecError> {
 /// Resolves `user[:group]` (names or ids) to (uid, gid) like containerd's WithUser: a
 /// numeric uid unknown to passwd gets gid 0; an unknown name is an error; an empty user is
 /// root. An empty group part (`user:`) keeps the user's passwd gid.
-fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<(u32, u32), SpecError> {
+pub fn resolve(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<(u32, u32), SpecError> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (user, grp) = match parts.as_slice() {
         [u] => (*u, ""),

@@ -7,7 +7,8 @@ use berth_core::container::ImageConfig;
 use berth_core::container::record::{ContainerRecord, ContainerState};
 use bollard_stubs::models::{
     ContainerConfig, ContainerInspectResponse, ContainerState as DockerState,
-    ContainerStateStatusEnum, EndpointSettings, HostConfig, NetworkSettings, PortBinding,
+    ContainerStateStatusEnum, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkSettings,
+    PortBinding,
 };
 use serde::Serialize;
 
@@ -176,6 +177,12 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
     let host_config = HostConfig {
         network_mode: Some(network_mode),
         port_bindings: Some(host.port_bindings.clone().unwrap_or_default()),
+        // `docker logs` is served from the container's log file, as with dockerd's
+        // default driver; the SDK's run(detach=False) reads the output that way.
+        log_config: Some(host.log_config.clone().unwrap_or(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(Default::default()),
+        })),
         ..host
     };
     let base = ContainerInspectResponse {

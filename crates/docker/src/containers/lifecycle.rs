@@ -101,6 +101,7 @@ async fn remove(api: &DockerApi, rec: &ContainerRecord) -> Result<(), ApiError> 
         .remove_pod(&rec.pod_id)
         .await
         .map_err(from_engine)?;
+    api.execs.forget_container(&rec.id);
     if !log_dir.is_empty()
         && let Err(e) = std::fs::remove_dir_all(&log_dir)
         && e.kind() != std::io::ErrorKind::NotFound

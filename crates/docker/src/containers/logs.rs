@@ -162,6 +162,77 @@ pub async fn logs(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiE
     Ok(stream(content_type, rx))
 }
 
+/// The container's log so far, framed as `docker logs` frames it (attach's `logs=1`).
+pub fn so_far(
+    rec: &berth_core::container::record::ContainerRecord,
+    stdout: bool,
+    stderr: bool,
+) -> Vec<Bytes> {
+    let opts = Opts {
+        stdout,
+        stderr,
+        timestamps: false,
+        tty: rec.config.tty,
+        since: 0,
+        until: 0,
+    };
+    let Some(path) = &rec.log_path else {
+        return Vec::new();
+    };
+    let (text, _) = read_from(path, 0);
+    let (complete, _) = split_complete(&text);
+    complete
+        .split(|b| *b == b'\n')
+        .filter_map(parse_line)
+        .filter_map(|e| encode(&e, &opts))
+        .collect()
+}
+
+/// The output of the container's next run, read from its log file as it is appended: an
+/// attach to an exited container (`docker start -a`) follows the run that the next start
+/// begins. Framed as `docker logs` frames it; the channel ends when that run has ended.
+pub fn next_run(
+    api: &DockerApi,
+    rec: &berth_core::container::record::ContainerRecord,
+    stdout: bool,
+    stderr: bool,
+    replay: Vec<Bytes>,
+) -> mpsc::UnboundedReceiver<Bytes> {
+    let opts = Opts {
+        stdout,
+        stderr,
+        timestamps: false,
+        tty: rec.config.tty,
+        since: 0,
+        until: 0,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    for b in replay {
+        let _ = tx.send(b);
+    }
+    let Some(path) = rec.log_path.clone() else {
+        return rx;
+    };
+    // The log of the runs so far ends with a complete line.
+    let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let (runtime, id, before) = (api.runtime.clone(), rec.id.clone(), rec.started_at);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FOLLOW_POLL).await;
+            if tx.is_closed() {
+                return;
+            }
+            match runtime.container_status(&id).await {
+                Ok(r) if r.started_at > before => break,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        follow_log(runtime, id, path, offset, opts, tx).await;
+    });
+    rx
+}
+
 /// Sends what is appended to the log until the container has stopped (and the last lines
 /// are read) or the client has gone.
 async fn follow_log(

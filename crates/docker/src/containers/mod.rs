@@ -4,6 +4,7 @@
 //! engine's container id. The create request is kept in the pod's record (its `config`),
 //! which is where inspect reads Config and HostConfig back from.
 
+pub mod attach;
 pub mod control;
 pub mod create;
 pub mod host_config;

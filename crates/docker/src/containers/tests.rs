@@ -20,6 +20,7 @@ fn call(method: Method, path: &str, query: &str) -> Call {
         path: path.to_string(),
         query: Query::parse(Some(query)),
         headers: HeaderMap::new(),
+        upgrade: Default::default(),
     }
 }
 

@@ -32,3 +32,13 @@ pub fn exec_process(
     }
     Ok(process)
 }
+
+/// `user[:group]` (names or ids) for an exec (`docker exec -u`), resolved through the
+/// container's own /etc/passwd and /etc/group, as the container's user was.
+pub fn exec_user(rec: &ContainerRecord, spec: &str) -> Result<(u32, u32), EngineError> {
+    let rootfs = rec.bundle.join("rootfs");
+    let passwd = super::host::image_file(&rootfs, "etc/passwd");
+    let group = super::host::image_file(&rootfs, "etc/group");
+    berth_core::container::user::resolve(spec, passwd.as_deref(), group.as_deref())
+        .map_err(|e| EngineError::InvalidArgument(format!("exec user {spec:?}: {e}")))
+}
