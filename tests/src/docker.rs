@@ -150,3 +150,49 @@ pub fn run_sdk_script(name: &str, args: &[&str]) -> Result<serde_json::Value> {
     );
     serde_json::from_slice(&out.stdout).with_context(|| format!("{name} output is not JSON"))
 }
+
+/// A `#[tokio::test]` that needs root, a registry, skopeo and `bins`, and runs `body()`:
+/// `docker_test!(name, body, [bins])`. It prints SKIP and passes where one is missing.
+#[macro_export]
+macro_rules! docker_test {
+    ($name:ident, $body:ident, $bins:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let mut bins = vec!["docker-registry", "skopeo"];
+            bins.extend_from_slice(&$bins);
+            if $crate::skip::skip_unless(stringify!($name), &bins, true) {
+                return;
+            }
+            $crate::finish($body().await);
+        }
+    };
+}
+
+/// The same walkthrough with each docker CLI: `docker_cli_tests!(walk, cli_28_x, cli_20_x)`
+/// makes the tests `cli_28_x` and `cli_20_x`, running `walk(CLI_28)` and `walk(CLI_20)`.
+#[macro_export]
+macro_rules! docker_cli_tests {
+    ($walk:ident, $t28:ident, $t20:ident) => {
+        $crate::docker_cli_tests!(@one $walk, $t28, $crate::docker::CLI_28);
+        $crate::docker_cli_tests!(@one $walk, $t20, $crate::docker::CLI_20);
+    };
+    (@one $walk:ident, $name:ident, $bin:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let bins = ["docker-registry", "skopeo", $bin];
+            if $crate::skip::skip_unless(stringify!($name), &bins, true) {
+                return;
+            }
+            $crate::finish($walk($bin).await);
+        }
+    };
+}
+
+/// The pod behind a Docker container, tracked by `t`'s leak checks; its id.
+pub fn track_pod(t: &crate::pods::PodTest, docker: &Docker, name: &str) -> Result<String> {
+    let pod = docker.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxID}}", name])?;
+    let pod = pod.trim().to_string();
+    ensure!(pod.len() == 64, "pod id of {name}: {pod:?}");
+    t.track(&pod);
+    Ok(pod)
+}

@@ -7,23 +7,12 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use berth_tests::docker::{CLI_20, CLI_28, Docker, python_sdk_present, run_sdk_script, unix_host};
+use berth_tests::docker::{
+    CLI_20, Docker, python_sdk_present, run_sdk_script, track_pod, unix_host,
+};
 use berth_tests::pods::PodTest;
-use berth_tests::{Registry, TestImage, cri, finish, free_port, images, skip};
-
-macro_rules! docker_test {
-    ($name:ident, $body:ident, $bins:expr) => {
-        #[tokio::test]
-        async fn $name() {
-            let mut bins = vec!["docker-registry", "skopeo"];
-            bins.extend_from_slice(&$bins);
-            if skip::skip_unless(stringify!($name), &bins, true) {
-                return;
-            }
-            finish($body().await);
-        }
-    };
-}
+use berth_tests::{Registry, TestImage, cri, free_port, images};
+use berth_tests::{docker_cli_tests, docker_test};
 
 /// GET / on 127.0.0.1:port, retried while the server comes up; the whole answer.
 fn http_get(port: u16) -> Result<String> {
@@ -70,15 +59,6 @@ fn wait_exited(docker: &Docker, name: &str) -> Result<()> {
     }
 }
 
-/// The pod behind a container, tracked for the leak checks.
-fn track(t: &PodTest, docker: &Docker, name: &str) -> Result<String> {
-    let pod = docker.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxID}}", name])?;
-    let pod = pod.trim().to_string();
-    ensure!(pod.len() == 64, "pod id of {name}: {pod:?}");
-    t.track(&pod);
-    Ok(pod)
-}
-
 async fn leak_free(mut t: PodTest) -> Result<()> {
     let leaks = t.leaks();
     ensure!(leaks.is_empty(), "left behind while running: {leaks:?}");
@@ -94,15 +74,7 @@ async fn leak_free(mut t: PodTest) -> Result<()> {
     Ok(())
 }
 
-docker_test!(cli_28_containers, cli_28_containers_body, [CLI_28]);
-async fn cli_28_containers_body() -> Result<()> {
-    walkthrough(CLI_28).await
-}
-
-docker_test!(cli_20_containers, cli_20_containers_body, [CLI_20]);
-async fn cli_20_containers_body() -> Result<()> {
-    walkthrough(CLI_20).await
-}
+docker_cli_tests!(walkthrough, cli_28_containers, cli_20_containers);
 
 /// run -d -p with a bind mount, ps, ps -a, filters, inspect, logs, stop, rm, rm -f and the
 /// errors, as a person types them.
@@ -145,7 +117,7 @@ async fn walkthrough(bin: &str) -> Result<()> {
         id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         "run -d printed {id:?}"
     );
-    track(&t, &docker, "web")?;
+    track_pod(&t, &docker, "web")?;
     let page = http_get(port)?;
     ensure!(page.contains("hello from berth"), "GET /: {page:?}");
     shown_to_crictl(&t, &id).await?;
@@ -173,7 +145,7 @@ async fn walkthrough(bin: &str) -> Result<()> {
         "-c",
         "echo one; echo two; echo err >&2; sleep 0.3; echo three",
     ])?;
-    track(&t, &docker, "talk")?;
+    track_pod(&t, &docker, "talk")?;
     wait_exited(&docker, "talk")?;
     let ps = docker.ok(&["ps", "--format", "{{.Names}}"])?;
     ensure!(ps.trim() == "web", "ps shows only running ones: {ps:?}");
@@ -279,7 +251,7 @@ async fn walkthrough(bin: &str) -> Result<()> {
         "-c",
         "for i in 1 2 3; do echo $i; sleep 0.3; done",
     ])?;
-    track(&t, &docker, "counter")?;
+    track_pod(&t, &docker, "counter")?;
     let followed = docker.ok(&["logs", "-f", "counter"])?;
     ensure!(followed == "1\n2\n3\n", "logs -f: {followed:?}");
     docker.ok(&["rm", "counter"])?;
@@ -298,7 +270,7 @@ async fn walkthrough(bin: &str) -> Result<()> {
             && String::from_utf8_lossy(&out.stderr).contains("executable file not found"),
         "a program that does not exist: {out:?}"
     );
-    track(&t, &docker, "badcmd")?;
+    track_pod(&t, &docker, "badcmd")?;
     docker.ok(&["rm", "badcmd"])?;
     let e = docker.fails(&["rm", "web"])?;
     ensure!(
@@ -320,7 +292,7 @@ async fn walkthrough(bin: &str) -> Result<()> {
     docker.ok(&["rm", "web", "talk"])?;
 
     docker.ok(&["run", "-d", "--name", "forced", &repo, "sleep", "300"])?;
-    track(&t, &docker, "forced")?;
+    track_pod(&t, &docker, "forced")?;
     let out = docker.ok(&["rm", "-f", "forced"])?;
     ensure!(out.trim() == "forced", "rm -f: {out:?}");
 
@@ -387,7 +359,7 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
         "{{.Names}} {{.Status}}",
     ])?;
     ensure!(st.trim() == format!("{name} Created"), "created: {st:?}");
-    track(t, docker, id)?;
+    track_pod(t, docker, id)?;
     docker.ok(&["start", id])?;
     wait_exited(docker, id)?;
     let code = docker.ok(&["inspect", "-f", "{{.State.ExitCode}}", id])?;
@@ -406,7 +378,7 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
         "-c",
         "sleep 0.5",
     ])?;
-    track(t, docker, "brief")?;
+    track_pod(t, docker, "brief")?;
     let deadline = Instant::now() + Duration::from_secs(15);
     while !docker
         .ok(&["ps", "-aq", "--filter", "name=brief"])?
@@ -423,7 +395,7 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
         "run", "-d", "-P", "--expose", "80", "--name", "pub", "-v", &bind, repo, "busybox",
         "httpd", "-f", "-p", "80", "-h", "/www",
     ])?;
-    track(t, docker, "pub")?;
+    track_pod(t, docker, "pub")?;
     let p = docker.ok(&["port", "pub", "80"])?;
     let host_port: u16 = p
         .lines()
@@ -450,7 +422,7 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
         "-c",
         "ip -o link | wc -l",
     ])?;
-    track(t, docker, "lonely")?;
+    track_pod(t, docker, "lonely")?;
     wait_exited(docker, "lonely")?;
     let n = docker.ok(&["logs", "lonely"])?;
     ensure!(n.trim() == "1", "--net none links: {n:?}");
@@ -466,7 +438,7 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
         "-c",
         "ip -o link | wc -l",
     ])?;
-    track(t, docker, "hosted")?;
+    track_pod(t, docker, "hosted")?;
     wait_exited(docker, "hosted")?;
     let n = docker.ok(&["logs", "hosted"])?;
     ensure!(
@@ -490,7 +462,7 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
         "-c",
         "echo tty-line",
     ])?;
-    track(t, docker, "tty")?;
+    track_pod(t, docker, "tty")?;
     wait_exited(docker, "tty")?;
     let out = docker.ok(&["logs", "tty"])?;
     ensure!(out == "tty-line\n", "logs of a tty: {out:?}");
@@ -504,7 +476,7 @@ async fn more_modes(t: &PodTest, docker: &Docker, repo: &str, www: &std::path::P
         "0.5", "-w", "/tmp", "-u", "1000:1000", "-e", "A=b", repo, "sh", "-c",
         "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us; pwd; id -u; echo $A",
     ])?;
-    track(t, docker, "limited")?;
+    track_pod(t, docker, "limited")?;
     wait_exited(docker, "limited")?;
     let out = docker.output(&["logs", "limited"])?;
     let (so, se) = (
@@ -599,7 +571,7 @@ async fn survives_restart_body() -> Result<()> {
         "-h",
         "/www",
     ])?;
-    track(&t, &docker, "keep")?;
+    track_pod(&t, &docker, "keep")?;
     ensure!(http_get(port)?.contains("still here"), "before the restart");
     let pid = docker.ok(&["inspect", "-f", "{{.State.Pid}}", "keep"])?;
 
@@ -620,15 +592,7 @@ async fn survives_restart_body() -> Result<()> {
     leak_free(t).await
 }
 
-docker_test!(cli_28_control, cli_28_control_body, [CLI_28]);
-async fn cli_28_control_body() -> Result<()> {
-    control(CLI_28).await
-}
-
-docker_test!(cli_20_control, cli_20_control_body, [CLI_20]);
-async fn cli_20_control_body() -> Result<()> {
-    control(CLI_20).await
-}
+docker_cli_tests!(control, cli_28_control, cli_20_control);
 
 /// pause/unpause, kill -s, rename, restart, stop then start again (the writable layer
 /// kept), wait, and a restart policy, as a person types them.
@@ -647,7 +611,7 @@ async fn control(bin: &str) -> Result<()> {
     let script = "echo run >> /runs; echo runs=$(wc -l < /runs); \
                   trap 'echo got-usr1' USR1; while true; do sleep 0.2; done";
     docker.ok(&["run", "-d", "--name", "ctl", &repo, "sh", "-c", script])?;
-    track(&t, &docker, "ctl")?;
+    track_pod(&t, &docker, "ctl")?;
 
     docker.ok(&["pause", "ctl"])?;
     ensure!(
@@ -726,7 +690,7 @@ async fn control(bin: &str) -> Result<()> {
         "-c",
         "exit 3",
     ])?;
-    track(&t, &docker, "flaky")?;
+    track_pod(&t, &docker, "flaky")?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (count, status) = (

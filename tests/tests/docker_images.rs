@@ -4,9 +4,10 @@
 //! `docker` 7.x). No hand-written client stands in for them.
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::{Berthd, BerthdOptions, PushedImage, Registry, TestImage, finish, images, skip};
+use berth_tests::{Berthd, BerthdOptions, PushedImage, Registry, TestImage, images};
 
-use berth_tests::docker::{CLI_20, CLI_28, Docker, python_sdk_present, run_sdk_script, unix_host};
+use berth_tests::docker::{CLI_28, Docker, python_sdk_present, run_sdk_script, unix_host};
+use berth_tests::{docker_cli_tests, docker_test};
 
 /// Registry with busybox pushed as `busybox:latest`, and a berthd.
 async fn setup() -> Result<(Registry, PushedImage, Berthd)> {
@@ -28,29 +29,7 @@ fn store_is_empty(d: &Berthd) -> Result<()> {
     Ok(())
 }
 
-macro_rules! docker_test {
-    ($name:ident, $body:ident, $bins:expr) => {
-        #[tokio::test]
-        async fn $name() {
-            let mut bins = vec!["docker-registry", "skopeo"];
-            bins.extend_from_slice(&$bins);
-            if skip::skip_unless(stringify!($name), &bins, true) {
-                return;
-            }
-            finish($body().await);
-        }
-    };
-}
-
-docker_test!(cli_28_images, cli_28_images_body, [CLI_28]);
-async fn cli_28_images_body() -> Result<()> {
-    image_walkthrough(CLI_28).await
-}
-
-docker_test!(cli_20_images, cli_20_images_body, [CLI_20]);
-async fn cli_20_images_body() -> Result<()> {
-    image_walkthrough(CLI_20).await
-}
+docker_cli_tests!(image_walkthrough, cli_28_images, cli_20_images);
 
 /// version, info, pull, images, inspect, tag, history, rmi, prune and the errors, as a
 /// person types them.

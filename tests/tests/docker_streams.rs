@@ -6,25 +6,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::docker::{CLI_20, CLI_28, Docker, python_sdk_present, run_sdk_script, unix_host};
+use berth_tests::docker::{Docker, python_sdk_present, run_sdk_script, track_pod, unix_host};
 use berth_tests::pods::PodTest;
 use berth_tests::streaming::pty_drive;
-use berth_tests::{Registry, TestImage, finish, images, skip};
+use berth_tests::{Registry, TestImage, images};
+use berth_tests::{docker_cli_tests, docker_test};
 use serde_json::json;
-
-macro_rules! docker_test {
-    ($name:ident, $body:ident, $bins:expr) => {
-        #[tokio::test]
-        async fn $name() {
-            let mut bins = vec!["docker-registry", "skopeo", "python3"];
-            bins.extend_from_slice(&$bins);
-            if skip::skip_unless(stringify!($name), &bins, true) {
-                return;
-            }
-            finish($body().await);
-        }
-    };
-}
 
 async fn leak_free(mut t: PodTest) -> Result<()> {
     let leaks = t.leaks();
@@ -41,25 +28,11 @@ async fn leak_free(mut t: PodTest) -> Result<()> {
     Ok(())
 }
 
-fn track(t: &PodTest, docker: &Docker, name: &str) -> Result<()> {
-    let pod = docker.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxID}}", name])?;
-    t.track(pod.trim());
-    Ok(())
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-docker_test!(cli_28_streams, cli_28_streams_body, [CLI_28]);
-async fn cli_28_streams_body() -> Result<()> {
-    streams(CLI_28).await
-}
-
-docker_test!(cli_20_streams, cli_20_streams_body, [CLI_20]);
-async fn cli_20_streams_body() -> Result<()> {
-    streams(CLI_20).await
-}
+docker_cli_tests!(streams, cli_28_streams, cli_20_streams);
 
 async fn streams(bin: &str) -> Result<()> {
     let reg = Registry::start()?;
@@ -87,7 +60,7 @@ async fn streams(bin: &str) -> Result<()> {
     ensure!(out.status.code() == Some(3), "run exit 3: {out:?}");
     ensure!(text(&out.stdout) == "out\n", "stdout: {out:?}");
     ensure!(text(&out.stderr).contains("err\n"), "stderr: {out:?}");
-    track(&t, &docker, "three")?;
+    track_pod(&t, &docker, "three")?;
     // start -a: attached again, the same output and exit code.
     let out = docker.output(&["start", "-a", "three"])?;
     ensure!(
@@ -110,7 +83,7 @@ async fn streams(bin: &str) -> Result<()> {
 
     // exec into a running container.
     docker.ok(&["run", "-d", "--name", "box", &repo, "sleep", "300"])?;
-    track(&t, &docker, "box")?;
+    track_pod(&t, &docker, "box")?;
     ensure!(
         docker.ok(&["exec", "box", "echo", "hi"])? == "hi\n",
         "exec echo"
@@ -209,7 +182,7 @@ async fn streams(bin: &str) -> Result<()> {
 
     // attach to a running tty container, then detach with ctrl-p ctrl-q: it keeps running.
     docker.ok(&["run", "-dit", "--name", "shell", &repo, "sh"])?;
-    track(&t, &docker, "shell")?;
+    track_pod(&t, &docker, "shell")?;
     let run = pty_drive(
         &json!([
             {"sleep": 1},
