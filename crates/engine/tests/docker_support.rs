@@ -2,65 +2,30 @@
 //! fake ports is a pod of its own with one container that has a restart policy.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_core::container::ContainerConfig;
 use berth_core::container::record::ContainerRecord;
-use berth_core::image::ImageStore;
-use berth_core::pod::record::{DnsConfig, NamespaceMode, NamespaceModes};
 pub use berth_engine::testing::Env;
+use berth_engine::testing::{container_spec, pod_spec};
 use berth_engine::{ContainerSpec, Engine, PodSpec, RestartPolicy, Single};
 
 pub fn pod(name: &str) -> PodSpec {
     PodSpec {
-        name: name.into(),
-        namespace: "docker".into(),
-        uid: format!("uid-{name}"),
-        attempt: 0,
-        runtime_handler: String::new(),
-        hostname: String::new(),
         log_directory: "/var/log/berth-test".into(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        modes: NamespaceModes {
-            network: NamespaceMode::Pod,
-            pid: NamespaceMode::Container,
-            ipc: NamespaceMode::Pod,
-        },
-        userns: None,
-        port_mappings: Vec::new(),
-        dns: DnsConfig::default(),
-        sysctls: BTreeMap::new(),
-        cgroup_parent: String::new(),
-        config: serde_json::json!({"name": name}),
+        ..pod_spec(name)
     }
 }
 
 pub fn container(name: &str, args: &[&str], restart: Option<RestartPolicy>) -> ContainerSpec {
     ContainerSpec {
-        pod_id: String::new(),
-        config: ContainerConfig {
-            name: name.into(),
-            image: "busybox:latest".into(),
-            command: args.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        },
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        log_path: String::new(),
-        pod_privileged: false,
         restart,
+        ..container_spec("", name, args)
     }
 }
 
 pub async fn engine(env: &Env) -> Arc<Engine> {
-    env.store
-        .pull(&"busybox:latest".parse().unwrap(), None)
-        .await
-        .unwrap();
-    env.engine(None).await
+    env.engine_with_busybox().await
 }
 
 /// A Docker container: a pod of its own with one container. Its pinned netns exists, so

@@ -4,76 +4,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::container::ContainerConfig;
 use berth_core::container::record::ContainerState;
-use berth_core::image::ImageStore;
 use berth_core::pod::PodState;
-use berth_core::pod::record::{DnsConfig, NamespaceMode, NamespaceModes};
-use berth_engine::testing::Env;
-use berth_engine::{ContainerSpec, Engine, ErrorKind, EventKind, PodSpec, Subject};
+use berth_engine::testing::{Env, container_spec, pod_spec};
+use berth_engine::{ErrorKind, EventKind, PodSpec, Subject};
 
 fn pod(name: &str) -> PodSpec {
     PodSpec {
-        name: name.into(),
-        namespace: "docker".into(),
-        uid: format!("uid-{name}"),
-        attempt: 0,
-        runtime_handler: String::new(),
-        hostname: String::new(),
-        log_directory: String::new(),
         labels: BTreeMap::from([("io.berth.frontdoor".into(), "test".into())]),
-        annotations: BTreeMap::new(),
-        modes: NamespaceModes {
-            network: NamespaceMode::Pod,
-            pid: NamespaceMode::Container,
-            ipc: NamespaceMode::Pod,
-        },
-        userns: None,
-        port_mappings: Vec::new(),
-        dns: DnsConfig::default(),
-        sysctls: BTreeMap::new(),
-        cgroup_parent: String::new(),
-        config: serde_json::json!({"name": name}),
+        ..pod_spec(name)
     }
-}
-
-fn container(pod_id: &str, name: &str, args: &[&str]) -> ContainerSpec {
-    ContainerSpec {
-        pod_id: pod_id.into(),
-        config: ContainerConfig {
-            name: name.into(),
-            image: "busybox:latest".into(),
-            command: args.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        },
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        log_path: String::new(),
-        pod_privileged: false,
-        restart: None,
-    }
-}
-
-async fn engine_with_image(env: &Env) -> Arc<Engine> {
-    env.store
-        .pull(&"busybox:latest".parse().unwrap(), None)
-        .await
-        .unwrap();
-    env.engine(None).await
 }
 
 #[tokio::test]
 async fn a_one_container_pod_from_run_to_remove_leaves_nothing() {
     let env = Env::new();
-    let engine = engine_with_image(&env).await;
+    let engine = env.engine_with_busybox().await;
     let mut events = engine.events().subscribe();
 
     let pod_id = engine.run_pod(pod("web")).await.unwrap();
     let ctr = engine
-        .create_container(container(&pod_id, "web", &["sleep", "1000"]))
+        .create_container(container_spec(&pod_id, "web", &["sleep", "1000"]))
         .await
         .unwrap();
     engine.start_container(&ctr).await.unwrap();
@@ -125,7 +78,7 @@ async fn a_one_container_pod_from_run_to_remove_leaves_nothing() {
 #[tokio::test]
 async fn stop_and_remove_of_unknown_objects_succeed_and_lookups_say_not_found() {
     let env = Env::new();
-    let engine = engine_with_image(&env).await;
+    let engine = env.engine_with_busybox().await;
     engine.stop_pod("nope").await.unwrap();
     engine.remove_pod("nope").await.unwrap();
     engine.stop_container("nope", Duration::ZERO).await.unwrap();
@@ -136,7 +89,7 @@ async fn stop_and_remove_of_unknown_objects_succeed_and_lookups_say_not_found() 
         ErrorKind::NotFound
     );
     let e = engine
-        .create_container(container("nope", "c", &["true"]))
+        .create_container(container_spec("nope", "c", &["true"]))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -145,23 +98,23 @@ async fn stop_and_remove_of_unknown_objects_succeed_and_lookups_say_not_found() 
 #[tokio::test]
 async fn names_in_use_and_bad_specs_are_refused() {
     let env = Env::new();
-    let engine = engine_with_image(&env).await;
+    let engine = env.engine_with_busybox().await;
     let pod_id = engine.run_pod(pod("db")).await.unwrap();
     let e = engine.run_pod(pod("db")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     assert!(e.to_string().contains(&pod_id), "{e}");
 
     engine
-        .create_container(container(&pod_id, "db", &["sleep", "1"]))
+        .create_container(container_spec(&pod_id, "db", &["sleep", "1"]))
         .await
         .unwrap();
     let e = engine
-        .create_container(container(&pod_id, "db", &["sleep", "1"]))
+        .create_container(container_spec(&pod_id, "db", &["sleep", "1"]))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
 
-    let mut missing = container(&pod_id, "other", &["true"]);
+    let mut missing = container_spec(&pod_id, "other", &["true"]);
     missing.config.image = "nothere:1".into();
     let e = engine.create_container(missing).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -175,7 +128,7 @@ async fn names_in_use_and_bad_specs_are_refused() {
 
     engine.stop_pod(&pod_id).await.unwrap();
     let e = engine
-        .create_container(container(&pod_id, "late", &["true"]))
+        .create_container(container_spec(&pod_id, "late", &["true"]))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
@@ -202,10 +155,10 @@ async fn a_failed_pod_is_rolled_back() {
 #[tokio::test]
 async fn a_restarted_engine_finds_its_pods_and_notices_exits() {
     let env = Env::new();
-    let engine = engine_with_image(&env).await;
+    let engine = env.engine_with_busybox().await;
     let pod_id = engine.run_pod(pod("svc")).await.unwrap();
     let ctr = engine
-        .create_container(container(&pod_id, "svc", &["sleep", "1000"]))
+        .create_container(container_spec(&pod_id, "svc", &["sleep", "1000"]))
         .await
         .unwrap();
     engine.start_container(&ctr).await.unwrap();
@@ -233,10 +186,10 @@ async fn a_restarted_engine_finds_its_pods_and_notices_exits() {
 #[tokio::test]
 async fn usage_figures_come_per_container_and_pod() {
     let env = Env::new();
-    let engine = engine_with_image(&env).await;
+    let engine = env.engine_with_busybox().await;
     let pod_id = engine.run_pod(pod("busy")).await.unwrap();
     let ctr = engine
-        .create_container(container(&pod_id, "busy", &["sleep", "1000"]))
+        .create_container(container_spec(&pod_id, "busy", &["sleep", "1000"]))
         .await
         .unwrap();
     engine.start_container(&ctr).await.unwrap();
@@ -263,9 +216,9 @@ async fn usage_figures_come_per_container_and_pod() {
 #[tokio::test]
 async fn a_single_container_pod_is_made_whole_or_not_at_all() {
     let env = Env::new();
-    let engine = engine_with_image(&env).await;
+    let engine = env.engine_with_busybox().await;
     let one = engine
-        .create_single(pod("one"), container("", "one", &["sleep", "1000"]))
+        .create_single(pod("one"), container_spec("", "one", &["sleep", "1000"]))
         .await
         .unwrap();
     assert_eq!(
@@ -275,7 +228,7 @@ async fn a_single_container_pod_is_made_whole_or_not_at_all() {
     engine.start_container(&one.container_id).await.unwrap();
 
     // The container cannot be made: its pod goes too.
-    let mut bad = container("", "two", &["true"]);
+    let mut bad = container_spec("", "two", &["true"]);
     bad.config.image = "nothere:1".into();
     let e = engine.create_single(pod("two"), bad).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);

@@ -6,7 +6,7 @@
 
 mod runtime;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,16 +14,17 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use berth_core::config::Config;
 use berth_core::container::CgroupVersion;
+use berth_core::container::ContainerConfig;
 use berth_core::image::{FsUsage, Image, ImageError, ImageStore, RegistryAuth};
 use berth_core::pod::ipam::{Allocations, Subnet};
 use berth_core::pod::ports::*;
-use berth_core::pod::record::PodNamespaces;
+use berth_core::pod::record::{DnsConfig, NamespaceMode, NamespaceModes, PodNamespaces};
 use berth_core::pod::sysctl::SysctlNs;
 use berth_core::{Digest, Reference};
 
 pub use runtime::{FakeRootfs, FakeRuntime, FakeStats, FakeStreams};
 
-use crate::{ContainerPorts, Engine, PodPorts, RuntimeInfo};
+use crate::{ContainerPorts, ContainerSpec, Engine, PodPorts, PodSpec, RuntimeInfo};
 
 #[derive(Default)]
 pub struct FakeStore {
@@ -301,6 +302,60 @@ impl Env {
         )
         .await
         .unwrap()
+    }
+
+    /// An engine on the fakes with `busybox:latest` in the fake store.
+    pub async fn engine_with_busybox(&self) -> Arc<Engine> {
+        self.store
+            .pull(&"busybox:latest".parse().unwrap(), None)
+            .await
+            .unwrap();
+        self.engine(None).await
+    }
+}
+
+/// A pod of namespace `docker` with its own network and IPC, each container with its own
+/// PID namespace; tests change what they need with `..pod_spec(name)`.
+pub fn pod_spec(name: &str) -> PodSpec {
+    PodSpec {
+        name: name.into(),
+        namespace: "docker".into(),
+        uid: format!("uid-{name}"),
+        attempt: 0,
+        runtime_handler: String::new(),
+        hostname: String::new(),
+        log_directory: String::new(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        modes: NamespaceModes {
+            network: NamespaceMode::Pod,
+            pid: NamespaceMode::Container,
+            ipc: NamespaceMode::Pod,
+        },
+        userns: None,
+        port_mappings: Vec::new(),
+        dns: DnsConfig::default(),
+        sysctls: BTreeMap::new(),
+        cgroup_parent: String::new(),
+        config: serde_json::json!({"name": name}),
+    }
+}
+
+/// A busybox container running `args` in pod `pod_id`, without a restart policy (CRI's).
+pub fn container_spec(pod_id: &str, name: &str, args: &[&str]) -> ContainerSpec {
+    ContainerSpec {
+        pod_id: pod_id.into(),
+        config: ContainerConfig {
+            name: name.into(),
+            image: "busybox:latest".into(),
+            command: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        log_path: String::new(),
+        pod_privileged: false,
+        restart: None,
     }
 }
 
