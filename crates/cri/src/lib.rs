@@ -6,6 +6,7 @@
 //! `error.rs`. This crate sees only `berth-core`'s ports; berthd injects the real ones.
 
 pub mod containers;
+mod deadline;
 mod error;
 mod image_service;
 pub mod pods;

@@ -1,13 +1,15 @@
 //! RuntimeService dispatch table: one line per RPC. RPCs berth does not serve yet answer
 //! UNIMPLEMENTED naming what is missing; they never fake success.
 
+use std::time::Instant;
+
 use berth_api::cri::runtime_service_server::RuntimeService;
 use berth_api::cri::*;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::not_yet;
-use crate::{RuntimeSvc, rpc};
+use crate::{RuntimeSvc, deadline, rpc};
 
 type R<T> = Result<Response<T>, Status>;
 
@@ -31,9 +33,12 @@ impl RuntimeService for RuntimeSvc {
             .map(Response::new)
     }
     async fn run_pod_sandbox(&self, r: Request<RunPodSandboxRequest>) -> R<RunPodSandboxResponse> {
-        rpc::run_pod_sandbox::handle(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let (start, timeout) = (Instant::now(), deadline::grpc_timeout(r.metadata()));
+        let resp = rpc::run_pod_sandbox::handle(&self.0, r.into_inner()).await?;
+        if deadline::maybe_too_late(start, timeout) {
+            self.0.engine.pods.undelivered.mark(&resp.pod_sandbox_id);
+        }
+        Ok(Response::new(resp))
     }
     async fn stop_pod_sandbox(
         &self,
@@ -67,9 +72,16 @@ impl RuntimeService for RuntimeSvc {
         &self,
         r: Request<CreateContainerRequest>,
     ) -> R<CreateContainerResponse> {
-        rpc::create_container::handle(&self.0, r.into_inner())
-            .await
-            .map(Response::new)
+        let (start, timeout) = (Instant::now(), deadline::grpc_timeout(r.metadata()));
+        let resp = rpc::create_container::handle(&self.0, r.into_inner()).await?;
+        if deadline::maybe_too_late(start, timeout) {
+            self.0
+                .engine
+                .containers
+                .undelivered
+                .mark(&resp.container_id);
+        }
+        Ok(Response::new(resp))
     }
     async fn start_container(
         &self,
