@@ -196,3 +196,20 @@ pub fn track_pod(t: &crate::pods::PodTest, docker: &Docker, name: &str) -> Resul
     t.track(&pod);
     Ok(pod)
 }
+
+/// Checks that nothing of `t`'s pods is left, while berthd runs and after it stopped, and
+/// that leakcheck.sh (where present) finds nothing.
+pub async fn leak_free(mut t: crate::pods::PodTest) -> Result<()> {
+    let leaks = t.leaks();
+    ensure!(leaks.is_empty(), "left behind while running: {leaks:?}");
+    t.d.stop_and_clean().await?;
+    let leaks = t.leaks();
+    ensure!(
+        leaks.is_empty(),
+        "left behind after berthd stopped: {leaks:?}"
+    );
+    if let Some(l) = t.leakcheck() {
+        ensure!(l.is_empty(), "leakcheck.sh: {l:?}");
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_tests::docker::{
-    CLI_20, Docker, python_sdk_present, run_sdk_script, track_pod, unix_host,
+    CLI_20, Docker, leak_free, python_sdk_present, run_sdk_script, track_pod, unix_host,
 };
 use berth_tests::pods::PodTest;
 use berth_tests::{Registry, TestImage, cri, free_port, images};
@@ -57,21 +57,6 @@ fn wait_exited(docker: &Docker, name: &str) -> Result<()> {
         ensure!(Instant::now() < deadline, "{name} did not exit: {st:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-async fn leak_free(mut t: PodTest) -> Result<()> {
-    let leaks = t.leaks();
-    ensure!(leaks.is_empty(), "left behind while running: {leaks:?}");
-    t.d.stop_and_clean().await?;
-    let leaks = t.leaks();
-    ensure!(
-        leaks.is_empty(),
-        "left behind after berthd stopped: {leaks:?}"
-    );
-    if let Some(l) = t.leakcheck() {
-        ensure!(l.is_empty(), "leakcheck.sh: {l:?}");
-    }
-    Ok(())
 }
 
 docker_cli_tests!(walkthrough, cli_28_containers, cli_20_containers);

@@ -6,27 +6,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::docker::{Docker, python_sdk_present, run_sdk_script, track_pod, unix_host};
+use berth_tests::docker::{
+    Docker, leak_free, python_sdk_present, run_sdk_script, track_pod, unix_host,
+};
 use berth_tests::pods::PodTest;
 use berth_tests::streaming::pty_drive;
 use berth_tests::{Registry, TestImage, images};
 use berth_tests::{docker_cli_tests, docker_test};
 use serde_json::json;
-
-async fn leak_free(mut t: PodTest) -> Result<()> {
-    let leaks = t.leaks();
-    ensure!(leaks.is_empty(), "left behind while running: {leaks:?}");
-    t.d.stop_and_clean().await?;
-    let leaks = t.leaks();
-    ensure!(
-        leaks.is_empty(),
-        "left behind after berthd stopped: {leaks:?}"
-    );
-    if let Some(l) = t.leakcheck() {
-        ensure!(l.is_empty(), "leakcheck.sh: {l:?}");
-    }
-    Ok(())
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

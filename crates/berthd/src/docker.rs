@@ -31,7 +31,8 @@ where
     let d = &cfg.docker;
     // Docker containers' logs: one directory per container, removed with it.
     let log_dir = cfg.root_dir.join("docker/logs");
-    let api = DockerApi::new(images, engine_info(cfg), engine, log_dir);
+    let files = Arc::new(berth_linux::files::LinuxFiles);
+    let api = DockerApi::new(images, engine_info(cfg), engine, log_dir, files);
     let mut servers: Vec<BoxFuture<'static, ()>> = Vec::new();
     let listener = unix::bind(&d.socket, d.socket_mode, &d.socket_group, "docker")?;
     tracing::info!(socket = %d.socket.display(), "serving the Docker API on unix://{}", d.socket.display());

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod container;
 pub mod digest;
+pub mod files;
 pub mod handler_features;
 pub mod image;
 pub mod pod;

@@ -79,6 +79,21 @@ pub trait StatsReader: Send + Sync {
     fn dir_usage(&self, dir: &Path) -> Result<DirUsage, StatsError>;
     /// Interfaces of the network namespace pinned at `netns` (loopback left out).
     fn network(&self, netns: &Path) -> Result<Vec<InterfaceUsage>, StatsError>;
+    /// The processes in the cgroup at `cgroups_path` (host pids), for `docker top`.
+    fn cgroup_pids(&self, cgroups_path: &str) -> Result<Vec<i32>, StatsError> {
+        Err(StatsError::new(
+            format!("cgroup {cgroups_path}"),
+            "this reader cannot list processes",
+        ))
+    }
+    /// The node's cumulative CPU time of all CPUs, nanoseconds, and the number of CPUs
+    /// online (what `docker stats` divides a container's CPU time by).
+    fn node_cpu(&self) -> Result<(u64, u32), StatsError> {
+        Err(StatsError::new(
+            "node cpu",
+            "this reader cannot read the node's CPU time",
+        ))
+    }
 }
 
 /// usage_nano_cores between two samples `(timestamp ns, cumulative cpu ns)`; None when

@@ -132,6 +132,13 @@ pub async fn create(
     };
     apply(&mut process, &config, user)?;
     let id = new_id();
+    let cmdline = config.cmd.join(" ");
+    crate::events::container_event(
+        api,
+        &rec,
+        &format!("exec_create: {cmdline}"),
+        vec![("execID", id.clone())],
+    );
     let exec = Exec {
         container_id: rec.id.clone(),
         pod_id: rec.pod_id.clone(),
@@ -222,6 +229,14 @@ pub async fn start(call: &Call, api: &DockerApi, id: &str, body: &[u8]) -> Resul
             "" => DEFAULT_DETACH_KEYS.to_vec(),
             k => hijack::parse_detach_keys(k)?,
         };
+        if let Ok(rec) = crate::containers::find(api, &e.container_id) {
+            crate::events::container_event(
+                api,
+                &rec,
+                &format!("exec_start: {}", c.cmd.join(" ")),
+                vec![("execID", id.to_string())],
+            );
+        }
         (req, e.pod_id.clone(), tty, keys)
     };
     let runtime = api.runtime.containers.ports.runtime.clone();

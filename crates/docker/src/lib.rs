@@ -15,7 +15,9 @@
 //! wrapper adds it.
 
 mod containers;
+mod df;
 pub mod error;
+mod events;
 mod exec;
 mod hijack;
 mod http;
@@ -30,6 +32,7 @@ mod system;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_core::files::ContainerFiles;
 use berth_core::image::ImageStore;
 use berth_engine::Engine;
 
@@ -60,26 +63,35 @@ pub struct DockerApi {
     pub runtime: Arc<Engine>,
     /// Where the containers' log directories go (one per container).
     pub log_dir: PathBuf,
+    /// Files in and out of containers (`docker cp`).
+    pub files: Arc<dyn ContainerFiles>,
     /// The exec instances (`docker exec`), in memory as dockerd keeps them.
     pub(crate) execs: exec::Execs,
+    /// What `docker events` reports.
+    pub(crate) events: Arc<events::EventBus>,
 }
 
 impl DockerApi {
-    /// The API, with its task that removes AutoRemove (`--rm`) containers once they exit
-    /// (so it must be called inside a tokio runtime).
+    /// The API, with its tasks that remove AutoRemove (`--rm`) containers once they exit
+    /// and that turn the engine's events into Docker events (so it must be called inside a
+    /// tokio runtime).
     pub fn new(
         images: Arc<dyn ImageStore>,
         engine: EngineInfo,
         runtime: Arc<Engine>,
         log_dir: PathBuf,
+        files: Arc<dyn ContainerFiles>,
     ) -> Arc<Self> {
         let api = Arc::new(Self {
             images,
             engine,
             runtime,
             log_dir,
+            files,
             execs: exec::Execs::default(),
+            events: Arc::default(),
         });
+        events::spawn_translator(&api);
         containers::lifecycle::spawn_auto_remover(&api);
         api
     }

@@ -10,7 +10,8 @@ use crate::error::ApiError;
 use crate::http::{Reply, error};
 use crate::query::Query;
 use crate::{
-    API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, exec, images, system,
+    API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, df, events, exec, images,
+    system,
 };
 
 /// The largest request body read (a container's create request is a few KiB).
@@ -81,13 +82,17 @@ async fn read_body(body: Incoming) -> Result<bytes::Bytes, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))
 }
 
-async fn route(call: Call, body: Incoming, api: &DockerApi) -> Result<Reply, ApiError> {
+async fn route(call: Call, body: Incoming, api: &Arc<DockerApi>) -> Result<Reply, ApiError> {
     let m = &call.method;
     let p = call.path.as_str();
     match (m.as_str(), p) {
         ("GET" | "HEAD", "/_ping") => Ok(system::ping(m)),
         ("GET", "/version") => Ok(system::version(api)),
         ("GET", "/info") => Ok(system::info(api)),
+        ("GET", "/events") => events::route::events(&call, api),
+        ("GET", "/system/df") => df::df(api).await,
+        ("POST", "/build/prune") => Ok(df::build_prune()),
+        ("POST", "/containers/prune") => containers::prune::prune(&call, api).await,
         ("POST", "/images/create") => images::pull::create(&call, api).await,
         ("GET", "/images/json") => images::list::list(&call, api),
         ("GET", "/images/search") => Err(images::tag::search()),
@@ -114,7 +119,11 @@ async fn route(call: Call, body: Incoming, api: &DockerApi) -> Result<Reply, Api
 }
 
 /// `/containers/{id}[/action]`.
-async fn container_route(call: &Call, api: &DockerApi, body: Incoming) -> Result<Reply, ApiError> {
+async fn container_route(
+    call: &Call,
+    api: &Arc<DockerApi>,
+    body: Incoming,
+) -> Result<Reply, ApiError> {
     let rest = call.path.trim_start_matches("/containers/");
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
     match (call.method.as_str(), action) {
@@ -131,6 +140,11 @@ async fn container_route(call: &Call, api: &DockerApi, body: Incoming) -> Result
         ("POST", "rename") => containers::control::rename(call, api, id).await,
         ("POST", "attach") => containers::attach::attach(call, api, id).await,
         ("POST", "resize") => containers::attach::resize(call, api, id).await,
+        ("GET", "top") => containers::top::top(call, api, id).await,
+        ("HEAD", "archive") => containers::archive::head(call, api, id).await,
+        ("GET", "archive") => containers::archive::get(call, api, id).await,
+        ("PUT", "archive") => containers::archive::put(call, api, id, body).await,
+        ("GET", "stats") => containers::stats::stats(call, api, id).await,
         ("POST", "exec") => {
             let body = read_body(body).await?;
             exec::create(call, api, id, &body).await

@@ -43,6 +43,9 @@ pub struct Event {
     pub pod: Option<PodRecord>,
     /// Every container of the pod, as it is now.
     pub containers: Vec<ContainerRecord>,
+    /// For a container event, the container as it was at the event (also when it is
+    /// already gone from the store: the Deleted event).
+    pub container: Option<ContainerRecord>,
 }
 
 pub struct Events {
@@ -79,6 +82,7 @@ impl Events {
             at: now_ns(),
             pod: self.pods.get(&rec.pod_id),
             containers: of_pod(&rec.pod_id, store),
+            container: Some(rec.clone()),
         });
     }
 
@@ -99,6 +103,7 @@ impl Events {
             at: now_ns(),
             pod: Some(pod.clone()),
             containers: containers(),
+            container: None,
         });
     }
 

@@ -251,6 +251,30 @@ impl Engine {
         out
     }
 
+    /// The host pids of a container's processes (its cgroup's members), for `docker top`.
+    pub async fn container_processes(&self, id: &str) -> Result<Vec<i32>, crate::EngineError> {
+        let rec = self.containers.resolve(id)?;
+        let pod = self.pods.store.get(&rec.pod_id);
+        let Some(cgroup) = container_cgroup(self, &rec, pod.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let reader = self.containers.ports.stats.clone();
+        tokio::task::spawn_blocking(move || reader.cgroup_pids(&cgroup))
+            .await
+            .map_err(|e| crate::EngineError::Internal(format!("listing processes: {e}")))?
+            .map_err(|e| crate::EngineError::Internal(e.to_string()))
+    }
+
+    /// The node's cumulative CPU time (ns) and CPUs online, for `docker stats`.
+    pub async fn node_cpu(&self) -> Option<(u64, u32)> {
+        let reader = self.containers.ports.stats.clone();
+        tokio::task::spawn_blocking(move || reader.node_cpu())
+            .await
+            .ok()?
+            .map_err(|e| tracing::debug!(error = %e, "reading the node's cpu time"))
+            .ok()
+    }
+
     /// Drops samples of containers and pods that are gone.
     pub fn prune_samples(&self) {
         let live: HashSet<String> = self

@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod containers;
 pub mod features;
+pub mod files;
 pub mod monitor;
 pub mod mount_api;
 pub mod net;

@@ -1,7 +1,7 @@
 //! `POST /containers/{id}/wait?condition=`, `/kill?signal=`, `/restart?t=`, `/pause`,
 //! `/unpause` and `/rename?name=`: thin mappings onto the engine's Docker operations.
 
-use berth_core::container::record::ContainerState;
+use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_engine::WaitCondition;
 use http::StatusCode;
 use serde_json::json;
@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::{find, find_synced, from_engine, namegen};
 use crate::DockerApi;
 use crate::error::ApiError;
+use crate::events::container_event;
 use crate::http::{Reply, json_stream, line, no_content};
 use crate::router::Call;
 
@@ -48,6 +49,8 @@ pub async fn kill(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiE
     if rec.state != ContainerState::Running {
         return Err(not_running(&rec.id));
     }
+    // Before the signal, so that `kill` comes before the `die` it may cause (dockerd's order).
+    container_event(api, &rec, "kill", vec![("signal", signal.to_string())]);
     api.runtime
         .kill_container(&rec.id, signal)
         .await
@@ -62,6 +65,7 @@ pub async fn restart(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, A
         .restart_container(&rec.id, timeout)
         .await
         .map_err(from_engine)?;
+    container_event(api, &rec, "restart", Vec::new());
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 
@@ -88,6 +92,7 @@ pub async fn pause(api: &DockerApi, key: &str, on: bool) -> Result<Reply, ApiErr
         api.runtime.unpause_container(&rec.id).await
     };
     done.map_err(from_engine)?;
+    container_event(api, &rec, if on { "pause" } else { "unpause" }, Vec::new());
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 
@@ -112,6 +117,16 @@ pub async fn rename(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, Ap
         .rename_container(&rec.id, &name)
         .await
         .map_err(from_engine)?;
+    let renamed = ContainerRecord {
+        name: name.clone(),
+        ..rec.clone()
+    };
+    container_event(
+        api,
+        &renamed,
+        "rename",
+        vec![("oldName", format!("/{}", rec.name))],
+    );
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 

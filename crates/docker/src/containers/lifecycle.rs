@@ -52,10 +52,13 @@ pub async fn stop(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiE
         return Ok(no_content(StatusCode::NOT_MODIFIED));
     }
     let timeout = stop_timeout(call, api, &rec)?;
+    // dockerd's sequence: kill (the stop signal), die, stop.
+    crate::events::container_event(api, &rec, "kill", vec![("signal", "15".to_string())]);
     api.runtime
         .stop_container(&rec.id, timeout)
         .await
         .map_err(from_engine)?;
+    crate::events::container_event(api, &rec, "stop", Vec::new());
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 
@@ -95,7 +98,7 @@ pub async fn delete(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, Ap
 }
 
 /// Removes the container's pod (which stops and removes the container) and its logs.
-async fn remove(api: &DockerApi, rec: &ContainerRecord) -> Result<(), ApiError> {
+pub async fn remove(api: &DockerApi, rec: &ContainerRecord) -> Result<(), ApiError> {
     let log_dir = stored(api, rec).log_dir;
     api.runtime
         .remove_pod(&rec.pod_id)

@@ -89,7 +89,7 @@ pub fn state_text(r: &ContainerRecord) -> &'static str {
     }
 }
 
-fn summary(api: &DockerApi, r: &ContainerRecord, now: i64) -> ContainerSummary {
+pub fn summary(api: &DockerApi, r: &ContainerRecord, now: i64) -> ContainerSummary {
     let st = stored(api, r);
     let pod = api.runtime.pod(&r.pod_id).ok();
     let ports = pod

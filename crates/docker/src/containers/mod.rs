@@ -4,6 +4,7 @@
 //! engine's container id. The create request is kept in the pod's record (its `config`),
 //! which is where inspect reads Config and HostConfig back from.
 
+pub mod archive;
 pub mod attach;
 pub mod control;
 pub mod create;
@@ -13,8 +14,11 @@ pub mod lifecycle;
 pub mod list;
 pub mod logs;
 mod namegen;
+pub mod prune;
+pub mod stats;
 #[cfg(test)]
 mod tests;
+pub mod top;
 
 use berth_core::container::record::ContainerRecord;
 use berth_engine::{EngineError, ErrorKind};

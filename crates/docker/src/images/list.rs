@@ -15,9 +15,9 @@ use crate::router::Call;
 
 /// API 1.41's summary: 1.44 dropped `VirtualSize`, which the 20.10 CLI still prints.
 #[derive(Serialize)]
-struct Summary {
+pub struct Summary {
     #[serde(flatten)]
-    base: ImageSummary,
+    pub base: ImageSummary,
     #[serde(rename = "VirtualSize")]
     virtual_size: i64,
 }
@@ -51,7 +51,7 @@ fn reference_match(f: &Filters, name: &str) -> bool {
         .any(|p| glob(p, name) || glob(p, names::repo_of(name)))
 }
 
-fn summary(img: &Image) -> Summary {
+pub fn summary(img: &Image) -> Summary {
     let size = img.size as i64;
     Summary {
         base: ImageSummary {

@@ -65,3 +65,10 @@ pub fn repo_digests(img: &Image) -> Vec<String> {
         .map(|t| names::familiar(t))
         .collect()
 }
+
+/// An image event (`pull`, `tag`, `untag`, `delete`…) about image `id` under `name`.
+pub fn image_event(api: &DockerApi, action: &str, id: &str, name: &str) {
+    let attrs = std::collections::HashMap::from([("name".to_string(), name.to_string())]);
+    api.events
+        .emit(crate::events::Kind::Image, action, id, attrs);
+}

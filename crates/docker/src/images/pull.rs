@@ -66,8 +66,8 @@ pub async fn create(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     };
     let first = match first {
         Ok(Some(ev)) => ev,
-        Ok(None) => return whole(pull.await, &reference, before.as_ref()),
-        Err(res) => return whole(res, &reference, before.as_ref()),
+        Ok(None) => return whole(api, pull.await, &reference, before.as_ref()),
+        Err(res) => return whole(api, res, &reference, before.as_ref()),
     };
     let (out, rx) = mpsc::unbounded_channel();
     let mut writer = Writer {
@@ -76,12 +76,14 @@ pub async fn create(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         manifest: None,
     };
     writer.event(first);
+    let bus = api.events.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             writer.event(ev);
         }
         match joined(pull.await) {
             Ok(img) => {
+                pull_event(&bus, &writer.reference);
                 for l in finish_lines(
                     &writer.reference,
                     writer.manifest.as_ref(),
@@ -107,11 +109,13 @@ fn joined(
 }
 
 fn whole(
+    api: &DockerApi,
     res: Result<Result<Image, ImageError>, tokio::task::JoinError>,
     reference: &Reference,
     before: Option<&Digest>,
 ) -> Result<Reply, ApiError> {
     let img = joined(res)?;
+    pull_event(&api.events, reference);
     Ok(stream_of(finish_lines(reference, None, &img, before)))
 }
 
@@ -198,6 +202,13 @@ fn finish_lines(
     };
     out.push(status(None, &text, false));
     out
+}
+
+/// dockerd's `pull` event: about the reference pulled, by name.
+fn pull_event(bus: &crate::events::EventBus, reference: &Reference) {
+    let name = names::familiar_ref(reference);
+    let attrs = std::collections::HashMap::from([("name".to_string(), name.clone())]);
+    bus.emit(crate::events::Kind::Image, "pull", &name, attrs);
 }
 
 fn error_line(message: &str) -> Bytes {

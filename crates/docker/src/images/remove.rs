@@ -41,6 +41,24 @@ fn all_gone(img: &Image) -> Vec<ImageDeleteResponseItem> {
 pub async fn delete(call: &Call, api: &DockerApi, name: &str) -> Result<Reply, ApiError> {
     let force = call.query.bool("force");
     let img = images::find(api, name)?;
+    // dockerd's rule: never under a running container; under a stopped one only forced.
+    if let Some(users) = used_images(api).get(&img.id.to_string()) {
+        let shown = names::shown(name);
+        let short = |id: &str| id.chars().take(12).collect::<String>();
+        if let Some(r) = users.iter().find(|(_, running)| *running) {
+            return Err(ApiError::conflict(format!(
+                "conflict: unable to delete {shown} (cannot be forced) - image is being used by running container {}",
+                short(&r.0)
+            )));
+        }
+        if !force {
+            return Err(ApiError::conflict(format!(
+                "conflict: unable to remove repository reference \"{shown}\" (must force) - container {} is using its referenced image {}",
+                short(&users[0].0),
+                short(img.id.hex())
+            )));
+        }
+    }
     if img.pinned {
         return Err(ApiError::conflict(format!(
             "conflict: unable to remove {}: the image is pinned by berth (image.pause_image, used by pod sandboxes)",
@@ -75,24 +93,36 @@ pub async fn delete(call: &Call, api: &DockerApi, name: &str) -> Result<Reply, A
             all_gone(&img)
         }
     };
+    for item in &report {
+        match (&item.untagged, &item.deleted) {
+            (Some(t), _) => images::image_event(api, "untag", &img.id.to_string(), t),
+            (_, Some(id)) => images::image_event(api, "delete", id, id),
+            _ => {}
+        }
+    }
     Ok(ok_json(&report))
 }
 
-/// Only dangling images (no tag, no digest) are pruned; berth's store removes an image
-/// when it loses its last name, so usually there are none. `--all` would need to know
-/// which images containers use, which this API cannot tell yet: it is refused.
+/// Dangling images (no tag, no digest) are pruned, or with `dangling=false` (`--all`)
+/// every image no container uses (CRI containers included). berth's store removes an
+/// image when it loses its last name, so dangling ones are rare.
 pub async fn prune(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let filters = call.query.filters()?;
-    filters.only(&["dangling", "label", "label!"])?;
-    if filters.bool("dangling")? == Some(false) {
-        return Err(ApiError::bad_request(
-            "pruning images that are not dangling (docker image prune --all) is refused: berth's Docker API cannot yet tell which images containers use",
-        ));
-    }
+    filters.only(&["dangling", "label", "label!", "until"])?;
+    let all = filters.bool("dangling")? == Some(false);
+    let until = match filters.values("until").next() {
+        Some(u) => Some(crate::containers::prune::until_ns(u)?),
+        None => None,
+    };
+    let used = used_images(api);
     let mut report = Vec::new();
     let mut reclaimed = 0i64;
     for img in api.images.list() {
-        if !img.repo_tags.is_empty() || !img.repo_digests.is_empty() || img.pinned {
+        let dangling = img.repo_tags.is_empty() && img.repo_digests.is_empty();
+        if img.pinned || !(dangling || all) || used.contains_key(&img.id.to_string()) {
+            continue;
+        }
+        if until.is_some_and(|u| images::created_unix(&img) * 1_000_000_000 >= u) {
             continue;
         }
         let have = labels(&img);
@@ -105,10 +135,23 @@ pub async fn prune(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         }
         api.images.remove(&img.id.to_string()).await?;
         reclaimed += img.size as i64;
-        report.push(deleted(&img));
+        report.extend(all_gone(&img));
+        images::image_event(api, "delete", &img.id.to_string(), &img.id.to_string());
     }
     Ok(ok_json(&ImagePruneResponse {
         images_deleted: (!report.is_empty()).then_some(report),
         space_reclaimed: Some(reclaimed),
     }))
+}
+
+/// Image id → the containers (id, running) made from it: Docker's and the CRI's.
+fn used_images(api: &DockerApi) -> std::collections::HashMap<String, Vec<(String, bool)>> {
+    let mut out: std::collections::HashMap<String, Vec<(String, bool)>> = Default::default();
+    for r in api.runtime.containers.store.list() {
+        let running = r.state == berth_core::container::record::ContainerState::Running;
+        out.entry(r.image_id.clone())
+            .or_default()
+            .push((r.id, running));
+    }
+    out
 }

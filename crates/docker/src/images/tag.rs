@@ -29,6 +29,12 @@ pub async fn tag(call: &Call, api: &DockerApi, name: &str) -> Result<Reply, ApiE
     }
     let img = images::find(api, name)?;
     api.images.tag(&img.id.to_string(), &target).await?;
+    crate::images::image_event(
+        api,
+        "tag",
+        &img.id.to_string(),
+        &crate::names::familiar(&target.to_string()),
+    );
     Ok(no_content(StatusCode::CREATED))
 }
 

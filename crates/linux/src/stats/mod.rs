@@ -2,6 +2,7 @@
 //! counters read inside the pod's network namespace.
 
 mod cgroup;
+mod cpu;
 mod dir;
 mod net;
 
@@ -49,6 +50,28 @@ impl StatsReader for LinuxStats {
 
     fn network(&self, netns: &Path) -> Result<Vec<InterfaceUsage>, StatsError> {
         net::read(netns)
+    }
+
+    fn cgroup_pids(&self, cgroups_path: &str) -> Result<Vec<i32>, StatsError> {
+        let what = || format!("cgroup {cgroups_path}");
+        let dirs = self
+            .cgroups
+            .dirs(cgroups_path)
+            .map_err(|e| StatsError::new(what(), e))?;
+        // Every hierarchy holds every process; the first that answers will do (v1 ones
+        // without the container's directory are skipped).
+        for dir in &dirs {
+            if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                return Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect());
+            }
+        }
+        Err(StatsError::new(what(), "no hierarchy lists its processes"))
+    }
+
+    fn node_cpu(&self) -> Result<(u64, u32), StatsError> {
+        let text =
+            std::fs::read_to_string("/proc/stat").map_err(|e| StatsError::new("/proc/stat", e))?;
+        cpu::node_cpu(&text).ok_or_else(|| StatsError::new("/proc/stat", "no cpu lines"))
     }
 }
 
