@@ -8,8 +8,9 @@ set -euo pipefail
 # (runc and crun also serve as the runc/crun runtime handlers);
 # containernetworking-plugins, nftables, iproute2: pod networking; openssl, jq: tooling;
 # docker.io: the 20.10 docker CLI (/usr/bin/docker) the Docker API tests drive (its dockerd is
-# only for the bench and must not run as a service: see below).
-PACKAGES="protobuf-compiler docker-registry skopeo busybox-static containerd runc containernetworking-plugins nftables iptables iproute2 util-linux openssl jq apache2-utils crun docker.io"
+# only for the bench and must not run as a service: see below); docker-compose: compose 1.29
+# against berthd; procps: `ps`, which `docker top` runs as dockerd does.
+PACKAGES="protobuf-compiler docker-registry skopeo busybox-static containerd runc containernetworking-plugins nftables iptables iproute2 util-linux openssl jq apache2-utils crun docker.io docker-compose procps"
 
 missing=()
 for p in $PACKAGES; do
@@ -42,15 +43,21 @@ SRC
   fi
 fi
 
-# PyPI `docker` 7.x: the Python SDK the Docker API tests drive.
-install_python_sdk() {
-  if python3 -c 'import docker, sys; sys.exit(int(docker.__version__.split(".")[0]) < 7)' 2>/dev/null; then
-    return 0
-  fi
-  echo "install-deps: installing the Python docker SDK (PyPI docker 7.x)"
+# PyPI `docker` 7.x and `testcontainers`: the Python clients the Docker API tests drive.
+pip_install() {
   # Debian's own python3 refuses pip installs into its site-packages (PEP 668) unless told.
-  python3 -m pip install --quiet 'docker>=7,<8' ||
-    python3 -m pip install --quiet --break-system-packages 'docker>=7,<8'
+  python3 -m pip install --quiet "$@" ||
+    python3 -m pip install --quiet --break-system-packages "$@"
+}
+install_python_sdk() {
+  if ! python3 -c 'import docker, sys; sys.exit(int(docker.__version__.split(".")[0]) < 7)' 2>/dev/null; then
+    echo "install-deps: installing the Python docker SDK (PyPI docker 7.x)"
+    pip_install 'docker>=7,<8'
+  fi
+  if ! python3 -c 'import testcontainers' 2>/dev/null; then
+    echo "install-deps: installing testcontainers (PyPI)"
+    pip_install 'testcontainers>=4,<5'
+  fi
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
