@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod endpoint;
 mod response;
 mod token;
+mod upload;
 
 pub use response::{body_message, error_chain};
 
@@ -152,6 +153,18 @@ impl RegistryClient {
     }
 }
 
+/// One request of a session: GET for pulls; HEAD, POST, PUT for pushes.
+pub(crate) struct Request<'a> {
+    pub method: reqwest::Method,
+    /// A path on the endpoint, or an absolute URL (an upload location).
+    pub path: &'a str,
+    pub accept: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: Option<bytes::Bytes>,
+    /// Ask for push access (token scope `pull,push`).
+    pub push: bool,
+}
+
 /// One pull's access to one repository through its endpoints.
 #[derive(Clone)]
 pub struct Session {
@@ -209,28 +222,47 @@ impl Session {
         &self,
         client: &reqwest::Client,
         ep: &Endpoint,
-        path: &str,
-        accept: Option<&str>,
+        req: &Request<'_>,
         authz: Option<&str>,
     ) -> Result<(reqwest::Response, String), ImageError> {
         let mut last = String::new();
-        for scheme in self.client.scheme_order(ep) {
-            let url = ep.url(scheme, path);
-            let mut rb = client.get(&url);
-            if let Some(a) = accept {
+        // An absolute URL (an upload location) is used as it is.
+        let schemes = if req.path.starts_with("http") {
+            vec![Scheme::Https]
+        } else {
+            self.client.scheme_order(ep)
+        };
+        for scheme in schemes {
+            let url = if req.path.starts_with("http") {
+                req.path.to_string()
+            } else {
+                ep.url(scheme, req.path)
+            };
+            let mut rb = client.request(req.method.clone(), &url);
+            if let Some(a) = req.accept {
                 rb = rb.header(ACCEPT, a);
+            }
+            if let Some(t) = req.content_type {
+                rb = rb.header(CONTENT_TYPE, t);
             }
             if let Some(h) = authz {
                 rb = rb.header(AUTHORIZATION, h);
             }
+            if let Some(b) = &req.body {
+                rb = rb.body(b.clone());
+            } else if req.method == reqwest::Method::POST || req.method == reqwest::Method::PUT {
+                rb = rb.header(reqwest::header::CONTENT_LENGTH, "0");
+            }
             match rb.send().await {
                 Ok(r) => {
-                    self.client.remember_scheme(ep, scheme);
+                    if !req.path.starts_with("http") {
+                        self.client.remember_scheme(ep, scheme);
+                    }
                     return Ok((r, url));
                 }
                 Err(e) => {
                     tracing::debug!(%url, error = %error_chain(&e), "request failed");
-                    last = format!("GET {url}: {}", error_chain(&e));
+                    last = format!("{} {url}: {}", req.method, error_chain(&e));
                 }
             }
         }
@@ -248,8 +280,29 @@ impl Session {
         accept: Option<&str>,
         what: &str,
     ) -> Result<reqwest::Response, ImageError> {
+        let req = Request {
+            method: reqwest::Method::GET,
+            path,
+            accept,
+            content_type: None,
+            body: None,
+            push: false,
+        };
+        let (resp, url) = self.send(ep, &req, what).await?;
+        check_status(resp, &url, ep, what).await
+    }
+
+    /// Sends `req` to `ep`, answering auth challenges once; returns the response whatever
+    /// its status (other than a second 401) and the URL it came from.
+    pub(crate) async fn send(
+        &self,
+        ep: &Endpoint,
+        req: &Request<'_>,
+        what: &str,
+    ) -> Result<(reqwest::Response, String), ImageError> {
         let client = self.client.client_for(&ep.key)?;
-        let scope = format!("repository:{}:pull", self.repo);
+        let action = if req.push { "pull,push" } else { "pull" };
+        let scope = format!("repository:{}:{action}", self.repo);
         let tkey = format!("{}{}", ep.host, ep.prefix);
         let mut authz = self.client.tokens.get(&tkey, &scope);
         // A registry token from the request is sent at once; the credentials file is only
@@ -263,11 +316,11 @@ impl Session {
         let mut retried = false;
         loop {
             let (resp, url) = self
-                .send_once(&client, ep, path, accept, authz.as_deref())
+                .send_once(&client, ep, req, authz.as_deref())
                 .await?;
             let status = resp.status();
             if status != StatusCode::UNAUTHORIZED {
-                return check_status(resp, &url, ep, what).await;
+                return Ok((resp, url));
             }
             let challenges: Vec<Challenge> = resp
                 .headers()
