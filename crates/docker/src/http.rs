@@ -88,6 +88,18 @@ pub fn stream(content_type: &'static str, rx: mpsc::UnboundedReceiver<Bytes>) ->
     )
 }
 
+/// A 200 response of `content_type` streaming the chunks of a bounded channel.
+pub fn stream_bounded(content_type: &'static str, rx: mpsc::Receiver<Bytes>) -> Reply {
+    let frames =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    with_type(
+        StatusCode::OK,
+        content_type,
+        StreamBody::new(frames).boxed_unsync(),
+    )
+}
+
 /// One JSON line of a stream.
 pub fn line<T: Serialize>(value: &T) -> Bytes {
     let mut v = serde_json::to_vec(value).unwrap_or_default();

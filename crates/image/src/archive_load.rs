@@ -117,8 +117,7 @@ impl Unpacked {
             } else if kind.is_file() {
                 let dest = me.dir.join(&name);
                 if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| io_error("creating", parent, e))?;
+                    std::fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
                 }
                 let mut f =
                     std::fs::File::create(&dest).map_err(|e| io_error("creating", &dest, e))?;
@@ -235,7 +234,10 @@ impl Inner {
             for _ in 0..3 {
                 let Manifest::Index(list) = &doc else { break };
                 let d = platform::select(&self.platform, list).ok_or_else(|| {
-                    bad(format!("{} has no image for {}", desc.digest, self.platform))
+                    bad(format!(
+                        "{} has no image for {}",
+                        desc.digest, self.platform
+                    ))
                 })?;
                 bytes = files.small(&blob(&d.digest))?;
                 doc = manifest::parse(&bytes, None, "index.json")?;

@@ -136,13 +136,7 @@ mod tests {
         fs::write(upper.join("etc/passwd"), b"root2").unwrap();
         fs::write(upper.join("hello"), b"hi").unwrap();
         if nix::unistd::geteuid().is_root() {
-            mknod(
-                &upper.join("etc/gone"),
-                SFlag::S_IFCHR,
-                Mode::empty(),
-                0,
-            )
-            .unwrap();
+            mknod(&upper.join("etc/gone"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
         }
         let got: Vec<(String, ChangeKind)> = changes(&upper, &[lower])
             .unwrap()

@@ -107,7 +107,12 @@ impl<W: Write> TreeWriter<W> {
         if !xattrs.is_empty() {
             let records: Vec<(String, &[u8])> = xattrs
                 .iter()
-                .map(|(k, v)| (format!("SCHILY.xattr.{}", k.to_string_lossy()), v.as_slice()))
+                .map(|(k, v)| {
+                    (
+                        format!("SCHILY.xattr.{}", k.to_string_lossy()),
+                        v.as_slice(),
+                    )
+                })
                 .collect();
             self.builder
                 .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;

@@ -121,7 +121,8 @@ impl Inner {
         blobs.push(manifest_digest.clone());
         lease.add(&blobs, &chains);
         self.content.write_bytes(&config_bytes, &config_digest)?;
-        self.content.write_bytes(&manifest_bytes, &manifest_digest)?;
+        self.content
+            .write_bytes(&manifest_bytes, &manifest_digest)?;
         for (l, chain) in layers.iter().zip(&chains) {
             let blob = self.content.blob_path(&l.blob);
             snapshot::build(&self.root, &blob, l.compression, &l.diff_id, chain)?;

@@ -48,8 +48,11 @@ impl Inner {
         progress.event(PushEvent::Preparing(
             stored.layers.iter().map(|l| l.blob.clone()).collect(),
         ));
-        let mut blobs: Vec<(berth_core::Digest, bool)> =
-            stored.layers.iter().map(|l| (l.blob.clone(), true)).collect();
+        let mut blobs: Vec<(berth_core::Digest, bool)> = stored
+            .layers
+            .iter()
+            .map(|l| (l.blob.clone(), true))
+            .collect();
         blobs.push((rec.id.clone(), false));
         for (digest, is_layer) in blobs {
             if session.blob_exists(&ep, &digest).await? {
@@ -69,21 +72,26 @@ impl Inner {
             }
         }
         let media_type = match manifest::parse(&stored.bytes, None, &name)? {
-            manifest::Manifest::Image { .. } => serde_json::from_slice::<serde_json::Value>(
-                &stored.bytes,
-            )
-            .ok()
-            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| {
-                if stored.bytes.windows(DOCKER_CONFIG.len()).any(|w| w == DOCKER_CONFIG.as_bytes())
-                {
-                    DOCKER_MANIFEST.to_string()
-                } else {
-                    manifest::OCI_MANIFEST.to_string()
-                }
-            }),
+            manifest::Manifest::Image { .. } => {
+                serde_json::from_slice::<serde_json::Value>(&stored.bytes)
+                    .ok()
+                    .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+                    .unwrap_or_else(|| {
+                        if stored
+                            .bytes
+                            .windows(DOCKER_CONFIG.len())
+                            .any(|w| w == DOCKER_CONFIG.as_bytes())
+                        {
+                            DOCKER_MANIFEST.to_string()
+                        } else {
+                            manifest::OCI_MANIFEST.to_string()
+                        }
+                    })
+            }
             manifest::Manifest::Index(_) => {
-                return Err(ImageError::Store(format!("{name}: stored manifest is an index")));
+                return Err(ImageError::Store(format!(
+                    "{name}: stored manifest is an index"
+                )));
             }
         };
         let size = stored.bytes.len() as u64;

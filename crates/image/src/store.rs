@@ -309,7 +309,10 @@ impl ImageStore for Store {
         let (upper, lowers) = (upper.to_path_buf(), lowers.to_vec());
         tokio::task::spawn_blocking(move || {
             crate::changes::changes(&upper, &lowers).map_err(|e| {
-                ImageError::Store(format!("comparing {} with its layers: {e}", upper.display()))
+                ImageError::Store(format!(
+                    "comparing {} with its layers: {e}",
+                    upper.display()
+                ))
             })
         })
         .await

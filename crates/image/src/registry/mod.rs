@@ -315,9 +315,7 @@ impl Session {
         }
         let mut retried = false;
         loop {
-            let (resp, url) = self
-                .send_once(&client, ep, req, authz.as_deref())
-                .await?;
+            let (resp, url) = self.send_once(&client, ep, req, authz.as_deref()).await?;
             let status = resp.status();
             if status != StatusCode::UNAUTHORIZED {
                 return Ok((resp, url));

@@ -37,7 +37,10 @@ impl Session {
     }
 
     fn failed(&self, ep: &Endpoint, what: &str, status: StatusCode, body: &[u8]) -> ImageError {
-        let message = format!("{what}: the registry answered {status}: {}", body_message(body));
+        let message = format!(
+            "{what}: the registry answered {status}: {}",
+            body_message(body)
+        );
         if status == StatusCode::FORBIDDEN {
             ImageError::Unauthorized {
                 registry: ep.describe(),
@@ -121,7 +124,10 @@ impl Session {
         media_type: &str,
         bytes: bytes::Bytes,
     ) -> Result<(), ImageError> {
-        let what = format!("pushing the manifest of {}/{}:{tag}", self.registry, self.repo);
+        let what = format!(
+            "pushing the manifest of {}/{}:{tag}",
+            self.registry, self.repo
+        );
         let path = format!("/v2/{}/manifests/{tag}", self.repo);
         let req = Self::push_request(Method::PUT, &path, Some(media_type), Some(bytes));
         let (resp, _) = self.send(ep, &req, &what).await?;
