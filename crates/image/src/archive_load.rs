@@ -128,8 +128,8 @@ impl Unpacked {
         Ok(me)
     }
 
-    /// The file a member name stands for, through the archive's links.
-    fn path(&self, name: &str) -> Result<PathBuf, ImageError> {
+    /// Where the file a member name stands for is (through the archive's links).
+    fn resolve(&self, name: &str) -> Result<PathBuf, ImageError> {
         let mut p = clean(Path::new(name)).ok_or_else(|| bad(format!("{name:?} escapes")))?;
         for _ in 0..16 {
             match self.links.get(&p) {
@@ -137,7 +137,12 @@ impl Unpacked {
                 None => break,
             }
         }
-        let real = self.dir.join(&p);
+        Ok(self.dir.join(&p))
+    }
+
+    /// The file a member name stands for, which must be there.
+    fn path(&self, name: &str) -> Result<PathBuf, ImageError> {
+        let real = self.resolve(name)?;
         if !real.is_file() {
             return Err(bad(format!("{name:?} is not in the archive")));
         }
@@ -180,10 +185,12 @@ impl Inner {
             let mut lease = Lease::new(self);
             let mut layers = Vec::new();
             for name in &w.layers {
-                let p = files.path(name)?;
+                // A layer shared by several images is moved into the store once.
+                let p = files.resolve(name)?;
                 let l = match ingested.get(&p) {
                     Some(l) => l.clone(),
                     None => {
+                        let p = files.path(name)?;
                         let l = layer::ingest_file(&self.content, &p, &format!("layer {name}"))?;
                         ingested.insert(p, l.clone());
                         l

@@ -76,6 +76,12 @@ impl<W: Write> TreeWriter<W> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(err(&path, "reading", e)),
             };
+            // The runtime's mount points are not the container's changes (see changes.rs).
+            if self.mode == Whiteouts::ToOci
+                && crate::changes::is_mount_stub(&Path::new("/").join(&rel), &path, &meta)
+            {
+                continue;
+            }
             self.entry(&path, &rel, &meta)?;
             if meta.is_dir() && meta.dev() == self.dev {
                 self.dir(&path, &rel)?;

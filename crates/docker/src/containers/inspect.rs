@@ -100,7 +100,7 @@ pub fn run_config(
         } else {
             r.config.command.clone()
         }),
-        labels: Some(user_labels(&r)),
+        labels: Some(user_labels(r)),
         stop_signal: r.stop_signal.clone(),
         stop_timeout: body.stop_timeout,
         ..Default::default()
