@@ -5,11 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
-use berth_tests::docker::{Docker, track_pod, unix_host};
-use berth_tests::docker_cli_tests;
+use anyhow::{Context, Result, ensure};
+use base64::Engine as _;
+use berth_tests::docker::{CLI_28, Docker, track_pod, unix_host};
 use berth_tests::pods::PodTest;
-use berth_tests::{Registry, TestImage, images};
+use berth_tests::{Berthd, BerthdOptions, Registry, TestImage, images};
+use berth_tests::{docker_cli_tests, docker_test};
 
 /// Waits until `docker inspect` shows the container exited.
 fn wait_exited(docker: &Docker, name: &str) -> Result<()> {
@@ -67,7 +68,8 @@ docker_cli_tests!(image_ops, cli_28_image_ops, cli_20_image_ops);
 
 async fn image_ops(bin: &str) -> Result<()> {
     let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let busybox = images::build(TestImage::Busybox)?;
+    reg.push_as(&busybox, "busybox", "latest")?;
     let t = PodTest::start().await?;
     let docker = Docker::new(bin, unix_host(&t.d))?;
     let repo = format!("{}/busybox", reg.host);
@@ -139,6 +141,28 @@ async fn image_ops(bin: &str) -> Result<()> {
     let e = docker.fails(&["load", "-i", &junk.display().to_string()])?;
     ensure!(e.contains("invalid image archive"), "load junk: {e:?}");
 
+    // Archives other tools write: skopeo's docker-archive and an OCI layout archive.
+    for (kind, name) in [
+        ("docker-archive", "skopeo/box:v1"),
+        ("oci-archive", "ocibox:v2"),
+    ] {
+        let file = work.path().join(format!("{kind}.tar"));
+        let status = std::process::Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--quiet"])
+            .arg(format!("oci:{}:{}", busybox.layout.display(), busybox.tag))
+            .arg(format!("{kind}:{}:{name}", file.display()))
+            .status()?;
+        ensure!(status.success(), "skopeo copy to {kind}: {status}");
+        let out = docker.ok(&["load", "-i", &file.display().to_string()])?;
+        ensure!(
+            out.contains(&format!("Loaded image: {name}")),
+            "load {kind}: {out:?}"
+        );
+        let echo = run(&docker, name, &["echo", "ok"])?;
+        ensure!(echo == "ok\n", "run {name}: {echo:?}");
+        docker.ok(&["rmi", name])?;
+    }
+
     // export → import (a file, and stdin) → run.
     let fs_tar = work.path().join("fs.tar");
     docker.ok(&["export", "-o", &fs_tar.display().to_string(), "changer"])?;
@@ -179,4 +203,55 @@ async fn image_ops(bin: &str) -> Result<()> {
     let left = docker.ok(&["images", "-q"])?;
     ensure!(left.trim().is_empty(), "images left: {left:?}");
     leak_free(t).await
+}
+
+docker_test!(push_with_credentials, push_auth_body, [CLI_28, "htpasswd"]);
+
+/// `docker push` to a registry behind TLS and basic auth: the CLI's credentials (its
+/// config.json, sent as X-Registry-Auth) reach the registry for the blob uploads and the
+/// manifest; without them the push fails with the registry's refusal.
+async fn push_auth_body() -> Result<()> {
+    let reg = Registry::start_secure()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let (user, pass) = reg.creds.clone().context("registry without credentials")?;
+    let ca = reg.ca_pem.as_ref().context("registry without CA")?;
+    let mut d = Berthd::start_with(BerthdOptions::toml(format!(
+        "[registries.\"{}\"]\nca_file = {:?}\n",
+        reg.host,
+        ca.display().to_string()
+    )))
+    .await?;
+    let config = tempfile::tempdir()?;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    std::fs::write(
+        config.path().join("config.json"),
+        serde_json::json!({"auths": {&reg.host: {"auth": auth}}}).to_string(),
+    )?;
+    let mut docker = Docker::new(CLI_28, unix_host(&d))?;
+    docker
+        .env
+        .push(("DOCKER_CONFIG".into(), config.path().display().to_string()));
+    let anonymous = Docker::new(CLI_28, unix_host(&d))?;
+
+    let source = format!("{}/busybox:latest", reg.host);
+    let target = format!("{}/copy:v2", reg.host);
+    docker.ok(&["pull", &source])?;
+    docker.ok(&["tag", &source, &target])?;
+    let e = anonymous.fails(&["push", &target])?;
+    ensure!(
+        e.to_lowercase().contains("unauthorized"),
+        "push without credentials: {e:?}"
+    );
+    let out = docker.ok(&["push", &target])?;
+    ensure!(out.contains("v2: digest: sha256:"), "push printed {out:?}");
+    let manifest = reg.manifest_raw(&target)?;
+    ensure!(
+        manifest["layers"].as_array().is_some_and(|l| l.len() == 3),
+        "{manifest}"
+    );
+    docker.ok(&["rmi", &source, &target])?;
+    docker.ok(&["pull", &target])?;
+    docker.ok(&["rmi", &target])?;
+    d.stop_and_clean().await?;
+    Ok(())
 }

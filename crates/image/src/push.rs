@@ -62,10 +62,11 @@ impl Inner {
                 continue;
             }
             let path = self.content.blob_path(&digest);
-            let data = tokio::fs::read(&path)
+            let len = tokio::fs::metadata(&path)
                 .await
-                .map_err(|e| io_error("reading blob", &path, e))?;
-            session.upload_blob(&ep, &digest, data.into()).await?;
+                .map_err(|e| io_error("reading blob", &path, e))?
+                .len();
+            session.upload_blob(&ep, &digest, &path, len).await?;
             tracing::debug!(%digest, "pushed blob");
             if is_layer {
                 progress.event(PushEvent::LayerPushed(digest));

@@ -77,6 +77,7 @@ impl RegistryClient {
             endpoints: Arc::new(endpoints),
             request_creds,
             request_server: server,
+            push_authz: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -153,6 +154,29 @@ impl RegistryClient {
     }
 }
 
+/// What a request sends: bytes in memory (a manifest) or a file streamed from disk (a
+/// layer), opened again for each attempt so an auth retry can resend it.
+#[derive(Clone)]
+pub(crate) enum Payload {
+    Bytes(bytes::Bytes),
+    File { path: std::path::PathBuf, len: u64 },
+}
+
+impl Payload {
+    async fn body(&self) -> Result<(reqwest::Body, u64), ImageError> {
+        match self {
+            Payload::Bytes(b) => Ok((b.clone().into(), b.len() as u64)),
+            Payload::File { path, len } => {
+                let f = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| crate::content::io_error("reading", path, e))?;
+                let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
+                Ok((reqwest::Body::wrap_stream(stream), *len))
+            }
+        }
+    }
+}
+
 /// One request of a session: GET for pulls; HEAD, POST, PUT for pushes.
 pub(crate) struct Request<'a> {
     pub method: reqwest::Method,
@@ -160,7 +184,7 @@ pub(crate) struct Request<'a> {
     pub path: &'a str,
     pub accept: Option<&'a str>,
     pub content_type: Option<&'a str>,
-    pub body: Option<bytes::Bytes>,
+    pub body: Option<Payload>,
     /// Ask for push access (token scope `pull,push`).
     pub push: bool,
 }
@@ -175,6 +199,10 @@ pub struct Session {
     request_creds: Option<Credentials>,
     /// `server_address` of the request's credentials, normalised ("" when not given).
     request_server: String,
+    /// The Authorization of this session's push requests. Pushes never use nor fill the
+    /// shared token cache: a push goes with the credentials of its own request only, not
+    /// with those another client's pull left in the cache.
+    push_authz: Arc<Mutex<Option<String>>>,
 }
 
 impl Session {
@@ -248,8 +276,11 @@ impl Session {
             if let Some(h) = authz {
                 rb = rb.header(AUTHORIZATION, h);
             }
-            if let Some(b) = &req.body {
-                rb = rb.body(b.clone());
+            if let Some(p) = &req.body {
+                let (body, len) = p.body().await?;
+                rb = rb
+                    .header(reqwest::header::CONTENT_LENGTH, len.to_string())
+                    .body(body);
             } else if req.method == reqwest::Method::POST || req.method == reqwest::Method::PUT {
                 rb = rb.header(reqwest::header::CONTENT_LENGTH, "0");
             }
@@ -304,7 +335,14 @@ impl Session {
         let action = if req.push { "pull,push" } else { "pull" };
         let scope = format!("repository:{}:{action}", self.repo);
         let tkey = format!("{}{}", ep.host, ep.prefix);
-        let mut authz = self.client.tokens.get(&tkey, &scope);
+        let mut authz = if req.push {
+            self.push_authz
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        } else {
+            self.client.tokens.get(&tkey, &scope)
+        };
         // A registry token from the request is sent at once; the credentials file is only
         // read when the registry asks for authentication.
         if authz.is_none()
@@ -328,7 +366,7 @@ impl Session {
                 .flat_map(parse_challenges)
                 .collect();
             let msg = body_message(&resp.bytes().await.unwrap_or_default());
-            if authz.is_some() {
+            if authz.is_some() && !req.push {
                 self.client.tokens.forget(&tkey, &scope);
             }
             if retried {
@@ -346,10 +384,14 @@ impl Session {
                     continue;
                 }
             }
-            authz = Some(
-                self.authorize(&client, ep, &tkey, &challenges, &scope, creds, &msg)
-                    .await?,
-            );
+            let share = !req.push;
+            let h = self
+                .authorize(&client, ep, &tkey, &challenges, &scope, creds, &msg, share)
+                .await?;
+            if req.push {
+                *self.push_authz.lock().unwrap_or_else(|p| p.into_inner()) = Some(h.clone());
+            }
+            authz = Some(h);
         }
     }
 
@@ -363,6 +405,7 @@ impl Session {
         scope: &str,
         creds: Option<Credentials>,
         msg: &str,
+        share: bool,
     ) -> Result<String, ImageError> {
         let unauthorized = |message: String| ImageError::Unauthorized {
             registry: ep.describe(),
@@ -376,16 +419,20 @@ impl Session {
         if let Some(c) = challenges.iter().find(|c| c.scheme == "bearer") {
             let (h, ttl) =
                 token::fetch_bearer(client, &ep.describe(), c, scope, creds.as_ref()).await?;
-            self.client.tokens.put(tkey, scope, h.clone(), ttl);
+            if share {
+                self.client.tokens.put(tkey, scope, h.clone(), ttl);
+            }
             return Ok(h);
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
             return match creds.as_ref().and_then(Credentials::basic) {
                 Some((u, p)) => {
                     let h = token::basic_header(u, p);
-                    self.client
-                        .tokens
-                        .put(tkey, "", h.clone(), Duration::from_secs(3600));
+                    if share {
+                        self.client
+                            .tokens
+                            .put(tkey, "", h.clone(), Duration::from_secs(3600));
+                    }
                     Ok(h)
                 }
                 None => Err(unauthorized(format!(

@@ -8,7 +8,7 @@ use berth_core::image::ImageError;
 use reqwest::{Method, StatusCode};
 
 use super::response::body_message;
-use super::{Request, Session};
+use super::{Payload, Request, Session};
 use crate::registry::endpoint::Endpoint;
 
 impl Session {
@@ -24,7 +24,7 @@ impl Session {
         method: Method,
         path: &'a str,
         content_type: Option<&'a str>,
-        body: Option<bytes::Bytes>,
+        body: Option<Payload>,
     ) -> Request<'a> {
         Request {
             method,
@@ -67,16 +67,17 @@ impl Session {
         }
     }
 
-    /// Uploads a blob in one PUT.
+    /// Uploads a blob (streamed from `path`, `len` bytes) in one PUT.
     pub async fn upload_blob(
         &self,
         ep: &Endpoint,
         digest: &Digest,
-        data: bytes::Bytes,
+        path: &std::path::Path,
+        len: u64,
     ) -> Result<(), ImageError> {
         let what = format!("uploading blob {digest}");
-        let path = format!("/v2/{}/blobs/uploads/", self.repo);
-        let req = Self::push_request(Method::POST, &path, None, None);
+        let uploads = format!("/v2/{}/blobs/uploads/", self.repo);
+        let req = Self::push_request(Method::POST, &uploads, None, None);
         let (resp, url) = self.send(ep, &req, &what).await?;
         if resp.status() != StatusCode::ACCEPTED {
             let s = resp.status();
@@ -105,7 +106,10 @@ impl Session {
             Method::PUT,
             &target,
             Some("application/octet-stream"),
-            Some(data),
+            Some(Payload::File {
+                path: path.to_path_buf(),
+                len,
+            }),
         );
         let (resp, _) = self.send(ep, &req, &what).await?;
         let s = resp.status();
@@ -129,7 +133,12 @@ impl Session {
             self.registry, self.repo
         );
         let path = format!("/v2/{}/manifests/{tag}", self.repo);
-        let req = Self::push_request(Method::PUT, &path, Some(media_type), Some(bytes));
+        let req = Self::push_request(
+            Method::PUT,
+            &path,
+            Some(media_type),
+            Some(Payload::Bytes(bytes)),
+        );
         let (resp, _) = self.send(ep, &req, &what).await?;
         let s = resp.status();
         if !s.is_success() {
