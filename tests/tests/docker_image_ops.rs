@@ -105,6 +105,10 @@ async fn image_ops(bin: &str) -> Result<()> {
         r#"CMD ["cat","/hello"]"#,
         "--change",
         "ENV MADE_BY=commit",
+        "-a",
+        "tester",
+        "-m",
+        "first",
         "changer",
         "img:v1",
     ])?;
@@ -112,10 +116,43 @@ async fn image_ops(bin: &str) -> Result<()> {
     check_image(&docker, "img:v1", "committed")?;
     let env = run(&docker, "img:v1", &["sh", "-c", "echo $MADE_BY"])?;
     ensure!(env.trim() == "commit", "ENV change: {env:?}");
+    let meta = docker.ok(&["inspect", "-f", "{{.Author}} {{.Comment}}", "img:v1"])?;
+    ensure!(
+        meta.trim() == "tester first",
+        "author and comment: {meta:?}"
+    );
     let hist = docker.ok(&["history", "--format", "{{.CreatedBy}}", "img:v1"])?;
     ensure!(hist.lines().count() >= 2, "history: {hist:?}");
     let e = docker.fails(&["commit", "nosuch", "x:1"])?;
     ensure!(e.contains("No such container"), "commit nosuch: {e:?}");
+
+    // A running container: paused for the commit, running again after it.
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "runner",
+        &repo,
+        "sh",
+        "-c",
+        "echo live > /live; sleep 300",
+    ])?;
+    track_pod(&t, &docker, "runner")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !docker.ok(&["diff", "runner"])?.contains("A /live") {
+        ensure!(
+            Instant::now() < deadline,
+            "/live never showed in docker diff"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    docker.ok(&["commit", "runner", "live:v1"])?;
+    let st = docker.ok(&["inspect", "-f", "{{.State.Status}}", "runner"])?;
+    ensure!(st.trim() == "running", "runner after commit: {st:?}");
+    let live = run(&docker, "live:v1", &["cat", "/live"])?;
+    ensure!(live == "live\n", "committed running container: {live:?}");
+    docker.ok(&["rm", "-f", "runner"])?;
+    docker.ok(&["rmi", "live:v1"])?;
 
     // save → rmi → load → run.
     let archive = work.path().join("img.tar");

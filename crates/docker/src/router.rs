@@ -96,7 +96,7 @@ async fn route(call: Call, body: Incoming, api: &DockerApi) -> Result<Reply, Api
             let names = call.query.all("names").into_iter().map(String::from);
             images::archive::save(api, names.collect()).await
         }
-        ("POST", "/images/load") => images::archive::load(&call, api, body).await,
+        ("POST", "/images/load") => images::archive::load(api, body).await,
         ("POST", "/commit") => images::commit::commit(&call, api).await,
         ("GET", "/images/json") => images::list::list(&call, api),
         ("GET", "/images/search") => Err(images::tag::search()),
