@@ -146,6 +146,14 @@ async fn image_ops(bin: &str) -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let live_tar = work.path().join("live.tar");
+    docker.ok(&["export", "-o", &live_tar.display().to_string(), "runner"])?;
+    let bytes = std::fs::read(&live_tar)?;
+    ensure!(
+        bytes.windows(5).any(|w| w == b"live\n") && bytes.len() > 1 << 20,
+        "export of a running container: {} bytes",
+        bytes.len()
+    );
     docker.ok(&["commit", "runner", "live:v1"])?;
     let st = docker.ok(&["inspect", "-f", "{{.State.Status}}", "runner"])?;
     ensure!(st.trim() == "running", "runner after commit: {st:?}");

@@ -13,6 +13,7 @@ use tar::{EntryType, Header};
 
 use crate::layer::StoredLayer;
 use crate::manifest::LayerCompression;
+use crate::pull::Lease;
 use crate::records::Match;
 use crate::registry::error_chain;
 use crate::store::Inner;
@@ -65,6 +66,12 @@ impl Inner {
                     }
                 }
             }
+        }
+        // Held while streaming: an image removed meanwhile keeps its content until the end.
+        let mut lease = Lease::new(self);
+        for id in &order {
+            let rec = self.record(id)?;
+            lease.add(&rec.blobs.iter().cloned().collect::<Vec<_>>(), &[]);
         }
         let mut builder = tar::Builder::new(out);
         let mut written: HashSet<Digest> = HashSet::new();
