@@ -227,6 +227,9 @@ async fn image_ops(bin: &str) -> Result<()> {
     ensure!(piped == "hello\n", "piped import: {piped:?}");
     let out = docker.output_stdin(&["import", "-", "bad:v1"], b"not a tarball at all")?;
     ensure!(!out.status.success(), "importing junk succeeded");
+    // No internet: a URL source is refused, saying so.
+    let e = docker.fails(&["import", "http://192.0.2.1/rootfs.tar", "web:v1"])?;
+    ensure!(e.contains("is not supported"), "import from a URL: {e:?}");
 
     // tag → push → rmi → pull back → run.
     let pushed = format!("{}/pushed:v1", reg.host);
