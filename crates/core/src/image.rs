@@ -116,6 +116,85 @@ impl PullProgress for NoProgress {
     fn event(&self, _event: PullEvent) {}
 }
 
+/// One path a container changed (`docker diff`), as dockerd numbers the kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Absolute path inside the container.
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Modified = 0,
+    Added = 1,
+    Deleted = 2,
+}
+
+/// A container's writable layer to turn into an image (`docker commit`).
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    /// The overlay upper dir of the container.
+    pub upper: std::path::PathBuf,
+    /// The image the container runs (its layers come first).
+    pub parent: Digest,
+    /// The new image's run config (`config` of the image config: Cmd, Env, …).
+    pub config: serde_json::Value,
+    /// The container id, recorded as the config's `container`.
+    pub container: String,
+    pub comment: String,
+    pub author: String,
+    /// The tag to give the new image, if any.
+    pub tag: Option<Reference>,
+}
+
+/// A root filesystem tarball to turn into a one-layer image (`docker import`).
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    /// The new image's run config (`config` of the image config).
+    pub config: serde_json::Value,
+    pub comment: String,
+    pub tag: Option<Reference>,
+}
+
+/// What a `docker load` brought in: one line per tag, or the id of an untagged image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedImage {
+    pub id: Digest,
+    /// Full names, `docker.io/library/x:1`.
+    pub tags: Vec<String>,
+}
+
+/// What a push is doing (the Docker API streams it as progress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushEvent {
+    /// About to push these layer blobs, base first.
+    Preparing(Vec<Digest>),
+    /// The registry already had the blob.
+    LayerExists(Digest),
+    /// The blob was uploaded.
+    LayerPushed(Digest),
+    /// The manifest is up: its digest and size.
+    Pushed { digest: Digest, size: u64 },
+}
+
+/// Receives [`PushEvent`]s. Must not block.
+pub trait PushProgress: Send + Sync {
+    fn event(&self, event: PushEvent);
+}
+
+/// Where a tar stream goes (`docker save`, `docker export`): written on a blocking thread.
+pub type TarSink = Box<dyn std::io::Write + Send>;
+/// Where a tar stream comes from (`docker load`, `docker import`): read on a blocking thread.
+pub type TarSource = Box<dyn std::io::Read + Send>;
+
+fn unsupported_op(what: &str) -> ImageError {
+    ImageError::Unsupported {
+        reference: String::new(),
+        message: format!("this image store cannot {what}"),
+    }
+}
+
 /// The image store as the CRI layer sees it.
 #[async_trait]
 pub trait ImageStore: Send + Sync {
@@ -155,6 +234,51 @@ pub trait ImageStore: Send + Sync {
             reference: id.to_string(),
             message: "this image store cannot measure layers".into(),
         })
+    }
+    /// The changes of a container's upper dir over its image's layers (base first). The
+    /// default refuses, like [`ImageStore::tag`].
+    async fn changes(
+        &self,
+        upper: &std::path::Path,
+        lowers: &[std::path::PathBuf],
+    ) -> Result<Vec<Change>, ImageError> {
+        let _ = (upper, lowers);
+        Err(unsupported_op("compare layers"))
+    }
+    /// Makes a container's writable layer a new image on top of its image.
+    async fn commit(&self, req: CommitRequest) -> Result<Image, ImageError> {
+        let _ = req;
+        Err(unsupported_op("commit containers"))
+    }
+    /// Makes a root filesystem tarball (plain or compressed) a one-layer image.
+    async fn import(&self, req: ImportRequest, input: TarSource) -> Result<Image, ImageError> {
+        let _ = (req, input);
+        Err(unsupported_op("import tarballs"))
+    }
+    /// Writes the named images as one docker-archive tarball to `out`.
+    async fn save(&self, names: Vec<String>, out: TarSink) -> Result<(), ImageError> {
+        let _ = (names, out);
+        Err(unsupported_op("save images"))
+    }
+    /// Reads a docker-archive (or OCI layout) tarball and records its images.
+    async fn load(&self, input: TarSource) -> Result<Vec<LoadedImage>, ImageError> {
+        let _ = input;
+        Err(unsupported_op("load images"))
+    }
+    /// Writes a directory tree (a container's mounted root) as a tar stream to `out`.
+    async fn export_tree(&self, dir: &std::path::Path, out: TarSink) -> Result<(), ImageError> {
+        let _ = (dir, out);
+        Err(unsupported_op("export filesystems"))
+    }
+    /// Pushes the image `reference` names (which must carry a tag) to its registry.
+    async fn push(
+        &self,
+        reference: &Reference,
+        auth: Option<RegistryAuth>,
+        progress: &dyn PushProgress,
+    ) -> Result<(), ImageError> {
+        let _ = (reference, auth, progress);
+        Err(unsupported_op("push images"))
     }
     /// All images, in a stable order.
     fn list(&self) -> Vec<Image>;

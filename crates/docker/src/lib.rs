@@ -28,6 +28,7 @@ mod router;
 mod server;
 mod stdin;
 mod system;
+mod tarstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;

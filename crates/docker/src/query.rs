@@ -27,6 +27,15 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value given for `key`, in order (`names=a&names=b`).
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// `get` without empty values.
     pub fn non_empty(&self, key: &str) -> Option<&str> {
         self.get(key).filter(|v| !v.is_empty())

@@ -93,7 +93,16 @@ async fn route(call: Call, body: Incoming, api: &Arc<DockerApi>) -> Result<Reply
         ("GET", "/system/df") => df::df(api).await,
         ("POST", "/build/prune") => Ok(df::build_prune()),
         ("POST", "/containers/prune") => containers::prune::prune(&call, api).await,
+        ("POST", "/images/create") if call.query.get("fromSrc").is_some() => {
+            images::archive::import(&call, api, body).await
+        }
         ("POST", "/images/create") => images::pull::create(&call, api).await,
+        ("GET", "/images/get") => {
+            let names = call.query.all("names").into_iter().map(String::from);
+            images::archive::save(api, names.collect()).await
+        }
+        ("POST", "/images/load") => images::archive::load(api, body).await,
+        ("POST", "/commit") => images::commit::commit(&call, api).await,
         ("GET", "/images/json") => images::list::list(&call, api),
         ("GET", "/images/search") => Err(images::tag::search()),
         ("POST", "/images/prune") => images::remove::prune(&call, api).await,
@@ -110,6 +119,10 @@ async fn route(call: Call, body: Incoming, api: &Arc<DockerApi>) -> Result<Reply
                 images::inspect::history(api, name).await
             }
             Some((name, "tag")) if m == Method::POST => images::tag::tag(&call, api, name).await,
+            Some((name, "get")) if m == Method::GET => {
+                images::archive::save(api, vec![name.to_string()]).await
+            }
+            Some((name, "push")) if m == Method::POST => images::push::push(&call, api, name).await,
             Some((name, "")) if m == Method::DELETE => {
                 images::remove::delete(&call, api, name).await
             }
@@ -139,6 +152,8 @@ async fn container_route(
         ("POST", "unpause") => containers::control::pause(api, id, false).await,
         ("POST", "rename") => containers::control::rename(call, api, id).await,
         ("POST", "attach") => containers::attach::attach(call, api, id).await,
+        ("GET", "changes") => containers::filesystem::changes(api, id).await,
+        ("GET", "export") => containers::filesystem::export(api, id).await,
         ("POST", "resize") => containers::attach::resize(call, api, id).await,
         ("GET", "top") => containers::top::top(call, api, id).await,
         ("HEAD", "archive") => containers::archive::head(call, api, id).await,
@@ -172,7 +187,11 @@ async fn exec_route(call: &Call, api: &DockerApi, body: Incoming) -> Result<Repl
 /// Names contain `/`, so the action is the last component when it is one we serve.
 fn split_image_action(rest: &str) -> (&str, &str) {
     match rest.rsplit_once('/') {
-        Some((name, action @ ("json" | "history" | "tag"))) if !name.is_empty() => (name, action),
+        Some((name, action @ ("json" | "history" | "tag" | "get" | "push")))
+            if !name.is_empty() =>
+        {
+            (name, action)
+        }
         _ => (rest, ""),
     }
 }

@@ -172,6 +172,27 @@ impl Content {
         self.commit(&mut tmp, digest)
     }
 
+    /// A fresh path under `tmp/` for a file that [`Content::adopt`] will move into place.
+    pub fn temp_path(&self, prefix: &str) -> PathBuf {
+        self.tmp_dir().join(unique_name(prefix))
+    }
+
+    /// Moves a complete file whose digest the caller computed while writing it into the
+    /// store (fsynced first). The file is removed when the blob is already there.
+    pub fn adopt(&self, path: &Path, digest: &Digest) -> Result<(), ImageError> {
+        let mut tmp = TempFile {
+            path: path.to_path_buf(),
+            armed: true,
+        };
+        if self.has(digest) {
+            return Ok(());
+        }
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_error("syncing", path, e))?;
+        self.commit(&mut tmp, digest)
+    }
+
     /// Reads a small blob (manifest, config) if present, re-verifying its digest so a
     /// damaged file is refetched instead of trusted. A damaged file is removed.
     pub fn read_small(&self, digest: &Digest, limit: u64) -> Result<Option<Vec<u8>>, ImageError> {

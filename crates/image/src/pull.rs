@@ -21,15 +21,24 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Index → index → manifest is the deepest nesting followed.
 const MAX_INDEX_DEPTH: usize = 3;
 
-/// Content a pull in progress holds against garbage collection.
-struct Lease {
+/// Content a pull (or a commit, import, load) in progress holds against garbage
+/// collection.
+pub(crate) struct Lease {
     inner: Arc<Inner>,
     blobs: Vec<Digest>,
     snapshots: Vec<Digest>,
 }
 
 impl Lease {
-    fn add(&mut self, blobs: &[Digest], snapshots: &[Digest]) {
+    pub(crate) fn new(inner: &Arc<Inner>) -> Self {
+        Self {
+            inner: inner.clone(),
+            blobs: Vec::new(),
+            snapshots: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, blobs: &[Digest], snapshots: &[Digest]) {
         self.inner.lock().leases.acquire(blobs, snapshots);
         self.blobs.extend_from_slice(blobs);
         self.snapshots.extend_from_slice(snapshots);
@@ -61,11 +70,7 @@ impl Inner {
     ) -> Result<Image, ImageError> {
         let refname = reference.to_string();
         let session = self.registry.session(reference, auth)?;
-        let mut lease = Lease {
-            inner: self.clone(),
-            blobs: Vec::new(),
-            snapshots: Vec::new(),
-        };
+        let mut lease = Lease::new(self);
 
         // 1. The document the reference names; a tag is always resolved remotely.
         let (top_digest, top_bytes, top_type) = match reference.digest() {

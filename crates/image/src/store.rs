@@ -10,7 +10,8 @@ use berth_core::Digest;
 use berth_core::Reference;
 use berth_core::config::Config;
 use berth_core::image::{
-    FsUsage, Image, ImageError, ImageStore, NoProgress, PullProgress, RegistryAuth,
+    Change, CommitRequest, FsUsage, Image, ImageError, ImageStore, ImportRequest, LoadedImage,
+    NoProgress, PullProgress, PushProgress, RegistryAuth, TarSink, TarSource,
 };
 use tokio::sync::Semaphore;
 
@@ -302,6 +303,72 @@ impl ImageStore for Store {
         })
         .await
         .map_err(|e| join_error("measuring layers", e))?
+    }
+
+    async fn changes(&self, upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>, ImageError> {
+        let (upper, lowers) = (upper.to_path_buf(), lowers.to_vec());
+        tokio::task::spawn_blocking(move || {
+            crate::changes::changes(&upper, &lowers).map_err(|e| {
+                ImageError::Store(format!(
+                    "comparing {} with its layers: {e}",
+                    upper.display()
+                ))
+            })
+        })
+        .await
+        .map_err(|e| join_error("comparing layers", e))?
+    }
+
+    async fn commit(&self, req: CommitRequest) -> Result<Image, ImageError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.commit(req))
+            .await
+            .map_err(|e| join_error("committing a container", e))?
+    }
+
+    async fn import(&self, req: ImportRequest, input: TarSource) -> Result<Image, ImageError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.import(req, input))
+            .await
+            .map_err(|e| join_error("importing a tarball", e))?
+    }
+
+    async fn save(&self, names: Vec<String>, out: TarSink) -> Result<(), ImageError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.save(&names, out))
+            .await
+            .map_err(|e| join_error("saving images", e))?
+    }
+
+    async fn load(&self, input: TarSource) -> Result<Vec<LoadedImage>, ImageError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.load(input))
+            .await
+            .map_err(|e| join_error("loading images", e))?
+    }
+
+    async fn export_tree(&self, dir: &Path, out: TarSink) -> Result<(), ImageError> {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            crate::dirtar::write_tree(&dir, crate::dirtar::Whiteouts::Keep, out)
+                .and_then(|mut w| std::io::Write::flush(&mut w))
+                .map_err(|e| ImageError::Store(format!("exporting {}: {e}", dir.display())))
+        })
+        .await
+        .map_err(|e| join_error("exporting a filesystem", e))?
+    }
+
+    async fn push(
+        &self,
+        reference: &Reference,
+        auth: Option<RegistryAuth>,
+        progress: &dyn PushProgress,
+    ) -> Result<(), ImageError> {
+        let res = self.inner.push(reference, auth, progress).await;
+        if let Err(e) = &res {
+            tracing::warn!(reference = %reference, error = %e, "push failed");
+        }
+        res
     }
 
     fn fs_usage(&self) -> Result<FsUsage, ImageError> {

@@ -41,7 +41,7 @@ struct Inspect {
     network: Network,
 }
 
-fn image_config(api: &DockerApi, r: &ContainerRecord) -> ImageConfig {
+pub fn image_config(api: &DockerApi, r: &ContainerRecord) -> ImageConfig {
     api.images
         .find(&r.image_id)
         .and_then(|i| ImageConfig::from_json(&i.config).ok())
@@ -59,32 +59,21 @@ pub fn argv(api: &DockerApi, r: &ContainerRecord) -> Vec<String> {
     img.entrypoint.iter().chain(args).cloned().collect()
 }
 
-pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
-    let r = find_synced(api, key).await?;
-    let st = stored(api, &r);
-    let pod = api.runtime.pod(&r.pod_id).ok();
-    let pid = if r.state == ContainerState::Running {
-        api.runtime.container_pid(&r.id).await.unwrap_or(0)
-    } else {
-        0
-    };
-    let argv = argv(api, &r);
-    let img = image_config(api, &r);
-    let body = &st.body;
-    let host = body.host_config.clone().unwrap_or_default();
-    let network_mode = host
-        .network_mode
-        .clone()
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| "default".into());
+/// The container's Config as dockerd shows it: the create request over the image's.
+pub fn run_config(
+    r: &ContainerRecord,
+    body: &bollard_stubs::models::ContainerCreateBody,
+    pod: Option<&berth_core::pod::record::PodRecord>,
+    img: &ImageConfig,
+) -> ContainerConfig {
     let mut env: Vec<String> = img.env.clone();
     for e in body.env.iter().flatten() {
         let key = e.split('=').next().unwrap_or(e);
         env.retain(|x| x.split('=').next() != Some(key));
         env.push(e.clone());
     }
-    let config = ContainerConfig {
-        hostname: pod.as_ref().map(|p| p.hostname.clone()),
+    ContainerConfig {
+        hostname: pod.map(|p| p.hostname.clone()),
         domainname: Some(String::new()),
         user: Some(body.user.clone().unwrap_or(img.user.clone())),
         attach_stdin: body.attach_stdin,
@@ -111,11 +100,32 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
         } else {
             r.config.command.clone()
         }),
-        labels: Some(user_labels(&r)),
+        labels: Some(user_labels(r)),
         stop_signal: r.stop_signal.clone(),
         stop_timeout: body.stop_timeout,
         ..Default::default()
+    }
+}
+
+pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
+    let r = find_synced(api, key).await?;
+    let st = stored(api, &r);
+    let pod = api.runtime.pod(&r.pod_id).ok();
+    let pid = if r.state == ContainerState::Running {
+        api.runtime.container_pid(&r.id).await.unwrap_or(0)
+    } else {
+        0
     };
+    let argv = argv(api, &r);
+    let img = image_config(api, &r);
+    let body = &st.body;
+    let host = body.host_config.clone().unwrap_or_default();
+    let network_mode = host
+        .network_mode
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let config = run_config(&r, body, pod.as_ref(), &img);
     let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for m in pod.iter().flat_map(|p| p.port_mappings.iter()) {
         let key = format!("{}/{}", m.container_port, m.protocol.as_str());

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod attach;
 pub mod control;
 pub mod create;
+pub mod filesystem;
 pub mod host_config;
 pub mod inspect;
 pub mod lifecycle;

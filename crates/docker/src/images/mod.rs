@@ -1,8 +1,12 @@
 //! The image endpoints, over berth-core's `ImageStore` port.
 
+pub mod archive;
+pub mod change;
+pub mod commit;
 pub mod inspect;
 pub mod list;
 pub mod pull;
+pub mod push;
 pub mod remove;
 pub mod tag;
 

@@ -29,11 +29,6 @@ impl PullProgress for Events {
 
 pub async fn create(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let q = &call.query;
-    if q.non_empty("fromSrc").is_some() {
-        return Err(ApiError::bad_request(
-            "importing a tarball (fromSrc, `docker import`) is not served by berth's Docker API yet",
-        ));
-    }
     let from = q.get("fromImage").ok_or_else(|| {
         ApiError::bad_request("fromImage is required: the image to pull, e.g. fromImage=busybox")
     })?;
@@ -211,7 +206,7 @@ fn pull_event(bus: &crate::events::EventBus, reference: &Reference) {
     bus.emit(crate::events::Kind::Image, "pull", &name, attrs);
 }
 
-fn error_line(message: &str) -> Bytes {
+pub fn error_line(message: &str) -> Bytes {
     #[derive(Serialize)]
     struct Detail<'a> {
         message: &'a str,

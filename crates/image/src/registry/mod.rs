@@ -1,12 +1,15 @@
 //! OCI distribution v2 client: manifests and blobs over HTTPS (HTTP for insecure/loopback
-//! registries), bearer/basic auth, mirrors tried before the registry itself.
+//! registries), pulled and pushed, bearer/basic auth, mirrors tried before the registry itself.
 
 pub mod challenge;
 pub mod credentials;
 pub mod endpoint;
+mod request;
 mod response;
 mod token;
+mod upload;
 
+pub(crate) use request::{Payload, Request};
 pub use response::{body_message, error_chain};
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,12 +20,10 @@ use std::time::Duration;
 use berth_core::Reference;
 use berth_core::config::{Config, RegistryConfig};
 use berth_core::image::{ImageError, RegistryAuth};
-use reqwest::StatusCode;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::CONTENT_TYPE;
 use response::check_status;
 
-use challenge::{Challenge, parse_challenges};
 use credentials::Credentials;
 use endpoint::{Endpoint, Scheme};
 use token::TokenCache;
@@ -76,6 +77,7 @@ impl RegistryClient {
             endpoints: Arc::new(endpoints),
             request_creds,
             request_server: server,
+            push_authz: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -162,6 +164,10 @@ pub struct Session {
     request_creds: Option<Credentials>,
     /// `server_address` of the request's credentials, normalised ("" when not given).
     request_server: String,
+    /// The Authorization of this session's push requests. Pushes never use nor fill the
+    /// shared token cache: a push goes with the credentials of its own request only, not
+    /// with those another client's pull left in the cache.
+    push_authz: Arc<Mutex<Option<String>>>,
 }
 
 impl Session {
@@ -205,41 +211,6 @@ impl Session {
         })
     }
 
-    async fn send_once(
-        &self,
-        client: &reqwest::Client,
-        ep: &Endpoint,
-        path: &str,
-        accept: Option<&str>,
-        authz: Option<&str>,
-    ) -> Result<(reqwest::Response, String), ImageError> {
-        let mut last = String::new();
-        for scheme in self.client.scheme_order(ep) {
-            let url = ep.url(scheme, path);
-            let mut rb = client.get(&url);
-            if let Some(a) = accept {
-                rb = rb.header(ACCEPT, a);
-            }
-            if let Some(h) = authz {
-                rb = rb.header(AUTHORIZATION, h);
-            }
-            match rb.send().await {
-                Ok(r) => {
-                    self.client.remember_scheme(ep, scheme);
-                    return Ok((r, url));
-                }
-                Err(e) => {
-                    tracing::debug!(%url, error = %error_chain(&e), "request failed");
-                    last = format!("GET {url}: {}", error_chain(&e));
-                }
-            }
-        }
-        Err(ImageError::Registry {
-            registry: ep.describe(),
-            message: last,
-        })
-    }
-
     /// GET `path` on `ep`, answering auth challenges once. `what` names the object in errors.
     pub async fn get(
         &self,
@@ -248,108 +219,16 @@ impl Session {
         accept: Option<&str>,
         what: &str,
     ) -> Result<reqwest::Response, ImageError> {
-        let client = self.client.client_for(&ep.key)?;
-        let scope = format!("repository:{}:pull", self.repo);
-        let tkey = format!("{}{}", ep.host, ep.prefix);
-        let mut authz = self.client.tokens.get(&tkey, &scope);
-        // A registry token from the request is sent at once; the credentials file is only
-        // read when the registry asks for authentication.
-        if authz.is_none()
-            && self.request_applies(ep)
-            && let Some(Credentials::RegistryToken(t)) = &self.request_creds
-        {
-            authz = Some(format!("Bearer {t}"));
-        }
-        let mut retried = false;
-        loop {
-            let (resp, url) = self
-                .send_once(&client, ep, path, accept, authz.as_deref())
-                .await?;
-            let status = resp.status();
-            if status != StatusCode::UNAUTHORIZED {
-                return check_status(resp, &url, ep, what).await;
-            }
-            let challenges: Vec<Challenge> = resp
-                .headers()
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(parse_challenges)
-                .collect();
-            let msg = body_message(&resp.bytes().await.unwrap_or_default());
-            if authz.is_some() {
-                self.client.tokens.forget(&tkey, &scope);
-            }
-            if retried {
-                return Err(ImageError::Unauthorized {
-                    registry: ep.describe(),
-                    message: format!("{what}: {msg}"),
-                });
-            }
-            retried = true;
-            let creds = self.creds_for(ep)?;
-            if let Some(Credentials::RegistryToken(t)) = &creds {
-                let bearer = format!("Bearer {t}");
-                if authz.as_deref() != Some(bearer.as_str()) {
-                    authz = Some(bearer);
-                    continue;
-                }
-            }
-            authz = Some(
-                self.authorize(&client, ep, &tkey, &challenges, &scope, creds, &msg)
-                    .await?,
-            );
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn authorize(
-        &self,
-        client: &reqwest::Client,
-        ep: &Endpoint,
-        tkey: &str,
-        challenges: &[Challenge],
-        scope: &str,
-        creds: Option<Credentials>,
-        msg: &str,
-    ) -> Result<String, ImageError> {
-        let unauthorized = |message: String| ImageError::Unauthorized {
-            registry: ep.describe(),
-            message,
+        let req = Request {
+            method: reqwest::Method::GET,
+            path,
+            accept,
+            content_type: None,
+            body: None,
+            push: false,
         };
-        if let Some(Credentials::RegistryToken(_)) = creds {
-            return Err(unauthorized(format!(
-                "the registry token was rejected: {msg}"
-            )));
-        }
-        if let Some(c) = challenges.iter().find(|c| c.scheme == "bearer") {
-            let (h, ttl) =
-                token::fetch_bearer(client, &ep.describe(), c, scope, creds.as_ref()).await?;
-            self.client.tokens.put(tkey, scope, h.clone(), ttl);
-            return Ok(h);
-        }
-        if challenges.iter().any(|c| c.scheme == "basic") {
-            return match creds.as_ref().and_then(Credentials::basic) {
-                Some((u, p)) => {
-                    let h = token::basic_header(u, p);
-                    self.client
-                        .tokens
-                        .put(tkey, "", h.clone(), Duration::from_secs(3600));
-                    Ok(h)
-                }
-                None => Err(unauthorized(format!(
-                    "authentication required and no username/password is configured for {} ({msg})",
-                    ep.key
-                ))),
-            };
-        }
-        Err(unauthorized(format!(
-            "authentication required but the registry offers no supported scheme (WWW-Authenticate: {:?}): {msg}",
-            challenges
-                .iter()
-                .map(|c| c.scheme.as_str())
-                .collect::<Vec<_>>()
-        )))
+        let (resp, url) = self.send(ep, &req, what).await?;
+        check_status(resp, &url, ep, what).await
     }
 
     /// Fetches a manifest or index by tag or digest. Returns the raw bytes (at most
