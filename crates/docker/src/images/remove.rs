@@ -41,24 +41,6 @@ fn all_gone(img: &Image) -> Vec<ImageDeleteResponseItem> {
 pub async fn delete(call: &Call, api: &DockerApi, name: &str) -> Result<Reply, ApiError> {
     let force = call.query.bool("force");
     let img = images::find(api, name)?;
-    // dockerd's rule: never under a running container; under a stopped one only forced.
-    if let Some(users) = used_images(api).get(&img.id.to_string()) {
-        let shown = names::shown(name);
-        let short = |id: &str| id.chars().take(12).collect::<String>();
-        if let Some(r) = users.iter().find(|(_, running)| *running) {
-            return Err(ApiError::conflict(format!(
-                "conflict: unable to delete {shown} (cannot be forced) - image is being used by running container {}",
-                short(&r.0)
-            )));
-        }
-        if !force {
-            return Err(ApiError::conflict(format!(
-                "conflict: unable to remove repository reference \"{shown}\" (must force) - container {} is using its referenced image {}",
-                short(&users[0].0),
-                short(img.id.hex())
-            )));
-        }
-    }
     if img.pinned {
         return Err(ApiError::conflict(format!(
             "conflict: unable to remove {}: the image is pinned by berth (image.pause_image, used by pod sandboxes)",
@@ -78,10 +60,12 @@ pub async fn delete(call: &Call, api: &DockerApi, name: &str) -> Result<Reply, A
             vec![untagged(&t)]
         }
         Some(t) => {
+            in_use(api, &img, name, force)?;
             api.images.remove(&t).await?;
             all_gone(&img)
         }
         None => {
+            in_use(api, &img, name, force)?;
             let repos: BTreeSet<&str> = img.repo_tags.iter().map(|t| names::repo_of(t)).collect();
             if repos.len() > 1 && !force {
                 return Err(ApiError::conflict(format!(
@@ -142,6 +126,30 @@ pub async fn prune(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         images_deleted: (!report.is_empty()).then_some(report),
         space_reclaimed: Some(reclaimed),
     }))
+}
+
+/// dockerd's rule for removing an image (not just one of its tags): never under a running
+/// container; under a stopped one only when forced.
+fn in_use(api: &DockerApi, img: &Image, name: &str, force: bool) -> Result<(), ApiError> {
+    let Some(users) = used_images(api).remove(&img.id.to_string()) else {
+        return Ok(());
+    };
+    let shown = names::shown(name);
+    let short = |id: &str| id.chars().take(12).collect::<String>();
+    if let Some(r) = users.iter().find(|(_, running)| *running) {
+        return Err(ApiError::conflict(format!(
+            "conflict: unable to delete {shown} (cannot be forced) - image is being used by running container {}",
+            short(&r.0)
+        )));
+    }
+    if !force {
+        return Err(ApiError::conflict(format!(
+            "conflict: unable to remove repository reference \"{shown}\" (must force) - container {} is using its referenced image {}",
+            short(&users[0].0),
+            short(img.id.hex())
+        )));
+    }
+    Ok(())
 }
 
 /// Image id → the containers (id, running) made from it: Docker's and the CRI's.
