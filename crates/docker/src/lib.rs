@@ -26,6 +26,7 @@ mod router;
 mod server;
 mod stdin;
 mod system;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub struct DockerApi {
     pub log_dir: PathBuf,
     /// The exec instances (`docker exec`), in memory as dockerd keeps them.
     pub(crate) execs: exec::Execs,
+    /// The volumes, under `<root_dir>/volumes` (`engine.root_dir`).
+    pub(crate) volumes: volumes::Volumes,
 }
 
 impl DockerApi {
@@ -73,8 +76,10 @@ impl DockerApi {
         runtime: Arc<Engine>,
         log_dir: PathBuf,
     ) -> Arc<Self> {
+        let volumes = volumes::Volumes::new(PathBuf::from(&engine.root_dir).join("volumes"));
         let api = Arc::new(Self {
             images,
+            volumes,
             engine,
             runtime,
             log_dir,

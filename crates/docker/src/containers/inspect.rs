@@ -211,6 +211,7 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
         app_armor_profile: Some(String::new()),
         host_config: Some(host_config),
         config: Some(config),
+        mounts: Some(st.mounts.iter().map(|m| m.to_docker()).collect()),
         ..Default::default()
     };
     Ok(ok_json(&Inspect {

@@ -1,0 +1,339 @@
+//! What a create request mounts, parsed as dockerd parses it (pure, no filesystem):
+//! `HostConfig.Binds` (`/host:/dst[:opts]`, `name:/dst[:opts]`, `/dst`),
+//! `HostConfig.Mounts` (Type bind or volume), `Config.Volumes` and the image's `Volumes`
+//! (anonymous volumes where nothing else is mounted).
+
+use std::collections::BTreeMap;
+
+use berth_core::container::Propagation;
+use berth_core::image::Image;
+use bollard_stubs::models::{
+    ContainerCreateBody, HostConfig, Mount, MountBindOptionsPropagationEnum, MountType,
+};
+
+use crate::error::ApiError;
+
+/// Where a mount's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A host path; `create` makes it when missing (Binds do, Mounts refuse).
+    Bind { path: String, create: bool },
+    /// A volume: by name (made on first use), or a new anonymous one.
+    Volume {
+        name: Option<String>,
+        labels: BTreeMap<String, String>,
+        /// `nocopy`: the image's content at the destination is not copied in.
+        no_copy: bool,
+    },
+}
+
+/// One mount to give the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub source: Source,
+    pub destination: String,
+    pub readonly: bool,
+    pub propagation: Propagation,
+    /// The mode as dockerd shows it in inspect.
+    pub mode: String,
+}
+
+/// The paths an image declares as volumes (`VOLUME` in a Dockerfile).
+pub fn image_volumes(image: &Image) -> Vec<String> {
+    image
+        .config
+        .get("config")
+        .and_then(|c| c.get("Volumes"))
+        .and_then(|v| v.as_object())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Every mount of the request, binds and explicit mounts first, then anonymous volumes for
+/// `Config.Volumes` and `image_volumes` at the destinations still free.
+pub fn plan(
+    body: &ContainerCreateBody,
+    host: &HostConfig,
+    image_volumes: &[String],
+) -> Result<Vec<Planned>, ApiError> {
+    let mut out: Vec<Planned> = Vec::new();
+    let push = |p: Planned, out: &mut Vec<Planned>| {
+        if out.iter().any(|o| o.destination == p.destination) {
+            return Err(ApiError::bad_request(format!(
+                "Duplicate mount point: {}",
+                p.destination
+            )));
+        }
+        out.push(p);
+        Ok(())
+    };
+    for b in host.binds.iter().flatten() {
+        push(parse_bind(b)?, &mut out)?;
+    }
+    for m in host.mounts.iter().flatten() {
+        push(parse_mount(m)?, &mut out)?;
+    }
+    let declared = body.volumes.iter().flatten().chain(image_volumes);
+    for dst in declared {
+        let destination = clean(dst).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid volume specification: '{dst}': mount path must be absolute"
+            ))
+        })?;
+        if out.iter().any(|o| o.destination == destination) {
+            continue;
+        }
+        out.push(Planned {
+            source: Source::Volume {
+                name: None,
+                labels: BTreeMap::new(),
+                no_copy: false,
+            },
+            destination,
+            readonly: false,
+            propagation: Propagation::Private,
+            mode: String::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// An absolute path cleaned as Go's `filepath.Clean` (no `.`, `..`, `//` or trailing `/`);
+/// None when not absolute.
+pub fn clean(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+fn destination(spec: &str, dst: &str) -> Result<String, ApiError> {
+    let d = clean(dst).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid volume specification: '{spec}': invalid mount config for type \"volume\": invalid mount path: '{dst}' mount path must be absolute"
+        ))
+    })?;
+    if d == "/" {
+        return Err(ApiError::bad_request(format!(
+            "invalid volume specification: '{spec}': invalid mount config: destination can't be '/'"
+        )));
+    }
+    Ok(d)
+}
+
+fn is_mode(s: &str) -> bool {
+    s.split(',').all(|o| {
+        matches!(
+            o,
+            "ro" | "rw"
+                | "z"
+                | "Z"
+                | "nocopy"
+                | "private"
+                | "rprivate"
+                | "shared"
+                | "rshared"
+                | "slave"
+                | "rslave"
+                | "consistent"
+                | "cached"
+                | "delegated"
+        )
+    })
+}
+
+fn propagation_of(p: &str) -> Propagation {
+    match p {
+        "shared" | "rshared" => Propagation::Bidirectional,
+        "slave" | "rslave" => Propagation::HostToContainer,
+        _ => Propagation::Private,
+    }
+}
+
+/// One `Binds` entry.
+pub fn parse_bind(spec: &str) -> Result<Planned, ApiError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [d] => ("", *d, ""),
+        [d, m] if is_mode(m) && d.starts_with('/') => ("", *d, *m),
+        [s, d] => (*s, *d, ""),
+        [s, d, m] => (*s, *d, *m),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "invalid volume specification: '{spec}'"
+            )));
+        }
+    };
+    let destination = destination(spec, dst)?;
+    let mut readonly = false;
+    let mut no_copy = false;
+    let mut propagation = Propagation::Private;
+    let mut rw_given = 0;
+    for o in mode.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => {
+                readonly = true;
+                rw_given += 1;
+            }
+            "rw" => rw_given += 1,
+            "nocopy" => no_copy = true,
+            "z" | "Z" | "consistent" | "cached" | "delegated" => {}
+            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave") => {
+                propagation = propagation_of(p)
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid mode: {mode} (in volume specification '{spec}')"
+                )));
+            }
+        }
+    }
+    if rw_given > 1 {
+        return Err(ApiError::bad_request(format!("invalid mode: {mode}")));
+    }
+    let source = if src.starts_with('/') {
+        if no_copy {
+            return Err(ApiError::bad_request(format!(
+                "invalid mode: {mode}: nocopy applies to volumes only (in '{spec}')"
+            )));
+        }
+        Source::Bind {
+            path: clean(src).unwrap_or_else(|| src.to_string()),
+            create: true,
+        }
+    } else {
+        if !src.is_empty() {
+            super::store::validate_name(src)?;
+        }
+        Source::Volume {
+            name: (!src.is_empty()).then(|| src.to_string()),
+            labels: BTreeMap::new(),
+            no_copy,
+        }
+    };
+    Ok(Planned {
+        source,
+        destination,
+        readonly,
+        propagation,
+        mode: mode.to_string(),
+    })
+}
+
+/// One `HostConfig.Mounts` entry (`--mount`).
+pub fn parse_mount(m: &Mount) -> Result<Planned, ApiError> {
+    let typ = m.typ.unwrap_or(MountType::VOLUME);
+    let bad = |what: String| {
+        ApiError::bad_request(format!("invalid mount config for type \"{typ}\": {what}"))
+    };
+    let target = m.target.clone().unwrap_or_default();
+    if target.is_empty() {
+        return Err(bad("field Target must not be empty".into()));
+    }
+    let destination = clean(&target).filter(|d| d != "/").ok_or_else(|| {
+        bad(format!(
+            "invalid mount path: '{target}' mount path must be absolute"
+        ))
+    })?;
+    let source = m.source.clone().unwrap_or_default();
+    let readonly = m.read_only.unwrap_or(false);
+    match typ {
+        MountType::BIND => {
+            if m.volume_options.is_some() {
+                return Err(bad("field VolumeOptions must not be specified".into()));
+            }
+            let path = clean(&source).ok_or_else(|| {
+                bad(format!(
+                    "invalid mount path: '{source}' mount path must be absolute"
+                ))
+            })?;
+            let propagation = match m.bind_options.as_ref().and_then(|b| b.propagation) {
+                Some(
+                    MountBindOptionsPropagationEnum::SHARED
+                    | MountBindOptionsPropagationEnum::RSHARED,
+                ) => Propagation::Bidirectional,
+                Some(
+                    MountBindOptionsPropagationEnum::SLAVE
+                    | MountBindOptionsPropagationEnum::RSLAVE,
+                ) => Propagation::HostToContainer,
+                _ => Propagation::Private,
+            };
+            let create = m
+                .bind_options
+                .as_ref()
+                .and_then(|b| b.create_mountpoint)
+                .unwrap_or(false);
+            Ok(Planned {
+                source: Source::Bind { path, create },
+                destination,
+                readonly,
+                propagation,
+                mode: String::new(),
+            })
+        }
+        MountType::VOLUME => {
+            if m.bind_options.is_some() {
+                return Err(bad("field BindOptions must not be specified".into()));
+            }
+            let opts = m.volume_options.clone().unwrap_or_default();
+            if let Some(d) = &opts.driver_config {
+                check_driver(&source, d.name.as_deref().unwrap_or(""))?;
+                check_driver_opts(&source, d.options.iter().flatten().map(|(k, _)| k))?;
+            }
+            if opts.subpath.as_deref().is_some_and(|s| !s.is_empty()) {
+                return Err(bad("VolumeOptions.Subpath is not supported by berth".into()));
+            }
+            if !source.is_empty() {
+                super::store::validate_name(&source)?;
+            }
+            Ok(Planned {
+                source: Source::Volume {
+                    name: (!source.is_empty()).then_some(source),
+                    labels: opts.labels.unwrap_or_default().into_iter().collect(),
+                    no_copy: opts.no_copy.unwrap_or(false),
+                },
+                destination,
+                readonly,
+                propagation: Propagation::Private,
+                mode: String::new(),
+            })
+        }
+        other => Err(ApiError::bad_request(format!(
+            "invalid mount config for type \"{other}\": berth's Docker API mounts binds and volumes only"
+        ))),
+    }
+}
+
+/// Only the `local` driver is served; others are an unknown plugin, as with dockerd.
+pub fn check_driver(name: &str, driver: &str) -> Result<(), ApiError> {
+    match driver {
+        "" | super::DRIVER => Ok(()),
+        other => Err(ApiError::not_found(format!(
+            "create {name}: error looking up volume plugin {other}: plugin \"{other}\" not found"
+        ))),
+    }
+}
+
+/// The local driver here keeps volumes as plain directories: options that would mount
+/// something else there (`type`, `device`, `o`) are refused rather than ignored.
+pub fn check_driver_opts<'a>(
+    name: &str,
+    mut keys: impl Iterator<Item = &'a String>,
+) -> Result<(), ApiError> {
+    match keys.next() {
+        None => Ok(()),
+        Some(k) => Err(ApiError::bad_request(format!(
+            "create {name}: invalid option {k:?}: berth's local volume driver keeps volumes as plain directories and takes no driver options"
+        ))),
+    }
+}
