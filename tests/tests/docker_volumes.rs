@@ -214,6 +214,51 @@ async fn walkthrough(bin: &str) -> Result<()> {
         "the copy is in the volume"
     );
 
+    let cv = docker.ok(&["inspect", "-f", "{{json .Config.Volumes}}", "img"])?;
+    ensure!(cv.trim() == r#"{"/data":{}}"#, "Config.Volumes: {cv:?}");
+    // --volumes-from shares img's volume (here read-only).
+    let out = run_to_end(
+        &t,
+        &docker,
+        "sharer",
+        &[
+            "--volumes-from",
+            "img:ro",
+            &bb,
+            "sh",
+            "-c",
+            "cat /data/seed; touch /data/z 2>/dev/null || echo ro",
+        ],
+    )?;
+    ensure!(out == "seeded\nro\n", "volumes-from: {out:?}");
+    ensure!(
+        mounts_of(&docker, "sharer")? == format!("volume:/data={anon_img}:false"),
+        "sharer's mounts: {:?}",
+        mounts_of(&docker, "sharer")?
+    );
+    // --rm takes its anonymous volumes along.
+    let before = volume_names(&docker, &[])?;
+    let out = docker.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/gone",
+        &bb,
+        "sh",
+        "-c",
+        "echo bye > /gone/x; cat /gone/x",
+    ])?;
+    ensure!(out == "bye\n", "run --rm: {out:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while volume_names(&docker, &[])? != before {
+        ensure!(
+            Instant::now() < deadline,
+            "--rm left a volume: {:?} vs {before:?}",
+            volume_names(&docker, &[])?
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // A new named volume over the image's content gets it too; with nocopy it stays empty;
     // --mount makes volumes the same way.
     let out = run_to_end(
@@ -304,7 +349,7 @@ async fn walkthrough(bin: &str) -> Result<()> {
     ensure!(out == "shared\n", "after restart: {out:?}");
 
     // Remove the containers (without -v: their anonymous volumes stay), then prune all.
-    for c in ["writer", "reader", "img", "bare", "mnt", "later"] {
+    for c in ["writer", "reader", "img", "sharer", "bare", "mnt", "later"] {
         docker.ok(&["rm", c])?;
     }
     let before = volume_names(&docker, &[])?;

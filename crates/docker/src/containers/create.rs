@@ -56,12 +56,14 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         "{name}-{}",
         berth_engine::containers::lifecycle::now_ns()
     ));
-    let plan = volumes::spec::plan(&body, &host, &volumes::spec::image_volumes(&image))?;
+    let from = volumes::attach::volumes_from(api, &host)?;
+    let image_volumes = volumes::spec::image_volumes(&image);
+    let plan = volumes::spec::plan(&body, &host, from, &image_volumes)?;
     // Volumes in use are counted from the containers' records: hold off `volume rm` and
     // prune until this container's record names its volumes.
     let _volumes_held = if plan
         .iter()
-        .any(|p| matches!(p.source, volumes::spec::Source::Volume { .. }))
+        .any(|p| !matches!(p.source, volumes::spec::Source::Bind { .. }))
     {
         Some(api.volumes.lock.lock().await)
     } else {

@@ -48,6 +48,23 @@ fn image_config(api: &DockerApi, r: &ContainerRecord) -> ImageConfig {
         .unwrap_or_default()
 }
 
+/// `Config.Volumes`: the request's and the image's, as dockerd merges them.
+fn declared_volumes(
+    api: &DockerApi,
+    r: &ContainerRecord,
+    asked: Option<&[String]>,
+) -> Option<Vec<String>> {
+    let mut out: Vec<String> = asked.unwrap_or_default().to_vec();
+    if let Some(image) = api.images.find(&r.image_id) {
+        for v in crate::volumes::spec::image_volumes(&image) {
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// The program and its arguments as they run: the request's, else the image's.
 pub fn argv(api: &DockerApi, r: &ContainerRecord) -> Vec<String> {
     let (cmd, args) = (&r.config.command, &r.config.args);
@@ -114,6 +131,7 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
         labels: Some(user_labels(&r)),
         stop_signal: r.stop_signal.clone(),
         stop_timeout: body.stop_timeout,
+        volumes: declared_volumes(api, &r, body.volumes.as_deref()),
         ..Default::default()
     };
     let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();

@@ -2,14 +2,17 @@
 //! mounts (a volume is a bind of its `_data`), volumes named on first use are created, and
 //! the records kept with the container say which volumes it holds. After the engine made
 //! the container, new volumes get the image's content (copy-up); if anything fails, the
-//! anonymous volumes made for it go again. `rm -v` removes a container's anonymous volumes.
+//! anonymous volumes made for it go again. `--volumes-from` shares another container's. `rm -v` removes a container's anonymous volumes.
 
 use std::path::Path;
 
 use berth_core::container::{Mount, Propagation};
 
+use bollard_stubs::models::HostConfig;
+
 use super::spec::{Planned, Source};
 use super::{KIND_BIND, KIND_VOLUME, MountPoint, store::Store};
+use crate::DockerApi;
 use crate::error::ApiError;
 
 /// The mounts of one container being created.
@@ -78,6 +81,20 @@ fn attach_into(store: &Store, plan: Vec<Planned>, out: &mut Attached) -> Result<
                 }
                 (KIND_VOLUME, name, vol.data.display().to_string(), named)
             }
+            Source::Shared(point) => {
+                if point.kind == KIND_VOLUME && store.get(&point.name).is_none() {
+                    return Err(ApiError::not_found(format!(
+                        "get {}: no such volume",
+                        point.name
+                    )));
+                }
+                let kind = if point.kind == KIND_VOLUME {
+                    KIND_VOLUME
+                } else {
+                    KIND_BIND
+                };
+                (kind, point.name, point.source, point.named)
+            }
         };
         out.mounts.push(Mount {
             container_path: p.destination.clone(),
@@ -102,6 +119,19 @@ fn attach_into(store: &Store, plan: Vec<Planned>, out: &mut Attached) -> Result<
         });
     }
     Ok(())
+}
+
+/// The mounts of the containers named in `HostConfig.VolumesFrom`.
+pub fn volumes_from(api: &DockerApi, host: &HostConfig) -> Result<Vec<Planned>, ApiError> {
+    let mut out = Vec::new();
+    for spec in host.volumes_from.iter().flatten() {
+        let (key, readonly) = super::spec::parse_volumes_from(spec)?;
+        let rec = crate::containers::find(api, key)?;
+        for m in crate::containers::stored(api, &rec).mounts {
+            out.push(super::spec::shared(&m, readonly));
+        }
+    }
+    Ok(out)
 }
 
 /// Fills the container's new, empty volumes from its rootfs (see [`super::copy_up`]).

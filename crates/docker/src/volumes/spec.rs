@@ -1,7 +1,8 @@
 //! What a create request mounts, parsed as dockerd parses it (pure, no filesystem):
 //! `HostConfig.Binds` (`/host:/dst[:opts]`, `name:/dst[:opts]`, `/dst`),
-//! `HostConfig.Mounts` (Type bind or volume), `Config.Volumes` and the image's `Volumes`
-//! (anonymous volumes where nothing else is mounted).
+//! `HostConfig.Mounts` (Type bind or volume), other containers' mounts
+//! (`HostConfig.VolumesFrom`, resolved by the caller), `Config.Volumes` and the image's
+//! `Volumes` (anonymous volumes where nothing else is mounted).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,8 @@ pub enum Source {
         /// `nocopy`: the image's content at the destination is not copied in.
         no_copy: bool,
     },
+    /// Another container's bind or volume (`--volumes-from`), as that one has it.
+    Shared(super::MountPoint),
 }
 
 /// One mount to give the container.
@@ -49,11 +52,13 @@ pub fn image_volumes(image: &Image) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Every mount of the request, binds and explicit mounts first, then anonymous volumes for
-/// `Config.Volumes` and `image_volumes` at the destinations still free.
+/// Every mount of the request, binds and explicit mounts first, then (at the destinations
+/// still free) the mounts `from` other containers and anonymous volumes for
+/// `Config.Volumes` and `image_volumes`.
 pub fn plan(
     body: &ContainerCreateBody,
     host: &HostConfig,
+    from: Vec<Planned>,
     image_volumes: &[String],
 ) -> Result<Vec<Planned>, ApiError> {
     let mut out: Vec<Planned> = Vec::new();
@@ -72,6 +77,11 @@ pub fn plan(
     }
     for m in host.mounts.iter().flatten() {
         push(parse_mount(m)?, &mut out)?;
+    }
+    for p in from {
+        if !out.iter().any(|o| o.destination == p.destination) {
+            out.push(p);
+        }
     }
     let declared = body.volumes.iter().flatten().chain(image_volumes);
     for dst in declared {
@@ -157,6 +167,33 @@ fn propagation_of(p: &str) -> Propagation {
         "shared" | "rshared" => Propagation::Bidirectional,
         "slave" | "rslave" => Propagation::HostToContainer,
         _ => Propagation::Private,
+    }
+}
+
+/// One `VolumesFrom` entry, `container[:ro|rw]`: the container and whether to force
+/// read-only (Some(true)), read-write (Some(false)) or keep each mount's mode (None).
+pub fn parse_volumes_from(spec: &str) -> Result<(&str, Option<bool>), ApiError> {
+    match spec.split_once(':') {
+        None => Ok((spec, None)),
+        Some((c, "ro")) => Ok((c, Some(true))),
+        Some((c, "rw")) => Ok((c, Some(false))),
+        Some((_, mode)) => Err(ApiError::bad_request(format!(
+            "invalid mode for volumes-from: {mode}"
+        ))),
+    }
+}
+
+/// A mount of another container, for `--volumes-from`.
+pub fn shared(point: &super::MountPoint, readonly: Option<bool>) -> Planned {
+    let readonly = readonly.unwrap_or(!point.rw);
+    let mut point = point.clone();
+    point.rw = !readonly;
+    Planned {
+        destination: point.destination.clone(),
+        readonly,
+        propagation: Propagation::Private,
+        mode: point.mode.clone(),
+        source: Source::Shared(point),
     }
 }
 

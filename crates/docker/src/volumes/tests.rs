@@ -121,6 +121,26 @@ fn mount_specs() {
 }
 
 #[test]
+fn volumes_from_specs() {
+    use super::spec::{parse_volumes_from, shared};
+    assert_eq!(parse_volumes_from("c1").unwrap(), ("c1", None));
+    assert_eq!(parse_volumes_from("c1:ro").unwrap(), ("c1", Some(true)));
+    assert_eq!(parse_volumes_from("c1:rw").unwrap(), ("c1", Some(false)));
+    assert!(parse_volumes_from("c1:zz").is_err());
+    let point = super::MountPoint {
+        kind: "volume".into(),
+        name: "v1".into(),
+        destination: "/d".into(),
+        rw: true,
+        ..Default::default()
+    };
+    let p = shared(&point, Some(true));
+    assert!(p.readonly && p.destination == "/d");
+    assert!(matches!(&p.source, Source::Shared(m) if !m.rw && m.name == "v1"));
+    assert!(!shared(&point, None).readonly);
+}
+
+#[test]
 fn plans_fill_declared_volumes() {
     let body = ContainerCreateBody {
         volumes: Some(vec!["/a".into(), "/b".into()]),
@@ -130,7 +150,7 @@ fn plans_fill_declared_volumes() {
         binds: Some(vec!["named:/a".into()]),
         ..Default::default()
     };
-    let p = plan(&body, &host, &["/b/".into(), "/c".into()]).unwrap();
+    let p = plan(&body, &host, Vec::new(), &["/b/".into(), "/c".into()]).unwrap();
     let dests: Vec<&str> = p.iter().map(|p| p.destination.as_str()).collect();
     assert_eq!(dests, ["/a", "/b", "/c"]);
     assert!(matches!(&p[0].source, Source::Volume { name: Some(n), .. } if n == "named"));
@@ -139,7 +159,7 @@ fn plans_fill_declared_volumes() {
         binds: Some(vec!["x1:/a".into(), "/h:/a".into()]),
         ..Default::default()
     };
-    let e = plan(&body, &host, &[]).unwrap_err();
+    let e = plan(&body, &host, Vec::new(), &[]).unwrap_err();
     assert_eq!(e.message, "Duplicate mount point: /a");
 }
 
