@@ -70,17 +70,15 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         None
     };
     let attached = attach(&api.volumes.store, plan)?;
-    let made = make(
-        api,
-        &name,
-        &image_name,
-        &body,
-        &host,
-        &image,
-        &log_dir,
-        &attached,
-    )
-    .await;
+    let req = Request {
+        name: &name,
+        image_name: &image_name,
+        body: &body,
+        host: &host,
+        image: &image,
+        log_dir: &log_dir,
+    };
+    let made = make(api, &req, &attached).await;
     let id = made.inspect_err(|_| discard(&api.volumes.store, &attached.created))?;
     Ok(json(
         StatusCode::CREATED,
@@ -91,18 +89,26 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
     ))
 }
 
+/// A create request, checked.
+struct Request<'a> {
+    name: &'a str,
+    image_name: &'a str,
+    body: &'a ContainerCreateBody,
+    host: &'a HostConfig,
+    image: &'a Image,
+    log_dir: &'a std::path::Path,
+}
+
 /// The pod and its container, with the volumes filled from the image; the container's id.
-#[allow(clippy::too_many_arguments)]
-async fn make(
-    api: &DockerApi,
-    name: &str,
-    image_name: &str,
-    body: &ContainerCreateBody,
-    host: &HostConfig,
-    image: &Image,
-    log_dir: &std::path::Path,
-    attached: &Attached,
-) -> Result<String, ApiError> {
+async fn make(api: &DockerApi, req: &Request<'_>, attached: &Attached) -> Result<String, ApiError> {
+    let Request {
+        name,
+        image_name,
+        body,
+        host,
+        image,
+        log_dir,
+    } = *req;
     let pod = pod_spec(name, body, host, image, log_dir, attached.points.clone())?;
     let container = container_spec(name, image_name, body, host, attached.mounts.clone())?;
     let single = api
@@ -118,11 +124,10 @@ async fn make(
             _ => from_engine(e),
         })?;
     // The OCI bundle's root, mounted and untouched until the container starts.
-    let filled = api
-        .runtime
-        .container(&single.container_id)
-        .map_err(from_engine)
-        .and_then(|rec| volumes::attach::copy_up(attached, &rec.bundle.join("rootfs")));
+    let filled = match api.runtime.container(&single.container_id) {
+        Ok(rec) => volumes::attach::copy_up(attached, rec.bundle.join("rootfs")).await,
+        Err(e) => Err(from_engine(e)),
+    };
     if let Err(e) = filled {
         if let Err(re) = api.runtime.remove_pod(&single.pod_id).await {
             tracing::warn!(pod = %single.pod_id, error = %re, "removing a container whose volumes could not be filled");

@@ -4,7 +4,7 @@
 //! the container, new volumes get the image's content (copy-up); if anything fails, the
 //! anonymous volumes made for it go again. `--volumes-from` shares another container's. `rm -v` removes a container's anonymous volumes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_core::container::{Mount, Propagation};
 
@@ -25,7 +25,7 @@ pub struct Attached {
     /// Anonymous volumes made for this container (removed if its creation fails).
     pub created: Vec<String>,
     /// (destination, volume data dir) to fill from the image.
-    copy: Vec<(String, std::path::PathBuf)>,
+    copy: Vec<(String, PathBuf)>,
 }
 
 fn propagation_name(p: Propagation) -> &'static str {
@@ -134,17 +134,27 @@ pub fn volumes_from(api: &DockerApi, host: &HostConfig) -> Result<Vec<Planned>, 
     Ok(out)
 }
 
-/// Fills the container's new, empty volumes from its rootfs (see [`super::copy_up`]).
-pub fn copy_up(attached: &Attached, rootfs: &Path) -> Result<(), ApiError> {
-    for (dest, data) in &attached.copy {
-        super::copy_up::copy_up(rootfs, dest, data).map_err(|e| {
-            ApiError::internal(format!(
-                "copying the image's content at {dest} into its volume {}: {e}",
-                data.display()
-            ))
-        })?;
+/// Fills the container's new, empty volumes from its rootfs (see [`super::copy_up`]), on a
+/// blocking thread (an image directory may be large).
+pub async fn copy_up(attached: &Attached, rootfs: PathBuf) -> Result<(), ApiError> {
+    let copy = attached.copy.clone();
+    if copy.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let work = move || {
+        for (dest, data) in &copy {
+            super::copy_up::copy_up(&rootfs, dest, data).map_err(|e| {
+                ApiError::internal(format!(
+                    "copying the image's content at {dest} into its volume {}: {e}",
+                    data.display()
+                ))
+            })?;
+        }
+        Ok(())
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("copying image content into volumes: {e}")))?
 }
 
 /// Removes volumes made for a container whose creation failed.

@@ -97,7 +97,7 @@ pub async fn remove(call: &Call, api: &DockerApi, name: &str) -> Result<Reply, A
             ids.join(", ")
         )));
     }
-    api.volumes.store.remove(name)?;
+    api.volumes.store.remove_async(name).await?;
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 
@@ -118,7 +118,7 @@ pub async fn prune(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         {
             continue;
         }
-        reclaimed += api.volumes.store.remove(&v.name)?;
+        reclaimed += api.volumes.store.remove_async(&v.name).await?;
         deleted.push(v.name);
     }
     Ok(ok_json(&VolumePruneResponse {
@@ -152,7 +152,7 @@ pub async fn remove_anonymous(api: &DockerApi, points: &[MountPoint]) {
         if used.contains_key(&m.name) || api.volumes.store.get(&m.name).is_none() {
             continue;
         }
-        if let Err(e) = api.volumes.store.remove(&m.name) {
+        if let Err(e) = api.volumes.store.remove_async(&m.name).await {
             tracing::warn!(volume = %m.name, error = %e, "removing a removed container's anonymous volume");
         }
     }

@@ -58,6 +58,7 @@ fn to_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
 }
 
 /// The volumes under one directory (`<root>/volumes`).
+#[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
 }
@@ -196,6 +197,14 @@ impl Store {
             },
             true,
         ))
+    }
+
+    /// [`Store::remove`] on a blocking thread: a volume may hold many files.
+    pub async fn remove_async(&self, name: &str) -> Result<u64, ApiError> {
+        let (store, owned) = (self.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || store.remove(&owned))
+            .await
+            .map_err(|e| ApiError::internal(format!("removing volume {name}: {e}")))?
     }
 
     /// Removes the volume and its data; the bytes its files took.
