@@ -9,6 +9,8 @@
 //!
 //! [`Stored`]: crate::containers::Stored
 
+#[cfg(test)]
+mod api_tests;
 pub mod attach;
 pub mod copy_up;
 pub mod routes;
