@@ -295,6 +295,39 @@ async fn walkthrough(bin: &str) -> Result<()> {
         mounts_of(&docker, "mnt")?
     );
 
+    // tmpfs: --tmpfs and --mount type=tmpfs, with dockerd's default options.
+    let out = run_to_end(
+        &t,
+        &docker,
+        "tmp",
+        &[
+            "--tmpfs",
+            "/scratch:size=1m",
+            "--mount",
+            "type=tmpfs,dst=/t2,tmpfs-size=2097152",
+            &bb,
+            "sh",
+            "-c",
+            "grep -E ' /(scratch|t2) ' /proc/mounts",
+        ],
+    )?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(
+        lines.len() == 2
+            && lines.iter().all(|l| l.starts_with("tmpfs ")
+                && l.contains("nosuid")
+                && l.contains("nodev")
+                && l.contains("noexec"))
+            && lines
+                .iter()
+                .any(|l| l.contains("/scratch") && l.contains("size=1024k"))
+            && lines
+                .iter()
+                .any(|l| l.contains("/t2") && l.contains("size=2048k")),
+        "tmpfs mounts: {out:?}"
+    );
+    docker.ok(&["rm", "tmp"])?;
+
     // ps --filter volume=: by name and by destination.
     let ps = docker.ok(&[
         "ps",

@@ -61,10 +61,12 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
     let plan = volumes::spec::plan(&body, &host, from, &image_volumes)?;
     // Volumes in use are counted from the containers' records: hold off `volume rm` and
     // prune until this container's record names its volumes.
-    let _volumes_held = if plan
-        .iter()
-        .any(|p| !matches!(p.source, volumes::spec::Source::Bind { .. }))
-    {
+    let _volumes_held = if plan.iter().any(|p| {
+        matches!(
+            p.source,
+            volumes::spec::Source::Volume { .. } | volumes::spec::Source::Shared(_)
+        )
+    }) {
         Some(api.volumes.lock.lock().await)
     } else {
         None

@@ -11,7 +11,7 @@ use berth_core::container::{Mount, Propagation};
 use bollard_stubs::models::HostConfig;
 
 use super::spec::{Planned, Source};
-use super::{KIND_BIND, KIND_VOLUME, MountPoint, store::Store};
+use super::{KIND_BIND, KIND_TMPFS, KIND_VOLUME, MountPoint, store::Store};
 use crate::DockerApi;
 use crate::error::ApiError;
 
@@ -95,6 +95,24 @@ fn attach_into(store: &Store, plan: Vec<Planned>, out: &mut Attached) -> Result<
                 };
                 (kind, point.name, point.source, point.named)
             }
+            Source::Tmpfs { options } => {
+                out.mounts.push(Mount {
+                    container_path: p.destination.clone(),
+                    host_path: String::new(),
+                    readonly: p.readonly,
+                    propagation: p.propagation,
+                    recursive_read_only: false,
+                    tmpfs: Some(options),
+                });
+                out.points.push(MountPoint {
+                    kind: KIND_TMPFS.to_string(),
+                    destination: p.destination,
+                    rw: !p.readonly,
+                    mode: p.mode,
+                    ..Default::default()
+                });
+                continue;
+            }
         };
         out.mounts.push(Mount {
             container_path: p.destination.clone(),
@@ -102,6 +120,7 @@ fn attach_into(store: &Store, plan: Vec<Planned>, out: &mut Attached) -> Result<
             readonly: p.readonly,
             propagation: p.propagation,
             recursive_read_only: false,
+            tmpfs: None,
         });
         out.points.push(MountPoint {
             kind: kind.to_string(),
@@ -127,8 +146,11 @@ pub fn volumes_from(api: &DockerApi, host: &HostConfig) -> Result<Vec<Planned>, 
     for spec in host.volumes_from.iter().flatten() {
         let (key, readonly) = super::spec::parse_volumes_from(spec)?;
         let rec = crate::containers::find(api, key)?;
+        // Its binds and volumes; a tmpfs is the container's own.
         for m in crate::containers::stored(api, &rec).mounts {
-            out.push(super::spec::shared(&m, readonly));
+            if m.kind != KIND_TMPFS {
+                out.push(super::spec::shared(&m, readonly));
+            }
         }
     }
     Ok(out)

@@ -1,4 +1,5 @@
-//! Docker volumes with the `local` driver: plain directories under berth's root
+//! Docker volumes with the `local` driver (and the other mounts of a container: binds and
+//! tmpfs): plain directories under berth's root
 //! (`<root>/volumes/<name>/_data`, as dockerd lays them out), kept across berthd restarts.
 //!
 //! There is no reference count to keep in step: which containers use a volume is read from
@@ -47,7 +48,7 @@ impl Volumes {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MountPoint {
-    /// `volume` or `bind`.
+    /// `volume`, `bind` or `tmpfs`.
     pub kind: String,
     /// The volume's name ("" for a bind).
     pub name: String,
@@ -65,6 +66,7 @@ pub struct MountPoint {
 
 pub const KIND_VOLUME: &str = "volume";
 pub const KIND_BIND: &str = "bind";
+pub const KIND_TMPFS: &str = "tmpfs";
 /// The one driver served.
 pub const DRIVER: &str = "local";
 

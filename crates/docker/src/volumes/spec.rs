@@ -1,6 +1,6 @@
 //! What a create request mounts, parsed as dockerd parses it (pure, no filesystem):
 //! `HostConfig.Binds` (`/host:/dst[:opts]`, `name:/dst[:opts]`, `/dst`),
-//! `HostConfig.Mounts` (Type bind or volume), other containers' mounts
+//! `HostConfig.Mounts` (Type bind, volume or tmpfs), `HostConfig.Tmpfs`, other containers' mounts
 //! (`HostConfig.VolumesFrom`, resolved by the caller), `Config.Volumes` and the image's
 //! `Volumes` (anonymous volumes where nothing else is mounted).
 
@@ -28,7 +28,12 @@ pub enum Source {
     },
     /// Another container's bind or volume (`--volumes-from`), as that one has it.
     Shared(super::MountPoint),
+    /// A new tmpfs with these mount options (dockerd's defaults first).
+    Tmpfs { options: Vec<String> },
 }
+
+/// dockerd's options for every tmpfs, before the request's own.
+const TMPFS_DEFAULTS: [&str; 3] = ["noexec", "nosuid", "nodev"];
 
 /// One mount to give the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +82,11 @@ pub fn plan(
     }
     for m in host.mounts.iter().flatten() {
         push(parse_mount(m)?, &mut out)?;
+    }
+    let mut tmpfs: Vec<_> = host.tmpfs.iter().flatten().collect();
+    tmpfs.sort();
+    for (dst, opts) in tmpfs {
+        push(parse_tmpfs(dst, opts)?, &mut out)?;
     }
     for p in from {
         if !out.iter().any(|o| o.destination == p.destination) {
@@ -167,6 +177,40 @@ fn propagation_of(p: &str) -> Propagation {
         "shared" | "rshared" => Propagation::Bidirectional,
         "slave" | "rslave" => Propagation::HostToContainer,
         _ => Propagation::Private,
+    }
+}
+
+/// One `HostConfig.Tmpfs` entry (`--tmpfs /run:size=64m,mode=1777`).
+pub fn parse_tmpfs(dst: &str, opts: &str) -> Result<Planned, ApiError> {
+    let destination = clean(dst).filter(|d| d != "/").ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid tmpfs mount {dst:?}: the path must be absolute and not /"
+        ))
+    })?;
+    let given: Vec<String> = opts
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(tmpfs_planned(destination, given))
+}
+
+fn tmpfs_planned(destination: String, given: Vec<String>) -> Planned {
+    // The last of ro/rw wins, as the mount options are read in order.
+    let readonly = given
+        .iter()
+        .rev()
+        .find(|o| *o == "ro" || *o == "rw")
+        .map(|o| o == "ro");
+    let mode = given.join(",");
+    let mut options: Vec<String> = TMPFS_DEFAULTS.iter().map(|s| s.to_string()).collect();
+    options.extend(given);
+    Planned {
+        source: Source::Tmpfs { options },
+        destination,
+        readonly: readonly.unwrap_or(false),
+        propagation: Propagation::Private,
+        mode,
     }
 }
 
@@ -345,8 +389,34 @@ pub fn parse_mount(m: &Mount) -> Result<Planned, ApiError> {
                 mode: String::new(),
             })
         }
+        MountType::TMPFS => {
+            if !source.is_empty() {
+                return Err(bad("field Source must not be specified".into()));
+            }
+            if m.bind_options.is_some() || m.volume_options.is_some() {
+                return Err(bad("only TmpfsOptions may be specified".into()));
+            }
+            let t = m.tmpfs_options.clone().unwrap_or_default();
+            let mut given = Vec::new();
+            if let Some(n) = t.size_bytes.filter(|n| *n > 0) {
+                given.push(format!("size={n}"));
+            }
+            if let Some(mode) = t.mode.filter(|m| *m != 0) {
+                given.push(format!("mode={mode:o}"));
+            }
+            for o in t.options.iter().flatten() {
+                match o.as_slice() {
+                    [flag] => given.push(flag.clone()),
+                    [k, v] => given.push(format!("{k}={v}")),
+                    _ => return Err(bad(format!("invalid tmpfs option {o:?}"))),
+                }
+            }
+            let mut p = tmpfs_planned(destination, given);
+            p.readonly |= readonly;
+            Ok(p)
+        }
         other => Err(ApiError::bad_request(format!(
-            "invalid mount config for type \"{other}\": berth's Docker API mounts binds and volumes only"
+            "invalid mount config for type \"{other}\": berth's Docker API mounts binds, volumes and tmpfs only"
         ))),
     }
 }

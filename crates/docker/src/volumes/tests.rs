@@ -93,6 +93,44 @@ fn mount_specs() {
     let m = Mount {
         typ: Some(MountType::TMPFS),
         target: Some("/t".into()),
+        read_only: Some(true),
+        tmpfs_options: Some(bollard_stubs::models::MountTmpfsOptions {
+            size_bytes: Some(1 << 20),
+            mode: Some(0o1777),
+            options: Some(vec![vec!["exec".into()]]),
+        }),
+        ..Default::default()
+    };
+    let p = parse_mount(&m).unwrap();
+    assert!(p.readonly);
+    assert_eq!(
+        p.source,
+        Source::Tmpfs {
+            options: [
+                "noexec",
+                "nosuid",
+                "nodev",
+                "size=1048576",
+                "mode=1777",
+                "exec"
+            ]
+            .map(String::from)
+            .to_vec()
+        }
+    );
+    let m = Mount {
+        typ: Some(MountType::TMPFS),
+        source: Some("x".into()),
+        target: Some("/t".into()),
+        ..Default::default()
+    };
+    assert_eq!(parse_mount(&m).unwrap_err().status, StatusCode::BAD_REQUEST);
+    let p = super::spec::parse_tmpfs("/run/", "size=64m,ro").unwrap();
+    assert_eq!((p.destination.as_str(), p.readonly), ("/run", true));
+    assert!(super::spec::parse_tmpfs("rel", "").is_err());
+    let m = Mount {
+        typ: Some(MountType::NPIPE),
+        target: Some("/t".into()),
         ..Default::default()
     };
     assert_eq!(parse_mount(&m).unwrap_err().status, StatusCode::BAD_REQUEST);
