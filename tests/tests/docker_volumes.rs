@@ -178,6 +178,56 @@ async fn walkthrough(bin: &str) -> Result<()> {
     let err = docker.fails(&["volume", "create", "--driver", "nfs", "x1"])?;
     ensure!(err.contains("plugin"), "unknown driver: {err:?}");
 
+    // A local volume that binds a host directory (compose's driver_opts o=bind); other
+    // driver options are refused.
+    let host_dir = tempfile::tempdir()?;
+    let device = format!("device={}", host_dir.path().display());
+    docker.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        "o=bind",
+        "-o",
+        &device,
+        "bound",
+    ])?;
+    let out = run_to_end(
+        &t,
+        &docker,
+        "binder",
+        &[
+            "-v",
+            "bound:/b",
+            &bb,
+            "sh",
+            "-c",
+            "echo via-bind > /b/f; cat /b/f",
+        ],
+    )?;
+    ensure!(out == "via-bind\n", "bind volume: {out:?}");
+    ensure!(
+        std::fs::read_to_string(host_dir.path().join("f"))? == "via-bind\n",
+        "the bind volume's file is in the host directory"
+    );
+    docker.ok(&["rm", "binder"])?;
+    docker.ok(&["volume", "rm", "bound"])?;
+    ensure!(
+        host_dir.path().join("f").is_file(),
+        "volume rm leaves the device alone"
+    );
+    let err = docker.fails(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "t1",
+    ])?;
+    ensure!(err.contains("tmpfs mount"), "type=tmpfs: {err:?}");
+
     // Anonymous volumes: `-v /x`, the image's VOLUME with its content copied up.
     let out = run_to_end(
         &t,

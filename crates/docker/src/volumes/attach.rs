@@ -67,19 +67,26 @@ fn attach_into(store: &Store, plan: Vec<Planned>, out: &mut Attached) -> Result<
             Source::Volume {
                 name,
                 labels,
+                options,
                 no_copy,
             } => {
                 let named = name.is_some();
                 let name = name.unwrap_or_else(super::store::anonymous_name);
-                let (vol, made) =
-                    store.create(&name, labels.into_iter().collect(), Default::default())?;
+                let (vol, made) = store.create(&name, labels, options)?;
                 if made && !named {
                     out.created.push(name.clone());
                 }
-                if !no_copy {
-                    out.copy.push((p.destination.clone(), vol.data.clone()));
+                let source = super::driver::mount_source(&vol.meta, &vol.data);
+                if !source.is_dir() {
+                    return Err(ApiError::bad_request(format!(
+                        "volume {name}: its device {} is not a directory on this host",
+                        source.display()
+                    )));
                 }
-                (KIND_VOLUME, name, vol.data.display().to_string(), named)
+                if !no_copy {
+                    out.copy.push((p.destination.clone(), source.clone()));
+                }
+                (KIND_VOLUME, name, source.display().to_string(), named)
             }
             Source::Shared(point) => {
                 if point.kind == KIND_VOLUME && store.get(&point.name).is_none() {

@@ -8,7 +8,7 @@ use bollard_stubs::models::{VolumeCreateRequest, VolumeListResponse, VolumePrune
 use http::StatusCode;
 
 use super::store::{Vol, anonymous_name};
-use super::{MountPoint, spec, users};
+use super::{MountPoint, driver, users};
 use crate::DockerApi;
 use crate::error::ApiError;
 use crate::http::{Reply, json, no_content, ok_json};
@@ -68,11 +68,11 @@ pub async fn create(api: &DockerApi, body: &[u8]) -> Result<Reply, ApiError> {
         .name
         .filter(|n| !n.is_empty())
         .unwrap_or_else(anonymous_name);
-    spec::check_driver(&name, req.driver.as_deref().unwrap_or(""))?;
-    spec::check_driver_opts(&name, req.driver_opts.iter().flatten().map(|(k, _)| k))?;
+    driver::check_driver(&name, req.driver.as_deref().unwrap_or(""))?;
+    let options = driver::check_options(&name, req.driver_opts.iter().flatten())?;
     let labels: BTreeMap<String, String> = req.labels.unwrap_or_default().into_iter().collect();
     let _g = api.volumes.lock.lock().await;
-    let (vol, _) = api.volumes.store.create(&name, labels, BTreeMap::new())?;
+    let (vol, _) = api.volumes.store.create(&name, labels, options)?;
     Ok(json(StatusCode::CREATED, &vol.to_docker()))
 }
 

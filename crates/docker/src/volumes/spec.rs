@@ -12,6 +12,7 @@ use bollard_stubs::models::{
     ContainerCreateBody, HostConfig, Mount, MountBindOptionsPropagationEnum, MountType,
 };
 
+use super::driver;
 use crate::error::ApiError;
 
 /// Where a mount's content comes from.
@@ -23,6 +24,8 @@ pub enum Source {
     Volume {
         name: Option<String>,
         labels: BTreeMap<String, String>,
+        /// The local driver's options for a volume made now (see [`driver`]).
+        options: BTreeMap<String, String>,
         /// `nocopy`: the image's content at the destination is not copied in.
         no_copy: bool,
     },
@@ -107,6 +110,7 @@ pub fn plan(
             source: Source::Volume {
                 name: None,
                 labels: BTreeMap::new(),
+                options: BTreeMap::new(),
                 no_copy: false,
             },
             destination,
@@ -299,6 +303,7 @@ pub fn parse_bind(spec: &str) -> Result<Planned, ApiError> {
         Source::Volume {
             name: (!src.is_empty()).then(|| src.to_string()),
             labels: BTreeMap::new(),
+            options: BTreeMap::new(),
             no_copy,
         }
     };
@@ -367,9 +372,10 @@ pub fn parse_mount(m: &Mount) -> Result<Planned, ApiError> {
                 return Err(bad("field BindOptions must not be specified".into()));
             }
             let opts = m.volume_options.clone().unwrap_or_default();
+            let mut options = BTreeMap::new();
             if let Some(d) = &opts.driver_config {
-                check_driver(&source, d.name.as_deref().unwrap_or(""))?;
-                check_driver_opts(&source, d.options.iter().flatten().map(|(k, _)| k))?;
+                driver::check_driver(&source, d.name.as_deref().unwrap_or(""))?;
+                options = driver::check_options(&source, d.options.iter().flatten())?;
             }
             if opts.subpath.as_deref().is_some_and(|s| !s.is_empty()) {
                 return Err(bad("VolumeOptions.Subpath is not supported by berth".into()));
@@ -381,6 +387,7 @@ pub fn parse_mount(m: &Mount) -> Result<Planned, ApiError> {
                 source: Source::Volume {
                     name: (!source.is_empty()).then_some(source),
                     labels: opts.labels.unwrap_or_default().into_iter().collect(),
+                    options,
                     no_copy: opts.no_copy.unwrap_or(false),
                 },
                 destination,
@@ -417,30 +424,6 @@ pub fn parse_mount(m: &Mount) -> Result<Planned, ApiError> {
         }
         other => Err(ApiError::bad_request(format!(
             "invalid mount config for type \"{other}\": berth's Docker API mounts binds, volumes and tmpfs only"
-        ))),
-    }
-}
-
-/// Only the `local` driver is served; others are an unknown plugin, as with dockerd.
-pub fn check_driver(name: &str, driver: &str) -> Result<(), ApiError> {
-    match driver {
-        "" | super::DRIVER => Ok(()),
-        other => Err(ApiError::not_found(format!(
-            "create {name}: error looking up volume plugin {other}: plugin \"{other}\" not found"
-        ))),
-    }
-}
-
-/// The local driver here keeps volumes as plain directories: options that would mount
-/// something else there (`type`, `device`, `o`) are refused rather than ignored.
-pub fn check_driver_opts<'a>(
-    name: &str,
-    mut keys: impl Iterator<Item = &'a String>,
-) -> Result<(), ApiError> {
-    match keys.next() {
-        None => Ok(()),
-        Some(k) => Err(ApiError::bad_request(format!(
-            "create {name}: invalid option {k:?}: berth's local volume driver keeps volumes as plain directories and takes no driver options"
         ))),
     }
 }

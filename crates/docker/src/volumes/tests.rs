@@ -43,6 +43,7 @@ fn bind_specs() {
         Source::Volume {
             name: Some("vol".into()),
             labels: BTreeMap::new(),
+            options: BTreeMap::new(),
             no_copy: true
         }
     );
@@ -167,6 +168,45 @@ fn volumes_from_specs() {
     assert!(p.readonly && p.destination == "/d");
     assert!(matches!(&p.source, Source::Shared(m) if !m.rw && m.name == "v1"));
     assert!(!shared(&point, None).readonly);
+}
+
+#[test]
+fn local_driver_options() {
+    use super::driver::{check_driver, check_options, mount_source};
+    let opts = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert!(check_driver("v", "").is_ok() && check_driver("v", "local").is_ok());
+    assert_eq!(
+        check_driver("v", "nfs").unwrap_err().message,
+        "create v: error looking up volume plugin nfs: plugin \"nfs\" not found"
+    );
+    let bind = opts(&[("type", "none"), ("o", "bind"), ("device", "/srv/x")]);
+    assert_eq!(check_options("v", bind.iter()).unwrap(), bind);
+    assert!(
+        check_options("v", BTreeMap::new().iter())
+            .unwrap()
+            .is_empty()
+    );
+    for bad in [
+        opts(&[("type", "tmpfs"), ("device", "tmpfs"), ("o", "size=1m")]),
+        opts(&[("type", "none"), ("o", "bind"), ("device", "rel")]),
+        opts(&[("type", "none"), ("o", "bind,ro"), ("device", "/x")]),
+        opts(&[("color", "blue")]),
+    ] {
+        let e = check_options("v", bad.iter()).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let meta = super::store::Meta {
+        options: bind,
+        ..Default::default()
+    };
+    let data = std::path::Path::new("/root/volumes/v/_data");
+    assert_eq!(mount_source(&meta, data), std::path::Path::new("/srv/x"));
+    assert_eq!(mount_source(&Default::default(), data), data);
 }
 
 #[test]
