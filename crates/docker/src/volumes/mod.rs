@@ -15,6 +15,7 @@ mod api_tests;
 pub mod attach;
 pub mod copy_up;
 pub mod driver;
+pub mod parse;
 pub mod routes;
 pub mod spec;
 pub mod store;
