@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client;
 pub mod containers;
 pub mod docker;
+pub mod docker_runs;
 pub mod images;
 pub mod pods;
 pub mod procs;

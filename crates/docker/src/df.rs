@@ -1,5 +1,6 @@
 //! `GET /system/df` (`docker system df`): images with how many containers use them,
-//! containers with their writable layers' size, and no build cache (berth does not build). `POST /build/prune`, which `docker system prune` calls, answers that nothing was
+//! containers with their writable layers' size, volumes with theirs, and no build cache
+//! (berth does not build). `POST /build/prune`, which `docker system prune` calls, answers that nothing was
 //! cached, which is true.
 
 use std::collections::HashMap;
@@ -56,9 +57,36 @@ pub async fn df(api: &DockerApi) -> Result<Reply, ApiError> {
         "LayersSize": layers_size,
         "Images": image_rows,
         "Containers": container_rows,
-        "Volumes": [],
+        "Volumes": volumes(api).await,
         "BuildCache": [],
     })))
+}
+
+/// Every volume with its size and how many containers use it (dockerd's `UsageData`).
+async fn volumes(api: &DockerApi) -> Vec<serde_json::Value> {
+    let users = crate::volumes::users(api);
+    let vols = api.volumes.store.list().unwrap_or_default();
+    let sized = tokio::task::spawn_blocking(move || {
+        vols.into_iter()
+            .map(|v| {
+                let size = crate::volumes::store::dir_size(&v.data);
+                (v, size)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    sized
+        .into_iter()
+        .map(|(v, size)| {
+            let mut doc = serde_json::to_value(v.to_docker()).unwrap_or_default();
+            doc["UsageData"] = json!({
+                "Size": size,
+                "RefCount": users.get(&v.name).map_or(0, Vec::len),
+            });
+            doc
+        })
+        .collect()
 }
 
 pub fn build_prune() -> Reply {

@@ -29,6 +29,9 @@ mod server;
 mod stdin;
 mod system;
 mod tarstream;
+#[cfg(test)]
+mod test_support;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +73,8 @@ pub struct DockerApi {
     pub(crate) execs: exec::Execs,
     /// What `docker events` reports.
     pub(crate) events: Arc<events::EventBus>,
+    /// The volumes, under `<root_dir>/volumes` (`engine.root_dir`).
+    pub(crate) volumes: volumes::Volumes,
 }
 
 impl DockerApi {
@@ -83,8 +88,10 @@ impl DockerApi {
         log_dir: PathBuf,
         files: Arc<dyn ContainerFiles>,
     ) -> Arc<Self> {
+        let volumes = volumes::Volumes::new(PathBuf::from(&engine.root_dir).join("volumes"));
         let api = Arc::new(Self {
             images,
+            volumes,
             engine,
             runtime,
             log_dir,

@@ -11,7 +11,7 @@ use crate::http::{Reply, error};
 use crate::query::Query;
 use crate::{
     API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, df, events, exec, images,
-    system,
+    system, volumes,
 };
 
 /// The largest request body read (a container's create request is a few KiB).
@@ -111,6 +111,18 @@ async fn route(call: Call, body: Incoming, api: &Arc<DockerApi>) -> Result<Reply
             containers::create::create(&call, api, &body).await
         }
         ("GET", "/containers/json") => containers::list::list(&call, api).await,
+        ("GET", "/volumes") => volumes::routes::list(&call, api).await,
+        ("POST", "/volumes/create") => {
+            let body = read_body(body).await?;
+            volumes::routes::create(api, &body).await
+        }
+        ("POST", "/volumes/prune") => volumes::routes::prune(&call, api).await,
+        ("GET", _) if p.starts_with("/volumes/") => {
+            volumes::routes::inspect(api, &p["/volumes/".len()..]).await
+        }
+        ("DELETE", _) if p.starts_with("/volumes/") => {
+            volumes::routes::remove(&call, api, &p["/volumes/".len()..]).await
+        }
         _ if p.starts_with("/exec/") => exec_route(&call, api, body).await,
         _ if p.starts_with("/containers/") => container_route(&call, api, body).await,
         _ => match p.strip_prefix("/images/").map(split_image_action) {

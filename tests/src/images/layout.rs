@@ -35,6 +35,8 @@ pub struct ConfigSpec {
     pub user: Option<String>,
     pub env: Vec<String>,
     pub cmd: Vec<String>,
+    /// The image's `Volumes` (Dockerfile `VOLUME`).
+    pub volumes: Vec<String>,
 }
 
 impl ConfigSpec {
@@ -46,6 +48,7 @@ impl ConfigSpec {
             user: None,
             env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
             cmd: vec!["sh".into()],
+            volumes: Vec::new(),
         }
     }
 }
@@ -110,6 +113,14 @@ impl LayoutWriter {
         }
         if let Some(u) = &spec.user {
             cfg.insert("User".into(), json!(u));
+        }
+        if !spec.volumes.is_empty() {
+            let vols: serde_json::Map<String, Value> = spec
+                .volumes
+                .iter()
+                .map(|v| (v.clone(), json!({})))
+                .collect();
+            cfg.insert("Volumes".into(), Value::Object(vols));
         }
         let mut config = json!({
             "created": "2024-01-01T00:00:00Z",

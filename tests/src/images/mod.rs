@@ -34,16 +34,20 @@ pub enum TestImage {
     Big,
     /// busybox with config User "1000:1000" and /home/tester/owned owned by 1000.
     User,
+    /// busybox with config Volumes {"/data"}; the image has /data (mode 750) with
+    /// `seed` ("seeded\n", owned by 1000) in it, for copy-up into the anonymous volume.
+    Volume,
 }
 
 impl TestImage {
-    pub const ALL: [TestImage; 6] = [
+    pub const ALL: [TestImage; 7] = [
         TestImage::Busybox,
         TestImage::Zstd,
         TestImage::Multiarch,
         TestImage::Whiteout,
         TestImage::Big,
         TestImage::User,
+        TestImage::Volume,
     ];
 
     /// Repository name used when pushing (`127.0.0.1:PORT/<name>:1`).
@@ -55,6 +59,7 @@ impl TestImage {
             TestImage::Whiteout => "whiteout",
             TestImage::Big => "big",
             TestImage::User => "user",
+            TestImage::Volume => "volume",
         }
     }
 
@@ -144,6 +149,7 @@ fn build_into(kind: TestImage, dir: &Path, busybox: &[u8]) -> Result<BuiltImage>
                 TestImage::Whiteout => recipes::whiteout(&w, busybox)?,
                 TestImage::Big => recipes::big(&w, busybox)?,
                 TestImage::User => recipes::user(&w, busybox)?,
+                TestImage::Volume => recipes::volume(&w, busybox)?,
                 TestImage::Multiarch => unreachable!("handled above"),
             };
             (m.manifest.clone(), false, vec![m])

@@ -90,6 +90,19 @@ pub fn user(w: &LayoutWriter, bb: &[u8]) -> Result<WrittenManifest> {
     single(w, layers, spec)
 }
 
+pub fn volume(w: &LayoutWriter, bb: &[u8]) -> Result<WrittenManifest> {
+    let mut layers = busybox_layers(bb, Compression::Gzip)?;
+    layers.push(
+        marker("volume")
+            .dir("data", 0o750)
+            .file_owned("data/seed", 0o644, "seeded\n", 1000)
+            .build(Compression::Gzip)?,
+    );
+    let mut spec = ConfigSpec::linux("amd64");
+    spec.volumes = vec!["/data".into()];
+    single(w, layers, spec)
+}
+
 pub fn whiteout(w: &LayoutWriter, bb: &[u8]) -> Result<WrittenManifest> {
     let mut layers = busybox_layers(bb, Compression::Gzip)?;
     layers.push(

@@ -59,6 +59,10 @@ pub struct Mount {
     pub propagation: Propagation,
     /// Read-only all the way down (submounts too); needs `readonly` and private propagation.
     pub recursive_read_only: bool,
+    /// Docker's tmpfs mounts (the CRI has none): Some is a new tmpfs with these mount
+    /// options (`nosuid`, `size=64m`, `mode=1777`…, later ones win) instead of a bind, and
+    /// `host_path` is empty.
+    pub tmpfs: Option<Vec<String>>,
 }
 
 /// CRI `Device`.

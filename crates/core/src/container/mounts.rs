@@ -144,7 +144,7 @@ pub fn mounts(
                 reason: "cannot mount over the container's root".into(),
             });
         }
-        if m.host_path.is_empty() {
+        if m.host_path.is_empty() && m.tmpfs.is_none() {
             return Err(SpecError::Invalid {
                 field: "mount host_path",
                 value: m.host_path.clone(),
@@ -188,6 +188,7 @@ pub fn mounts(
                     readonly,
                     propagation: Propagation::Private,
                     recursive_read_only: false,
+                    tmpfs: None,
                 },
                 false,
             ));
@@ -222,6 +223,15 @@ pub fn mounts(
             }
         };
         let rw = if m.readonly { "ro" } else { "rw" };
+        if let Some(opts) = &m.tmpfs {
+            // The caller's options last: they win over the defaults.
+            let mut t = mount(&dst.to_string_lossy(), "tmpfs", "tmpfs", &[rw, prop]);
+            let mut options = t.options().clone().unwrap_or_default();
+            options.extend(opts.iter().cloned());
+            t.set_options(Some(options));
+            all.push(t);
+            continue;
+        }
         let mut b = Mount::default();
         b.set_destination(dst);
         b.set_typ(Some("bind".into()));
@@ -261,6 +271,7 @@ mod tests {
             readonly: ro,
             propagation: p,
             recursive_read_only: false,
+            tmpfs: None,
         }
     }
 
@@ -401,6 +412,23 @@ mod tests {
         // The pod's shm is a bind of the pod, not a standard mount: it stays, after /dev.
         assert_eq!(find(&ms, "/dev").typ().as_deref(), Some("bind"));
         assert!(d.contains(&"/dev/shm".to_string()));
+    }
+
+    #[test]
+    fn tmpfs_mounts() {
+        let c = ContainerConfig {
+            mounts: vec![config::Mount {
+                container_path: "/run/x".into(),
+                readonly: true,
+                tmpfs: Some(vec!["nosuid".into(), "size=1m".into()]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (ms, _) = mounts(&c, Path::new("/p"), None).unwrap();
+        let t = find(&ms, "/run/x");
+        assert_eq!(t.typ().as_deref(), Some("tmpfs"));
+        assert_eq!(opts(t), ["ro", "rprivate", "nosuid", "size=1m"]);
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub fn config(
                     readonly: m.readonly,
                     propagation,
                     recursive_read_only: m.recursive_read_only,
+                    tmpfs: None,
                 }
             })
             .collect(),

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use berth_core::container::{ContainerConfig, SecurityContext};
+use berth_core::container::{ContainerConfig, Mount, SecurityContext};
 use berth_core::image::Image;
 use berth_core::pod::record::{NamespaceMode, NamespaceModes};
 use berth_engine::containers::create::PIDS_LIMIT_ANNOTATION;
 use berth_engine::{ContainerSpec, PodSpec};
 use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, HostConfig};
 
-use super::host_config::{binds, ports, resources};
+use super::host_config::{ports, resources};
 use http::StatusCode;
 
 use super::{API_LABEL, API_VALUE, NAMESPACE, Stored, from_engine, namegen};
@@ -20,6 +20,8 @@ use crate::error::ApiError;
 use crate::http::{Reply, json};
 use crate::images;
 use crate::router::Call;
+use crate::volumes;
+use crate::volumes::attach::{Attached, attach, discard};
 
 /// The log file's name inside the container's log directory.
 pub const LOG_FILE: &str = "container.log";
@@ -54,8 +56,63 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         "{name}-{}",
         berth_engine::containers::lifecycle::now_ns()
     ));
-    let pod = pod_spec(&name, &body, &host, &image, &log_dir)?;
-    let container = container_spec(&name, &image_name, &body, &host)?;
+    let from = volumes::attach::volumes_from(api, &host)?;
+    let image_volumes = volumes::spec::image_volumes(&image);
+    let plan = volumes::spec::plan(&body, &host, from, &image_volumes)?;
+    // Volumes in use are counted from the containers' records: hold off `volume rm` and
+    // prune until this container's record names its volumes.
+    let _volumes_held = if plan.iter().any(|p| {
+        matches!(
+            p.source,
+            volumes::spec::Source::Volume { .. } | volumes::spec::Source::Shared(_)
+        )
+    }) {
+        Some(api.volumes.lock.lock().await)
+    } else {
+        None
+    };
+    let attached = attach(&api.volumes.store, plan)?;
+    let req = Request {
+        name: &name,
+        image_name: &image_name,
+        body: &body,
+        host: &host,
+        image: &image,
+        log_dir: &log_dir,
+    };
+    let made = make(api, &req, &attached).await;
+    let id = made.inspect_err(|_| discard(&api.volumes.store, &attached.created))?;
+    Ok(json(
+        StatusCode::CREATED,
+        &ContainerCreateResponse {
+            id,
+            warnings: Vec::new(),
+        },
+    ))
+}
+
+/// A create request, checked.
+struct Request<'a> {
+    name: &'a str,
+    image_name: &'a str,
+    body: &'a ContainerCreateBody,
+    host: &'a HostConfig,
+    image: &'a Image,
+    log_dir: &'a std::path::Path,
+}
+
+/// The pod and its container, with the volumes filled from the image; the container's id.
+async fn make(api: &DockerApi, req: &Request<'_>, attached: &Attached) -> Result<String, ApiError> {
+    let Request {
+        name,
+        image_name,
+        body,
+        host,
+        image,
+        log_dir,
+    } = *req;
+    let pod = pod_spec(name, body, host, image, log_dir, attached.points.clone())?;
+    let container = container_spec(name, image_name, body, host, attached.mounts.clone())?;
     let single = api
         .runtime
         .create_single(pod, container)
@@ -63,18 +120,23 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         .map_err(|e| match e.kind() {
             // Another request took the name meanwhile.
             berth_engine::ErrorKind::AlreadyExists => match super::find(api, &format!("/{name}")) {
-                Ok(other) => conflict(&name, &other.id),
+                Ok(other) => conflict(name, &other.id),
                 Err(_) => from_engine(e),
             },
             _ => from_engine(e),
         })?;
-    Ok(json(
-        StatusCode::CREATED,
-        &ContainerCreateResponse {
-            id: single.container_id,
-            warnings: Vec::new(),
-        },
-    ))
+    // The OCI bundle's root, mounted and untouched until the container starts.
+    let filled = match api.runtime.container(&single.container_id) {
+        Ok(rec) => volumes::attach::copy_up(attached, rec.bundle.join("rootfs")).await,
+        Err(e) => Err(from_engine(e)),
+    };
+    if let Err(e) = filled {
+        if let Err(re) = api.runtime.remove_pod(&single.pod_id).await {
+            tracing::warn!(pod = %single.pod_id, error = %re, "removing a container whose volumes could not be filled");
+        }
+        return Err(e);
+    }
+    Ok(single.container_id)
 }
 
 fn conflict(name: &str, id: &str) -> ApiError {
@@ -105,6 +167,7 @@ fn pod_spec(
     host: &HostConfig,
     image: &Image,
     log_dir: &std::path::Path,
+    mounts: Vec<volumes::MountPoint>,
 ) -> Result<PodSpec, ApiError> {
     let network = match host.network_mode.as_deref().unwrap_or("") {
         "" | "default" | "bridge" => NamespaceMode::Pod,
@@ -124,6 +187,7 @@ fn pod_spec(
         body: body.clone(),
         image_id: image.id.to_string(),
         log_dir: log_dir.display().to_string(),
+        mounts,
     };
     Ok(PodSpec {
         name: name.to_string(),
@@ -164,6 +228,7 @@ fn container_spec(
     image_name: &str,
     body: &ContainerCreateBody,
     host: &HostConfig,
+    mounts: Vec<Mount>,
 ) -> Result<ContainerSpec, ApiError> {
     // Docker's rule: an Entrypoint given replaces the image's and drops its Cmd; `[""]`
     // means none. The engine's own rule (Kubernetes') then fills in from the image only
@@ -194,7 +259,7 @@ fn container_spec(
         args: cmd,
         working_dir: body.working_dir.clone().unwrap_or_default(),
         envs,
-        mounts: binds(host)?,
+        mounts,
         devices: Vec::new(),
         stdin: body.open_stdin.unwrap_or(false),
         stdin_once: body.stdin_once.unwrap_or(false),

@@ -1,9 +1,10 @@
 //! Docker's HostConfig, the parts that become the pod's and the container's: published
-//! ports (PortBindings, PublishAllPorts), bind mounts and resource limits.
+//! ports (PortBindings, PublishAllPorts) and resource limits (binds and volumes are in
+//! crate::volumes).
 
 use std::collections::BTreeSet;
 
-use berth_core::container::{Mount, Resources};
+use berth_core::container::Resources;
 use berth_core::image::Image;
 use berth_core::pod::record::{PortMapping, Protocol};
 use berth_engine::RestartPolicy;
@@ -95,57 +96,6 @@ fn free_port(protocol: Protocol) -> Result<u16, ApiError> {
         .map_err(|e| ApiError::internal(format!("finding a free host port: {e}")))
 }
 
-/// `Binds`: `/host:/container[:ro|rw]`. A host path that does not exist is created as a
-/// directory, as dockerd does.
-pub fn binds(host: &HostConfig) -> Result<Vec<Mount>, ApiError> {
-    let mut out = Vec::new();
-    for b in host.binds.iter().flatten() {
-        let parts: Vec<&str> = b.split(':').collect();
-        let (src, dst, opts) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, o] => (*s, *d, *o),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid volume specification: '{b}'"
-                )));
-            }
-        };
-        if !src.starts_with('/') {
-            return Err(ApiError::bad_request(format!(
-                "invalid volume specification: '{b}': named volumes are not served by this API; give an absolute host path"
-            )));
-        }
-        if !dst.starts_with('/') {
-            return Err(ApiError::bad_request(format!(
-                "invalid volume specification: '{b}': mount path must be absolute"
-            )));
-        }
-        let mut readonly = false;
-        for o in opts.split(',').filter(|o| !o.is_empty()) {
-            match o {
-                "ro" => readonly = true,
-                "rw" | "z" | "Z" | "rprivate" | "private" => {}
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid mode: {o} (in volume specification '{b}')"
-                    )));
-                }
-            }
-        }
-        if !std::path::Path::new(src).exists() {
-            std::fs::create_dir_all(src)
-                .map_err(|e| ApiError::internal(format!("creating the bind source {src}: {e}")))?;
-        }
-        out.push(Mount {
-            container_path: dst.to_string(),
-            host_path: src.to_string(),
-            readonly,
-            ..Default::default()
-        });
-    }
-    Ok(out)
-}
-
 /// Memory, CPU (NanoCpus as a CFS quota over a 100 ms period, or CpuQuota/CpuPeriod) and
 /// shares.
 pub fn resources(host: &HostConfig) -> Result<Resources, ApiError> {
@@ -227,27 +177,5 @@ mod tests {
             })
             .is_err()
         );
-    }
-
-    #[test]
-    fn bind_specs() {
-        let h = HostConfig {
-            binds: Some(vec!["/tmp:/data:ro".into()]),
-            ..Default::default()
-        };
-        let m = binds(&h).unwrap();
-        assert_eq!(
-            (
-                m[0].host_path.as_str(),
-                m[0].container_path.as_str(),
-                m[0].readonly
-            ),
-            ("/tmp", "/data", true)
-        );
-        let h = HostConfig {
-            binds: Some(vec!["vol:/data".into()]),
-            ..Default::default()
-        };
-        assert!(binds(&h).is_err());
     }
 }

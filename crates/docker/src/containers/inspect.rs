@@ -48,6 +48,23 @@ pub fn image_config(api: &DockerApi, r: &ContainerRecord) -> ImageConfig {
         .unwrap_or_default()
 }
 
+/// `Config.Volumes`: the request's and the image's, as dockerd merges them.
+fn declared_volumes(
+    api: &DockerApi,
+    r: &ContainerRecord,
+    asked: Option<&[String]>,
+) -> Option<Vec<String>> {
+    let mut out: Vec<String> = asked.unwrap_or_default().to_vec();
+    if let Some(image) = api.images.find(&r.image_id) {
+        for v in crate::volumes::spec::image_volumes(&image) {
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// The program and its arguments as they run: the request's, else the image's.
 pub fn argv(api: &DockerApi, r: &ContainerRecord) -> Vec<String> {
     let (cmd, args) = (&r.config.command, &r.config.args);
@@ -61,6 +78,7 @@ pub fn argv(api: &DockerApi, r: &ContainerRecord) -> Vec<String> {
 
 /// The container's Config as dockerd shows it: the create request over the image's.
 pub fn run_config(
+    api: &DockerApi,
     r: &ContainerRecord,
     body: &bollard_stubs::models::ContainerCreateBody,
     pod: Option<&berth_core::pod::record::PodRecord>,
@@ -103,6 +121,7 @@ pub fn run_config(
         labels: Some(user_labels(r)),
         stop_signal: r.stop_signal.clone(),
         stop_timeout: body.stop_timeout,
+        volumes: declared_volumes(api, r, body.volumes.as_deref()),
         ..Default::default()
     }
 }
@@ -125,7 +144,7 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
         .clone()
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "default".into());
-    let config = run_config(&r, body, pod.as_ref(), &img);
+    let config = run_config(api, &r, body, pod.as_ref(), &img);
     let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for m in pod.iter().flat_map(|p| p.port_mappings.iter()) {
         let key = format!("{}/{}", m.container_port, m.protocol.as_str());
@@ -221,6 +240,7 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
         app_armor_profile: Some(String::new()),
         host_config: Some(host_config),
         config: Some(config),
+        mounts: Some(st.mounts.iter().map(|m| m.to_docker()).collect()),
         ..Default::default()
     };
     Ok(ok_json(&Inspect {

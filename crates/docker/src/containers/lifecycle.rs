@@ -10,7 +10,7 @@ use berth_engine::{EventKind, Subject};
 use http::StatusCode;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{find, find_synced, from_engine, is_docker, stored};
+use super::{Stored, find, find_synced, from_engine, is_docker, stored};
 use crate::DockerApi;
 use crate::error::ApiError;
 use crate::http::{Reply, no_content};
@@ -93,13 +93,16 @@ pub async fn delete(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, Ap
             rec.id
         )));
     }
-    remove(api, &rec).await?;
+    remove(api, &rec, call.query.bool("v")).await?;
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 
-/// Removes the container's pod (which stops and removes the container) and its logs.
-pub async fn remove(api: &DockerApi, rec: &ContainerRecord) -> Result<(), ApiError> {
-    let log_dir = stored(api, rec).log_dir;
+/// Removes the container's pod (which stops and removes the container), its logs and,
+/// with `volumes` (`rm -v`, `--rm`), its anonymous volumes.
+pub async fn remove(api: &DockerApi, rec: &ContainerRecord, volumes: bool) -> Result<(), ApiError> {
+    let Stored {
+        log_dir, mounts, ..
+    } = stored(api, rec);
     api.runtime
         .remove_pod(&rec.pod_id)
         .await
@@ -110,6 +113,9 @@ pub async fn remove(api: &DockerApi, rec: &ContainerRecord) -> Result<(), ApiErr
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(container = %rec.id, dir = %log_dir, error = %e, "removing the container's logs");
+    }
+    if volumes {
+        crate::volumes::routes::remove_anonymous(api, &mounts).await;
     }
     Ok(())
 }
@@ -132,7 +138,7 @@ pub fn spawn_auto_remover(api: &Arc<DockerApi>) {
         if let Some(api) = weak.upgrade() {
             for rec in super::all(&api).await {
                 if rec.state == ContainerState::Exited && auto_remove(&api, &rec) {
-                    let _ = remove(&api, &rec).await;
+                    let _ = remove(&api, &rec, true).await;
                 }
             }
         }
@@ -150,7 +156,7 @@ pub fn spawn_auto_remover(api: &Arc<DockerApi>) {
                 continue;
             };
             if auto_remove(&api, &rec)
-                && let Err(e) = remove(&api, &rec).await
+                && let Err(e) = remove(&api, &rec, true).await
             {
                 tracing::warn!(container = %rec.id, error = %e, "removing an AutoRemove container after its exit");
             }

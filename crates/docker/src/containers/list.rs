@@ -1,5 +1,5 @@
 //! `GET /containers/json?all=&limit=&filters=` (`docker ps`): filters by name, label,
-//! status and id, with dockerd's status text ("Up 3 seconds", "Exited (0) 1 minute ago").
+//! status, id and volume, with dockerd's status text ("Up 3 seconds", "Exited (0) 1 minute ago").
 
 use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::pod::record::{PortMapping, Protocol};
@@ -16,7 +16,7 @@ use crate::router::Call;
 
 pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let filters = call.query.filters()?;
-    filters.only(&["name", "label", "status", "id"])?;
+    filters.only(&["name", "label", "status", "id", "volume"])?;
     for s in filters.values("status") {
         if !matches!(
             s.as_str(),
@@ -53,6 +53,12 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
             (name_res.is_empty() || name_res.iter().any(|re| re.is_match(&name)))
                 && any_or_none(filters.values("id"), |i| r.id.starts_with(i.as_str()))
                 && any_or_none(filters.values("status"), |s| s == status)
+                && (filters.values("volume").next().is_none() || {
+                    let mounts = stored(api, r).mounts;
+                    filters
+                        .values("volume")
+                        .any(|v| mounts.iter().any(|m| m.matches(v)))
+                })
                 && filters.values("label").all(|l| match l.split_once('=') {
                     Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
                     None => labels.contains_key(l),
@@ -124,7 +130,7 @@ pub fn summary(api: &DockerApi, r: &ContainerRecord, now: i64) -> ContainerSumma
             network_mode: Some(network_mode),
             annotations: None,
         }),
-        mounts: Some(Vec::new()),
+        mounts: Some(st.mounts.iter().map(|m| m.to_docker()).collect()),
         ..Default::default()
     }
 }

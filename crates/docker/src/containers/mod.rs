@@ -44,6 +44,9 @@ pub struct Stored {
     pub image_id: String,
     /// The directory of the container's log file.
     pub log_dir: String,
+    /// Its binds and volumes as resolved at create (volume names included).
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
 }
 
 /// True for the containers this API made.

@@ -38,7 +38,7 @@ pub async fn prune(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let mut deleted = Vec::new();
     let mut reclaimed = 0u64;
     for (rec, usage) in victims.iter().zip(sizes) {
-        match remove(api, rec).await {
+        match remove(api, rec, false).await {
             Ok(()) => {
                 reclaimed += usage.layer.map_or(0, |l| l.used_bytes);
                 deleted.push(rec.id.clone());

@@ -38,38 +38,8 @@ async fn api(env: &Env) -> Arc<DockerApi> {
         EngineInfo::default(),
         engine,
         env.dir.path().join("logs"),
-        Arc::new(NoFiles),
+        Arc::new(crate::test_support::NoFiles),
     )
-}
-
-/// `docker cp` is tested end to end (tests/tests/docker_cp.rs); these tests never copy.
-struct NoFiles;
-
-impl berth_core::files::ContainerFiles for NoFiles {
-    fn stat(
-        &self,
-        _: &berth_core::files::FsView,
-        p: &str,
-    ) -> Result<berth_core::files::PathStat, berth_core::files::FilesError> {
-        Err(berth_core::files::FilesError::NotFound(p.into()))
-    }
-    fn archive(
-        &self,
-        _: &berth_core::files::FsView,
-        p: &str,
-        _: &mut dyn std::io::Write,
-    ) -> Result<berth_core::files::PathStat, berth_core::files::FilesError> {
-        Err(berth_core::files::FilesError::NotFound(p.into()))
-    }
-    fn extract(
-        &self,
-        _: &berth_core::files::FsView,
-        p: &str,
-        _: &mut dyn std::io::Read,
-        _: berth_core::files::ExtractOptions,
-    ) -> Result<(), berth_core::files::FilesError> {
-        Err(berth_core::files::FilesError::NotFound(p.into()))
-    }
 }
 
 async fn create(

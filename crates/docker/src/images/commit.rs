@@ -47,7 +47,7 @@ pub async fn commit(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let st = containers::stored(api, &r);
     let pod = api.runtime.pod(&r.pod_id).ok();
     let img_cfg = inspect::image_config(api, &r);
-    let run = inspect::run_config(&r, &st.body, pod.as_ref(), &img_cfg);
+    let run = inspect::run_config(api, &r, &st.body, pod.as_ref(), &img_cfg);
     let mut config = serde_json::to_value(&run)
         .map_err(|e| ApiError::internal(format!("encoding the container config: {e}")))?;
     config["Image"] = json!(parent.id.to_string());
