@@ -2,8 +2,10 @@
 //! negotiates down to API 1.41; Debian's 20.10 at /usr/bin/docker) and Python SDK scripts
 //! (PyPI `docker` 7.x) from tests/fixtures/docker, each aimed at one berthd.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -212,4 +214,24 @@ pub async fn leak_free(mut t: crate::pods::PodTest) -> Result<()> {
         ensure!(l.is_empty(), "leakcheck.sh: {l:?}");
     }
     Ok(())
+}
+
+/// GET / on 127.0.0.1:port, retried while the server comes up; the whole answer.
+pub fn http_get(port: u16) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match attempt {
+            Ok(text) if text.starts_with("HTTP/") => return Ok(text),
+            _ if Instant::now() > deadline => bail!("GET 127.0.0.1:{port}/: {attempt:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }

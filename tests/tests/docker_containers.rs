@@ -3,36 +3,15 @@
 //! CLI 28, Debian's docker 20.10 CLI and the Python SDK. Runs here are detached; `docker run`
 //! without `-d` (attach), exec and attach are in docker_streams.rs.
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use berth_tests::docker::{
-    CLI_20, Docker, leak_free, python_sdk_present, run_sdk_script, track_pod, unix_host,
+    CLI_20, Docker, http_get, leak_free, python_sdk_present, run_sdk_script, track_pod, unix_host,
 };
 use berth_tests::pods::PodTest;
 use berth_tests::{Registry, TestImage, cri, free_port, images};
 use berth_tests::{docker_cli_tests, docker_test};
-
-/// GET / on 127.0.0.1:port, retried while the server comes up; the whole answer.
-fn http_get(port: u16) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(text) if text.starts_with("HTTP/") => return Ok(text),
-            _ if Instant::now() > deadline => bail!("GET 127.0.0.1:{port}/: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
 
 /// `docker run` that must fail: the CLI exits 125 for the daemon's errors there.
 fn run_fails(docker: &Docker, args: &[&str]) -> Result<String> {
@@ -703,5 +682,50 @@ async fn control(bin: &str) -> Result<()> {
     );
 
     docker.ok(&["rm", "-f", "ctl2", "flaky"])?;
+    leak_free(t).await
+}
+
+docker_test!(
+    testcontainers_python,
+    testcontainers_python_body,
+    ["python3"]
+);
+/// testcontainers (its reaper off) runs, waits for, execs in and reaches a container; the
+/// SDK reads its stats and top, copies files in and out, and replays its events.
+async fn testcontainers_python_body() -> Result<()> {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import testcontainers"])
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    if !probe.success() || !python_sdk_present()? {
+        println!(
+            "SKIP testcontainers_python: PyPI testcontainers or docker missing (run scripts/install-deps.sh)"
+        );
+        return Ok(());
+    }
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let image = format!("{}/busybox:latest", reg.host);
+    let v = run_sdk_script("testcontainers_walk.py", &[&unix_host(&t.d), &image])
+        .context("testcontainers_walk.py")?;
+    if let Some(p) = v["pod"].as_str() {
+        t.track(p);
+    }
+    let want = serde_json::json!({
+        "http": "served\n",
+        "exec": [0, "yes\n"],
+        "stats_has_memory": true,
+        "stats_has_precpu": true,
+        "top_has_httpd": true,
+        "put_archive": true,
+        "get_archive": "put by the sdk\n",
+        "stat_name": "sdk.txt",
+        "events": ["create", "start", "die", "destroy"],
+        "left": [],
+    });
+    for (k, w) in want.as_object().into_iter().flatten() {
+        ensure!(&v[k] == w, "{k}: got {}, want {w} (all: {v})", v[k]);
+    }
     leak_free(t).await
 }

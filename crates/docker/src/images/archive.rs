@@ -42,7 +42,8 @@ pub async fn save(api: &DockerApi, names: Vec<String>) -> Result<Reply, ApiError
     }
     // Unknown names are refused before the first byte of the archive.
     for n in &names {
-        images::find(api, n)?;
+        let img = images::find(api, n)?;
+        images::image_event(api, "save", &img.id.to_string(), n);
     }
     let (w, rx) = BodyWriter::new();
     let store = api.images.clone();
@@ -60,6 +61,15 @@ pub async fn save(api: &DockerApi, names: Vec<String>) -> Result<Reply, ApiError
 pub async fn load(api: &DockerApi, body: Incoming) -> Result<Reply, ApiError> {
     let loaded = api.images.load(Box::new(BodyReader::new(body))).await?;
     let mut out = Vec::new();
+    for img in &loaded {
+        let shown = img.tags.first().map(|t| names::familiar(t));
+        images::image_event(
+            api,
+            "load",
+            &img.id.to_string(),
+            &shown.unwrap_or_else(|| img.id.to_string()),
+        );
+    }
     for img in loaded {
         if img.tags.is_empty() {
             let text = format!("Loaded image ID: {}\n", img.id);
@@ -91,6 +101,7 @@ pub async fn import(call: &Call, api: &DockerApi, body: Incoming) -> Result<Repl
         .images
         .import(req, Box::new(BodyReader::new(body)))
         .await?;
+    images::image_event(api, "import", &img.id.to_string(), &img.id.to_string());
     Ok(lines(vec![line(&StatusLine {
         status: &img.id.to_string(),
     })]))

@@ -82,6 +82,21 @@ pub async fn commit(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         tracing::warn!(container = %r.id, error = %e, "unpausing after a commit failed");
     }
     let img = res?;
+    let shown = img.repo_tags.first().cloned().unwrap_or_default();
+    crate::events::container_event(
+        api,
+        &r,
+        "commit",
+        vec![("comment", q.get("comment").unwrap_or_default().to_string())],
+    );
+    if !shown.is_empty() {
+        images::image_event(
+            api,
+            "tag",
+            &img.id.to_string(),
+            &crate::names::familiar(&shown),
+        );
+    }
     Ok(json_reply(
         StatusCode::CREATED,
         &json!({"Id": img.id.to_string()}),
