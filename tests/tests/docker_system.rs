@@ -101,6 +101,13 @@ async fn system_walk(bin: &str) -> Result<()> {
     // busybox sh execs its last command: two sleeps are left.
     ensure!(fields[3].trim() == "2", "stats pids: {stats:?}");
 
+    // ps -s: the writable layer's size and the total with the image.
+    let sizes = docker.ok(&["ps", "-s", "--format", "{{.Names}} {{.Size}}"])?;
+    ensure!(
+        sizes.starts_with("busy ") && sizes.contains("virtual"),
+        "ps -s: {sizes:?}"
+    );
+
     // A container that exits, for prune and for the die event.
     docker
         .ok(&["run", "--name", "brief", &repo, "sh", "-c", "exit 3"])

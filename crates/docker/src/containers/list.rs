@@ -71,7 +71,21 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         recs.truncate(n);
     }
     let now = berth_engine::containers::lifecycle::now_ns();
-    let out: Vec<ContainerSummary> = recs.iter().map(|r| summary(api, r, now)).collect();
+    let mut out: Vec<ContainerSummary> = recs.iter().map(|r| summary(api, r, now)).collect();
+    if call.query.bool("size") {
+        // `ps -s`: the writable layer, and that plus the image.
+        let usage = api.runtime.container_usage(recs.clone()).await;
+        let images = api.images.list();
+        for ((s, r), u) in out.iter_mut().zip(&recs).zip(usage) {
+            let rw = u.layer.map_or(0, |l| l.used_bytes as i64);
+            let image = images
+                .iter()
+                .find(|i| i.id.to_string() == r.image_id)
+                .map_or(0, |i| i.size as i64);
+            s.size_rw = Some(rw);
+            s.size_root_fs = Some(rw + image);
+        }
+    }
     Ok(ok_json(&out))
 }
 
