@@ -9,6 +9,7 @@ use anyhow::{Context, Result, ensure};
 use berth_tests::docker::{
     CLI_20, Docker, http_get, leak_free, python_sdk_present, run_sdk_script, track_pod, unix_host,
 };
+use berth_tests::docker_runs::wait_exited;
 use berth_tests::pods::PodTest;
 use berth_tests::{Registry, TestImage, cri, free_port, images};
 use berth_tests::{docker_cli_tests, docker_test};
@@ -23,19 +24,6 @@ fn run_fails(docker: &Docker, args: &[&str]) -> Result<String> {
         out.status
     );
     Ok(stderr)
-}
-
-/// Waits until `docker inspect` shows the container exited.
-fn wait_exited(docker: &Docker, name: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let st = docker.ok(&["inspect", "-f", "{{.State.Status}}", name])?;
-        if st.trim() == "exited" {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "{name} did not exit: {st:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 docker_cli_tests!(walkthrough, cli_28_containers, cli_20_containers);

@@ -7,38 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine as _;
-use berth_tests::docker::{CLI_28, Docker, track_pod, unix_host};
+use berth_tests::docker::{CLI_28, Docker, leak_free, track_pod, unix_host};
+use berth_tests::docker_runs::wait_exited;
 use berth_tests::pods::PodTest;
 use berth_tests::{Berthd, BerthdOptions, Registry, TestImage, images};
 use berth_tests::{docker_cli_tests, docker_test};
-
-/// Waits until `docker inspect` shows the container exited.
-fn wait_exited(docker: &Docker, name: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let st = docker.ok(&["inspect", "-f", "{{.State.Status}}", name])?;
-        if st.trim() == "exited" {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "{name} did not exit: {st:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-async fn leak_free(mut t: PodTest) -> Result<()> {
-    let leaks = t.leaks();
-    ensure!(leaks.is_empty(), "left behind while running: {leaks:?}");
-    t.d.stop_and_clean().await?;
-    let leaks = t.leaks();
-    ensure!(
-        leaks.is_empty(),
-        "left behind after berthd stopped: {leaks:?}"
-    );
-    if let Some(l) = t.leakcheck() {
-        ensure!(l.is_empty(), "leakcheck.sh: {l:?}");
-    }
-    Ok(())
-}
 
 /// `docker run --rm image args…`'s output.
 fn run(docker: &Docker, image: &str, args: &[&str]) -> Result<String> {

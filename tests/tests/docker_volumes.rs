@@ -8,37 +8,10 @@
 use anyhow::{Result, ensure};
 use berth_tests::docker::leak_free;
 use berth_tests::docker::{Docker, python_sdk_present, run_sdk_script, unix_host};
-use berth_tests::docker_runs::run_to_end;
+use berth_tests::docker_runs::{mounts_of, run_to_end, volume_names};
 use berth_tests::pods::PodTest;
 use berth_tests::{Registry, TestImage, images};
 use berth_tests::{docker_cli_tests, docker_test};
-
-fn volume_names(docker: &Docker, extra: &[&str]) -> Result<Vec<String>> {
-    let mut args = vec!["volume", "ls", "-q"];
-    args.extend_from_slice(extra);
-    let mut v: Vec<String> = docker
-        .ok(&args)?
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-/// A container's mounts as "type:destination=name:rw …".
-fn mounts_of(docker: &Docker, name: &str) -> Result<String> {
-    Ok(docker
-        .ok(&[
-            "inspect",
-            "-f",
-            "{{range .Mounts}}{{.Type}}:{{.Destination}}={{.Name}}:{{.RW}} {{end}}",
-            name,
-        ])?
-        .trim()
-        .to_string())
-}
-
 docker_cli_tests!(walkthrough, cli_28_volumes, cli_20_volumes);
 
 async fn walkthrough(bin: &str) -> Result<()> {

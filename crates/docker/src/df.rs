@@ -36,23 +36,9 @@ pub async fn df(api: &DockerApi) -> Result<Reply, ApiError> {
             s
         })
         .collect();
-    let sizes = api.runtime.container_usage(recs.clone()).await;
     let now = berth_engine::containers::lifecycle::now_ns();
-    let container_rows: Vec<_> = recs
-        .iter()
-        .zip(sizes)
-        .map(|(r, u)| {
-            let mut s = list::summary(api, r, now);
-            let rw = u.layer.map_or(0, |l| l.used_bytes as i64);
-            let image_size = imgs
-                .iter()
-                .find(|i| i.id.to_string() == r.image_id)
-                .map_or(0, |i| i.size as i64);
-            s.size_rw = Some(rw);
-            s.size_root_fs = Some(rw + image_size);
-            s
-        })
-        .collect();
+    let mut container_rows: Vec<_> = recs.iter().map(|r| list::summary(api, r, now)).collect();
+    list::add_sizes(api, &mut container_rows, &recs).await;
     Ok(ok_json(&json!({
         "LayersSize": layers_size,
         "Images": image_rows,

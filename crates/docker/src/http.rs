@@ -78,22 +78,24 @@ pub fn json_stream(rx: mpsc::UnboundedReceiver<Bytes>) -> Reply {
 
 /// A 200 response of `content_type` whose body is the chunks sent on `rx` as they come.
 pub fn stream(content_type: &'static str, rx: mpsc::UnboundedReceiver<Bytes>) -> Reply {
-    let frames =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
-    with_type(
-        StatusCode::OK,
-        content_type,
-        StreamBody::new(frames).boxed_unsync(),
-    )
+    let chunks =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    streamed(content_type, chunks)
 }
 
 /// A 200 response of `content_type` whose body is the chunks sent on `rx`; a bounded
 /// channel, so the sender waits while the client is behind.
 pub fn stream_bounded(content_type: &'static str, rx: mpsc::Receiver<Bytes>) -> Reply {
-    let frames =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let chunks =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    streamed(content_type, chunks)
+}
+
+fn streamed(
+    content_type: &'static str,
+    chunks: impl futures::Stream<Item = Bytes> + Send + 'static,
+) -> Reply {
+    let frames = chunks.map(|b| Ok::<_, Infallible>(Frame::data(b)));
     with_type(
         StatusCode::OK,
         content_type,

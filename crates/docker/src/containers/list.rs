@@ -73,20 +73,24 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let now = berth_engine::containers::lifecycle::now_ns();
     let mut out: Vec<ContainerSummary> = recs.iter().map(|r| summary(api, r, now)).collect();
     if call.query.bool("size") {
-        // `ps -s`: the writable layer, and that plus the image.
-        let usage = api.runtime.container_usage(recs.clone()).await;
-        let images = api.images.list();
-        for ((s, r), u) in out.iter_mut().zip(&recs).zip(usage) {
-            let rw = u.layer.map_or(0, |l| l.used_bytes as i64);
-            let image = images
-                .iter()
-                .find(|i| i.id.to_string() == r.image_id)
-                .map_or(0, |i| i.size as i64);
-            s.size_rw = Some(rw);
-            s.size_root_fs = Some(rw + image);
-        }
+        add_sizes(api, &mut out, &recs).await;
     }
     Ok(ok_json(&out))
+}
+
+/// `ps -s` and `system df`: each container's writable layer, and that plus its image.
+pub async fn add_sizes(api: &DockerApi, out: &mut [ContainerSummary], recs: &[ContainerRecord]) {
+    let usage = api.runtime.container_usage(recs.to_vec()).await;
+    let images = api.images.list();
+    for ((s, r), u) in out.iter_mut().zip(recs).zip(usage) {
+        let rw = u.layer.map_or(0, |l| l.used_bytes as i64);
+        let image = images
+            .iter()
+            .find(|i| i.id.to_string() == r.image_id)
+            .map_or(0, |i| i.size as i64);
+        s.size_rw = Some(rw);
+        s.size_root_fs = Some(rw + image);
+    }
 }
 
 /// Passes when no value is given or when one of them matches.

@@ -1,49 +1,11 @@
 //! The volume endpoints and the container side of volumes over a real engine on fake ports
 //! (whose rootfs holds only /etc/passwd).
 
-use std::sync::Arc;
-
-use berth_core::Reference;
-use berth_core::image::ImageStore;
 use berth_engine::testing::Env;
-use http::{HeaderMap, Method, StatusCode};
-use http_body_util::BodyExt;
+use http::{Method, StatusCode};
 
-use crate::http::Reply;
-use crate::query::Query;
-use crate::router::Call;
-use crate::{DockerApi, EngineInfo};
-
-fn call(method: Method, path: &str, query: &str) -> Call {
-    Call {
-        method,
-        path: path.to_string(),
-        query: Query::parse(Some(query)),
-        headers: HeaderMap::new(),
-        upgrade: Default::default(),
-    }
-}
-
-async fn body_json(r: Reply) -> serde_json::Value {
-    let bytes = r.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-async fn api(env: &Env) -> Arc<DockerApi> {
-    let engine = env.engine(None).await;
-    let r: Reference = "busybox".parse().unwrap();
-    env.store.pull(&r, None).await.unwrap();
-    DockerApi::new(
-        env.store.clone(),
-        EngineInfo {
-            root_dir: env.dir.path().display().to_string(),
-            ..Default::default()
-        },
-        engine,
-        env.dir.path().join("logs"),
-        Arc::new(crate::test_support::NoFiles),
-    )
-}
+use crate::DockerApi;
+use crate::test_support::{api, body_json, call};
 
 async fn create(api: &DockerApi, name: &str, body: serde_json::Value) -> String {
     let c = call(Method::POST, "/containers/create", &format!("name={name}"));
