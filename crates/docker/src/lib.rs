@@ -21,6 +21,7 @@ mod hijack;
 mod http;
 mod images;
 mod names;
+mod networks;
 mod query;
 mod router;
 mod server;
@@ -62,6 +63,8 @@ pub struct DockerApi {
     pub log_dir: PathBuf,
     /// The exec instances (`docker exec`), in memory as dockerd keeps them.
     pub(crate) execs: exec::Execs,
+    /// The named networks' name servers.
+    pub(crate) dns: networks::dns::Servers,
 }
 
 impl DockerApi {
@@ -79,8 +82,14 @@ impl DockerApi {
             runtime,
             log_dir,
             execs: exec::Execs::default(),
+            dns: Default::default(),
         });
         containers::lifecycle::spawn_auto_remover(&api);
+        api.dns.set_api(Arc::downgrade(&api));
+        match api.runtime.pods.ports.network.networks() {
+            Ok(defs) => defs.iter().for_each(|d| api.dns.start(d)),
+            Err(e) => tracing::warn!(error = %e, "listing the named networks: no name servers"),
+        }
         api
     }
 }

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::http::{Reply, error};
 use crate::query::Query;
 use crate::{
-    API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, exec, images, system,
+    API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, exec, images, networks, system,
 };
 
 /// The largest request body read (a container's create request is a few KiB).
@@ -97,6 +97,13 @@ async fn route(call: Call, body: Incoming, api: &DockerApi) -> Result<Reply, Api
             containers::create::create(&call, api, &body).await
         }
         ("GET", "/containers/json") => containers::list::list(&call, api).await,
+        ("GET", "/networks") => networks::list::list(&call, api),
+        ("POST", "/networks/create") => {
+            let body = read_body(body).await?;
+            networks::create::create(api, &body).await
+        }
+        ("POST", "/networks/prune") => networks::remove::prune(&call, api).await,
+        _ if p.starts_with("/networks/") => network_route(&call, api, body).await,
         _ if p.starts_with("/exec/") => exec_route(&call, api, body).await,
         _ if p.starts_with("/containers/") => container_route(&call, api, body).await,
         _ => match p.strip_prefix("/images/").map(split_image_action) {
@@ -134,6 +141,25 @@ async fn container_route(call: &Call, api: &DockerApi, body: Incoming) -> Result
         ("POST", "exec") => {
             let body = read_body(body).await?;
             exec::create(call, api, id, &body).await
+        }
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+/// `/networks/{id}[/action]`.
+async fn network_route(call: &Call, api: &DockerApi, body: Incoming) -> Result<Reply, ApiError> {
+    let rest = call.path.trim_start_matches("/networks/");
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    match (call.method.as_str(), action) {
+        ("GET", "") => networks::inspect::inspect(api, id),
+        ("DELETE", "") => networks::remove::delete(api, id).await,
+        ("POST", "connect") => {
+            let body = read_body(body).await?;
+            networks::connect::connect(api, id, &body).await
+        }
+        ("POST", "disconnect") => {
+            let body = read_body(body).await?;
+            networks::connect::disconnect(api, id, &body).await
         }
         _ => Err(ApiError::not_found("page not found")),
     }

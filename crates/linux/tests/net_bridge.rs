@@ -39,6 +39,7 @@ fn req(n: u32, ns: &TestNetns, ports: Vec<PortMapping>) -> NetworkRequest {
         pod_namespace: "default".into(),
         netns: ns.path(),
         port_mappings: ports,
+        networks: vec![],
     }
 }
 
@@ -292,6 +293,7 @@ async fn failed_setup_rolls_back() {
         pod_namespace: "default".into(),
         netns: tmp.path().join("no-such-netns"),
         port_mappings: vec![tcp(18282, 80)],
+        networks: vec![],
     };
     let e = net.setup(&r).await.unwrap_err();
     assert!(e.to_string().contains("no-such-netns"), "{e}");

@@ -54,7 +54,8 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         "{name}-{}",
         berth_engine::containers::lifecycle::now_ns()
     ));
-    let pod = pod_spec(&name, &body, &host, &image, &log_dir)?;
+    let net = super::network_mode::choose(api, &body, &host).await?;
+    let pod = pod_spec(&name, &body, &host, &image, &log_dir, net)?;
     let container = container_spec(&name, &image_name, &body, &host)?;
     let single = api
         .runtime
@@ -105,17 +106,10 @@ fn pod_spec(
     host: &HostConfig,
     image: &Image,
     log_dir: &std::path::Path,
+    net: super::network_mode::NetChoice,
 ) -> Result<PodSpec, ApiError> {
-    let network = match host.network_mode.as_deref().unwrap_or("") {
-        "" | "default" | "bridge" => NamespaceMode::Pod,
-        "host" => NamespaceMode::Node,
-        // A network namespace of its own with only loopback.
-        "none" => NamespaceMode::Container,
-        other => {
-            return Err(ApiError::not_found(format!("network {other} not found")));
-        }
-    };
-    let port_mappings = if network == NamespaceMode::Pod {
+    let network = net.mode.unwrap_or(NamespaceMode::Pod);
+    let port_mappings = if network == NamespaceMode::Pod && net.net.join.is_none() {
         ports(body, host, image)?
     } else {
         Vec::new()
@@ -133,6 +127,8 @@ fn pod_spec(
         runtime_handler: String::new(),
         hostname: if network == NamespaceMode::Node {
             String::new()
+        } else if let Some(h) = net.hostname {
+            h
         } else {
             // dockerd's default is the short id, which the engine only picks later; the
             // name is as recognisable, with `_` (not allowed in a hostname) made `-`.
@@ -151,8 +147,9 @@ fn pod_spec(
         },
         userns: None,
         port_mappings,
-        dns: Default::default(),
+        dns: net.dns,
         sysctls: BTreeMap::new(),
+        net: net.net,
         cgroup_parent: String::new(),
         config: serde_json::to_value(&stored)
             .map_err(|e| ApiError::internal(format!("encoding the request: {e}")))?,

@@ -4,8 +4,8 @@
 use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::pod::record::{PortMapping, Protocol};
 use bollard_stubs::models::{
-    ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryStateEnum, PortSummary,
-    PortSummaryTypeEnum,
+    ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
+    ContainerSummaryStateEnum, PortSummary, PortSummaryTypeEnum,
 };
 
 use super::{all, docker_name, stored, user_labels};
@@ -16,7 +16,13 @@ use crate::router::Call;
 
 pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let filters = call.query.filters()?;
-    filters.only(&["name", "label", "status", "id"])?;
+    filters.only(&["name", "label", "status", "id", "network"])?;
+    // network=NAME|ID: the pod network ids (or host/none) the values name.
+    let nets: Vec<crate::networks::Net> = filters
+        .values("network")
+        .filter_map(|v| crate::networks::find(api, v).ok())
+        .collect();
+    let wants_network = filters.values("network").next().is_some();
     for s in filters.values("status") {
         if !matches!(
             s.as_str(),
@@ -53,6 +59,7 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
             (name_res.is_empty() || name_res.iter().any(|re| re.is_match(&name)))
                 && any_or_none(filters.values("id"), |i| r.id.starts_with(i.as_str()))
                 && any_or_none(filters.values("status"), |s| s == status)
+                && (!wants_network || on_any(api, r, &nets))
                 && filters.values("label").all(|l| match l.split_once('=') {
                     Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
                     None => labels.contains_key(l),
@@ -67,6 +74,22 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let now = berth_engine::containers::lifecycle::now_ns();
     let out: Vec<ContainerSummary> = recs.iter().map(|r| summary(api, r, now)).collect();
     Ok(ok_json(&out))
+}
+
+/// Whether the container's pod is on one of `nets`.
+fn on_any(api: &DockerApi, r: &ContainerRecord, nets: &[crate::networks::Net]) -> bool {
+    use berth_core::pod::record::NamespaceMode;
+    let Ok(pod) = api.runtime.pod(&r.pod_id) else {
+        return false;
+    };
+    let ids = crate::networks::pod_networks(&pod);
+    nets.iter().any(|n| match n.pod_network() {
+        Some(id) => ids.iter().any(|x| x == id),
+        None => match n.name.as_str() {
+            "host" => pod.modes.network == NamespaceMode::Node,
+            _ => pod.modes.network == NamespaceMode::Container,
+        },
+    })
 }
 
 /// Passes when no value is given or when one of them matches.
@@ -125,6 +148,9 @@ fn summary(api: &DockerApi, r: &ContainerRecord, now: i64) -> ContainerSummary {
             annotations: None,
         }),
         mounts: Some(Vec::new()),
+        network_settings: pod.as_ref().map(|p| ContainerSummaryNetworkSettings {
+            networks: Some(crate::networks::endpoints(api, p, &r.id)),
+        }),
         ..Default::default()
     }
 }

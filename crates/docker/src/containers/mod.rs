@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod logs;
 mod namegen;
+pub mod network_mode;
 #[cfg(test)]
 mod tests;
 

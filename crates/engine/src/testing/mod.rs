@@ -211,6 +211,7 @@ impl Network for Fake {
         Ok(NetworkResult {
             ip: Some(ip),
             additional_ips: vec![],
+            ..Default::default()
         })
     }
     async fn teardown(&self, req: &NetworkRequest) -> Result<(), PodError> {
@@ -337,6 +338,7 @@ pub fn pod_spec(name: &str) -> PodSpec {
         dns: DnsConfig::default(),
         sysctls: BTreeMap::new(),
         cgroup_parent: String::new(),
+        net: Default::default(),
         config: serde_json::json!({"name": name}),
     }
 }

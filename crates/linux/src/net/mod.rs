@@ -3,12 +3,16 @@
 //! CNI alternative (`CniNetwork`: runs the plugins configured in a CNI config directory).
 
 mod bridge;
+mod bridge_admin;
 mod cni;
 mod hostports;
+mod named;
 mod netlink;
 mod nft;
+mod segment;
 mod state;
 mod sysctl;
 
 pub use bridge::{BridgeNetwork, host_veth_name};
 pub use cni::CniNetwork;
+pub use segment::NAMED_BRIDGE_PREFIX;

@@ -192,11 +192,19 @@ impl Netlink {
 
     /// Creates the veth pair `host` ↔ `peer`, with `peer` created directly inside the
     /// network namespace `netns` (so its name never meets the host's interface names).
-    pub async fn create_veth(&self, host: &str, peer: &str, netns: &File) -> NlResult<()> {
-        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
-            .name(peer.to_string())
-            .setns_by_fd(netns.as_raw_fd())
-            .build();
+    /// `mac`: the peer's address (None: the kernel's random one).
+    pub async fn create_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        netns: &File,
+        mac: Option<[u8; 6]>,
+    ) -> NlResult<()> {
+        let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string());
+        if let Some(mac) = mac {
+            peer_msg = peer_msg.address(mac.to_vec());
+        }
+        let peer_msg = peer_msg.setns_by_fd(netns.as_raw_fd()).build();
         let msg = LinkVeth::new(host, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();
