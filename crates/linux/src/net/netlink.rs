@@ -93,15 +93,16 @@ impl Netlink {
     }
 
     /// Creates bridge `name` unless it exists, and brings it up. Returns its index.
-    pub async fn ensure_bridge(&self, name: &str) -> NlResult<u32> {
+    /// `mac`: its address, set at creation. Without one, a bridge takes the lowest address
+    /// of its ports and changes it as veths come and go, and the pods' ARP entries for the
+    /// gateway go stale for seconds (traffic to the gateway, e.g. DNS, is lost meanwhile).
+    pub async fn ensure_bridge(&self, name: &str, mac: Option<[u8; 6]>) -> NlResult<u32> {
         if self.index_of(name).await?.is_none() {
-            match self
-                .handle
-                .link()
-                .add(LinkBridge::new(name).build())
-                .execute()
-                .await
-            {
+            let mut msg = LinkBridge::new(name);
+            if let Some(mac) = mac {
+                msg = msg.address(mac.to_vec());
+            }
+            match self.handle.link().add(msg.build()).execute().await {
                 Ok(()) => {}
                 Err(e) if errno(&e) == Some(libc::EEXIST) => {}
                 Err(e) => return Err(nl_err(&format!("creating bridge {name}"), e)),

@@ -95,8 +95,13 @@ impl Segment {
 
     /// Creates the bridge (if missing) with its gateway addresses; returns its index.
     pub async fn ensure_bridge(&self, host: &Netlink, st: &State) -> Result<u32, PodError> {
+        let gw = self.gateway.unwrap_or_else(|| self.subnet.gateway());
+        let mac = match gw {
+            IpAddr::V4(v4) => Some(mac_of(v4)),
+            IpAddr::V6(_) => None,
+        };
         let br = host
-            .ensure_bridge(&self.bridge)
+            .ensure_bridge(&self.bridge, mac)
             .await
             .map_err(netlink_failed)?;
         host.sync_addresses(br, &self.gateways(st))
