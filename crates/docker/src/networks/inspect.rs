@@ -62,11 +62,11 @@ pub fn render(api: &DockerApi, net: &Net, containers: bool) -> Value {
             }
         }
     }
-    let options = net
+    let options: std::collections::HashMap<String, String> = net
         .def
         .as_ref()
         .map(|d| d.options.clone().into_iter().collect())
-        .unwrap_or_else(std::collections::HashMap::new);
+        .unwrap_or_default();
     json!({
         "Name": net.name,
         "Id": net.id,
