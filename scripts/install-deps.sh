@@ -8,8 +8,9 @@ set -euo pipefail
 # (runc and crun also serve as the runc/crun runtime handlers);
 # containernetworking-plugins, nftables, iproute2: pod networking; openssl, jq: tooling;
 # docker.io: the 20.10 docker CLI (/usr/bin/docker) the Docker API tests drive (its dockerd is
-# only for the bench and must not run as a service: see below).
-PACKAGES="protobuf-compiler docker-registry skopeo busybox-static containerd runc containernetworking-plugins nftables iptables iproute2 util-linux openssl jq apache2-utils crun docker.io"
+# only for the bench and must not run as a service: see below); docker-compose: compose 1.29
+# (Debian's python3, not the SDK 7.x below) for the Docker networks test.
+PACKAGES="protobuf-compiler docker-registry skopeo busybox-static containerd runc containernetworking-plugins nftables iptables iproute2 util-linux openssl jq apache2-utils crun docker.io docker-compose"
 
 missing=()
 for p in $PACKAGES; do

@@ -402,3 +402,67 @@ async fn survive_restart() -> Result<()> {
     network_gone(&id)?;
     leak_free(t).await
 }
+
+const COMPOSE: &str = "/usr/bin/docker-compose";
+
+docker_test!(compose_project_network, compose_project, [COMPOSE]);
+
+/// docker-compose 1.29 (Debian's): two services on the project's network reach each other
+/// by service name; `down` removes the containers and the network.
+async fn compose_project() -> Result<()> {
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let docker = Docker::new(CLI_20, unix_host(&t.d))?;
+    let repo = format!("{}/busybox", reg.host);
+    docker.ok(&["pull", &repo])?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        format!(
+            "version: \"2.4\"\nservices:\n  web:\n    image: {repo}\n    command: [\"sh\", \"-c\", \"{}\"]\n  client:\n    image: {repo}\n    command: [\"sleep\", \"1000\"]\n    depends_on: [web]\n",
+            web_cmd("hello-compose")
+        ),
+    )?;
+    let compose = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new(COMPOSE)
+            .args(["-p", "bnet"])
+            .args(args)
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", unix_host(&t.d))
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "docker-compose {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    compose(&["up", "-d"])?;
+    track_pod(&t, &docker, "bnet_web_1")?;
+    track_pod(&t, &docker, "bnet_client_1")?;
+    let id = docker.ok(&["network", "inspect", "-f", "{{.Id}}", "bnet_default"])?;
+    let id = id.trim().to_string();
+    let label = docker.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{index .Labels \"com.docker.compose.project\"}}",
+        "bnet_default",
+    ])?;
+    ensure!(label.trim() == "bnet", "project label: {label:?}");
+    let page = exec_ok(
+        &docker,
+        &["bnet_client_1", "wget", "-q", "-O-", "http://web/"],
+    )?;
+    ensure!(page.trim() == "hello-compose", "client → web: {page:?}");
+    let out = exec_ok(&docker, &["bnet_web_1", "nslookup", "client"])?;
+    let client_ip = ip_on(&docker, "bnet_client_1", "bnet_default")?;
+    ensure!(out.contains(&client_ip), "web → client: {out:?}");
+    compose(&["down"])?;
+    network_gone(&id)?;
+    let ls = docker.ok(&["network", "ls", "-q"])?;
+    ensure!(ls.lines().count() == 3, "after down: {ls:?}");
+    leak_free(t).await
+}
