@@ -10,7 +10,7 @@ use anyhow::{Result, ensure};
 use berth_tests::docker::{CLI_20, Docker, track_pod, unix_host};
 use berth_tests::pods::PodTest;
 use berth_tests::pods::leaks::{link_exists, nft_table_exists};
-use berth_tests::{Registry, TestImage, images};
+use berth_tests::{Registry, TestImage, free_port, images};
 use berth_tests::{docker_cli_tests, docker_test};
 
 async fn leak_free(mut t: PodTest) -> Result<()> {
@@ -71,6 +71,27 @@ fn ip_on(docker: &Docker, name: &str, net: &str) -> Result<String> {
     Ok(ip)
 }
 
+/// GET / on 127.0.0.1:port, retried while the server comes up; the whole answer.
+fn http_get(port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match attempt {
+            Ok(text) if text.starts_with("HTTP/") => return Ok(text),
+            _ if Instant::now() > deadline => anyhow::bail!("GET 127.0.0.1:{port}/: {attempt:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// A busybox httpd serving `text` on port 80.
 fn web_cmd(text: &str) -> String {
     format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www")
@@ -124,6 +145,8 @@ async fn walk(bin: &str) -> Result<()> {
     ensure!(ls.lines().count() == 3, "builtin networks: {ls:?}");
 
     // Two containers on net1 find each other by name, alias and short id.
+    let port = free_port()?;
+    let publish = format!("{port}:80");
     let web = docker.ok(&[
         "run",
         "-d",
@@ -131,6 +154,8 @@ async fn walk(bin: &str) -> Result<()> {
         "net1",
         "--network-alias",
         "www",
+        "-p",
+        &publish,
         "--name",
         "web",
         &repo,
@@ -164,6 +189,15 @@ async fn walk(bin: &str) -> Result<()> {
     }
     let page = exec_ok(&docker, &["client", "wget", "-q", "-O-", "http://www/"])?;
     ensure!(page.trim() == "hello-net1", "wget by alias: {page:?}");
+    ensure!(
+        http_get(port)?.contains("hello-net1"),
+        "published port on net1"
+    );
+    // Other names go to the node's resolvers: an answer (NXDOMAIN or SERVFAIL when the
+    // node has none), not silence.
+    let out = docker.output(&["exec", "client", "nslookup", "no-such-name.invalid"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(text.contains("can't find"), "a forwarded name: {text:?}");
     let i = docker.ok(&[
         "inspect",
         "-f",

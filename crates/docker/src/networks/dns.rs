@@ -34,8 +34,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use super::{aliases, attachment, docker_pods};
 use crate::DockerApi;
 
-/// How long a forwarded query may take (per resolver tried).
-pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a forwarded query may take, all resolvers together: well below the clients'
+/// own timeout (glibc and busybox wait 5 s), so they get our SERVFAIL rather than silence.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time to live of the answers (dockerd's).
 const TTL: u32 = 600;
 
@@ -258,9 +259,18 @@ pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Sends the query to each resolver in turn; the first answer is relayed as it is.
+/// Sends the query to each resolver in turn (within [`FORWARD_TIMEOUT`] in all); the first
+/// answer is relayed as it is.
 async fn forward(query: &[u8]) -> Option<Vec<u8>> {
-    for up in upstreams() {
+    forward_to(query, &upstreams()).await
+}
+
+async fn forward_to(query: &[u8], ups: &[SocketAddr]) -> Option<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
+    for (i, up) in ups.iter().copied().enumerate() {
+        // An equal share of what is left for each resolver still to try.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let share = left / u32::try_from(ups.len() - i).unwrap_or(1);
         let local: SocketAddr = if up.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -273,7 +283,7 @@ async fn forward(query: &[u8]) -> Option<Vec<u8>> {
             continue;
         }
         let mut buf = vec![0u8; 4096];
-        match tokio::time::timeout(FORWARD_TIMEOUT, sock.recv_from(&mut buf)).await {
+        match tokio::time::timeout(share, sock.recv_from(&mut buf)).await {
             Ok(Ok((n, from))) if from == up => return Some(buf[..n].to_vec()),
             _ => continue,
         }
@@ -312,6 +322,30 @@ mod tests {
         let r = respond(&query("web", RecordType::AAAA), &ips);
         assert!(r.answers().is_empty());
         assert_eq!(r.response_code(), ResponseCode::NoError);
+    }
+
+    #[tokio::test]
+    async fn forwards_past_a_silent_resolver() {
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ups = [silent.local_addr().unwrap(), server.local_addr().unwrap()];
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let (n, peer) = server.recv_from(&mut buf).await.unwrap();
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let r = respond(&q, &["10.0.0.9".parse().unwrap()]);
+            server.send_to(&r.to_vec().unwrap(), peer).await.unwrap();
+        });
+        let q = query("example.org", RecordType::A).to_vec().unwrap();
+        let started = std::time::Instant::now();
+        let r = forward_to(&q, &ups).await.expect("an answer");
+        assert!(started.elapsed() < FORWARD_TIMEOUT + Duration::from_millis(500));
+        let r = Message::from_vec(&r).unwrap();
+        assert_eq!(r.answers().len(), 1);
+        // Nobody answers: None (the caller sends SERVFAIL), within the time limit.
+        let started = std::time::Instant::now();
+        assert!(forward_to(&q, &ups[..1]).await.is_none());
+        assert!(started.elapsed() < FORWARD_TIMEOUT + Duration::from_millis(500));
     }
 
     #[test]
