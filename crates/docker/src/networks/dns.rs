@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use berth_core::pod::PodState;
+use berth_core::pod::ipam::Subnet;
 use berth_core::pod::networks::NetworkDef;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -62,8 +63,8 @@ impl Servers {
         if running.get(&def.id).is_some_and(|t| !t.is_finished()) {
             return;
         }
-        let (id, gw) = (def.id.clone(), def.gateway);
-        running.insert(def.id.clone(), tokio::spawn(serve(api, id, gw)));
+        let (id, gw, subnet) = (def.id.clone(), def.gateway, def.subnet);
+        running.insert(def.id.clone(), tokio::spawn(serve(api, id, gw, subnet)));
     }
 
     /// Stops the server of network `id` (removed).
@@ -84,7 +85,9 @@ impl Drop for Servers {
     }
 }
 
-async fn serve(api: Weak<DockerApi>, net: String, gw: IpAddr) {
+/// Serves network `net` on `gw`:53 to clients of `subnet` only: a container of another
+/// network reaches the address too (it is the node's), but must not learn this one's names.
+async fn serve(api: Weak<DockerApi>, net: String, gw: IpAddr, subnet: Subnet) {
     let addr = SocketAddr::new(gw, 53);
     let mut warned = false;
     let udp = loop {
@@ -100,12 +103,20 @@ async fn serve(api: Weak<DockerApi>, net: String, gw: IpAddr) {
         }
     };
     tracing::debug!(network = %net, %addr, "name server listening");
-    match TcpListener::bind(addr).await {
-        Ok(l) => {
-            tokio::spawn(serve_tcp(l, api.clone(), net.clone()));
+    // The TCP side ends with this task (stopped when the network goes), so its listener
+    // never outlives the network.
+    let _tcp = match TcpListener::bind(addr).await {
+        Ok(l) => Some(AbortOnDrop(tokio::spawn(serve_tcp(
+            l,
+            api.clone(),
+            net.clone(),
+            subnet,
+        )))),
+        Err(e) => {
+            tracing::warn!(network = %net, %addr, error = %e, "name server: no TCP");
+            None
         }
-        Err(e) => tracing::warn!(network = %net, %addr, error = %e, "name server: no TCP"),
-    }
+    };
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, peer) = match udp.recv_from(&mut buf).await {
@@ -115,6 +126,9 @@ async fn serve(api: Weak<DockerApi>, net: String, gw: IpAddr) {
                 continue;
             }
         };
+        if !subnet.contains(peer.ip()) {
+            continue;
+        }
         let query = buf[..n].to_vec();
         let (udp, api, net) = (udp.clone(), api.clone(), net.clone());
         tokio::spawn(async move {
@@ -125,12 +139,23 @@ async fn serve(api: Weak<DockerApi>, net: String, gw: IpAddr) {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// TCP: each message is preceded by its length (two bytes, RFC 1035 4.2.2).
-async fn serve_tcp(listener: TcpListener, api: Weak<DockerApi>, net: String) {
+async fn serve_tcp(listener: TcpListener, api: Weak<DockerApi>, net: String, subnet: Subnet) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((mut conn, peer)) = listener.accept().await else {
             continue;
         };
+        if !subnet.contains(peer.ip()) {
+            continue;
+        }
         let (api, net) = (api.clone(), net.clone());
         tokio::spawn(async move {
             loop {
