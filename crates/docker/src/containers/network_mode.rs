@@ -30,6 +30,21 @@ pub async fn choose(
     host: &HostConfig,
 ) -> Result<NetChoice, ApiError> {
     let mode = host.network_mode.as_deref().unwrap_or("");
+    let endpoints = body
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref());
+    let fixed = endpoints.into_iter().flatten().find(|(_, e)| {
+        e.ipam_config.as_ref().is_some_and(|c| {
+            c.ipv4_address.as_deref().is_some_and(|a| !a.is_empty())
+                || c.ipv6_address.as_deref().is_some_and(|a| !a.is_empty())
+        })
+    });
+    if let Some((net, _)) = fixed {
+        return Err(ApiError::bad_request(format!(
+            "a fixed address on network {net} (--ip, --ip6) is not supported: berth assigns addresses"
+        )));
+    }
     let mut out = NetChoice::default();
     match mode {
         "" | "default" | "bridge" => {
@@ -68,10 +83,7 @@ pub async fn choose(
                 h.network_mode = Some(net.name.clone());
                 return Box::pin(choose(api, body, &h)).await;
             };
-            let aliases = body
-                .networking_config
-                .as_ref()
-                .and_then(|n| n.endpoints_config.as_ref())
+            let aliases = endpoints
                 .into_iter()
                 .flatten()
                 .filter(|(k, _)| *k == mode || **k == def.name || **k == def.id)

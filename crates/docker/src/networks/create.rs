@@ -46,6 +46,16 @@ pub async fn create(api: &DockerApi, body: &[u8]) -> Result<Reply, ApiError> {
         ));
     }
     let cfg = configs.into_iter().next().unwrap_or_default();
+    if cfg.ip_range.as_deref().is_some_and(|r| !r.is_empty())
+        || cfg
+            .auxiliary_addresses
+            .as_ref()
+            .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "--ip-range and --aux-address are not supported: addresses come from the whole subnet",
+        ));
+    }
     let subnet = match cfg.subnet.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(
             s.parse::<Subnet>()
