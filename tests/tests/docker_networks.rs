@@ -92,6 +92,14 @@ fn http_get(port: u16) -> Result<String> {
     }
 }
 
+/// The exit code of `wget http://ip/` in container `from`, cut short after 3 seconds
+/// (a dropped packet never answers).
+fn wget_rc(docker: &Docker, from: &str, ip: &str) -> Result<String> {
+    let script = format!("timeout 3 wget -q -O /dev/null http://{ip}/ >/dev/null 2>&1; echo $?");
+    let out = docker.ok(&["exec", from, "sh", "-c", &script])?;
+    Ok(out.trim().to_string())
+}
+
 /// A busybox httpd serving `text` on port 80.
 fn web_cmd(text: &str) -> String {
     format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www")
@@ -273,20 +281,8 @@ async fn walk(bin: &str) -> Result<()> {
         page.trim() == "hello-bridge",
         "wget through a link: {page:?}"
     );
-    let out = docker.output(&[
-        "exec",
-        "client",
-        "wget",
-        "-q",
-        "-T",
-        "2",
-        "-O-",
-        &format!("http://{b1_ip}/"),
-    ])?;
-    ensure!(
-        !out.status.success(),
-        "net1 reached the default bridge: {out:?}"
-    );
+    let rc = wget_rc(&docker, "client", &b1_ip)?;
+    ensure!(rc != "0", "net1 reached the default bridge: {rc}");
 
     // connect/disconnect a running container: eth1 comes and goes.
     docker.ok(&["network", "connect", "--alias", "third", "net1", "b3"])?;
@@ -348,12 +344,7 @@ async fn walk(bin: &str) -> Result<()> {
         "container:<stopped>: {out:?}"
     );
 
-    docker.ok(&[
-        "rm", "-f", "side", "web", "client", "b1", "b2", "b3", "idle",
-    ])?;
-    docker.ok(&["network", "rm", "net1"])?;
-    network_gone(&id)?;
-    // A subnet picked by berth, then prune.
+    // A subnet picked by berth; an internal network, isolated from the others.
     let id2 = docker.ok(&["network", "create", "--internal", "net2"])?;
     let id2 = id2.trim().to_string();
     let s = docker.ok(&[
@@ -367,6 +358,49 @@ async fn walk(bin: &str) -> Result<()> {
         (s.starts_with("172.") || s.starts_with("192.168.")) && s.trim().ends_with("true"),
         "picked subnet: {s:?}"
     );
+    docker.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "net2",
+        "--name",
+        "iso",
+        &repo,
+        "sleep",
+        "1000",
+    ])?;
+    track_pod(&t, &docker, "iso")?;
+    for target in [&web_ip, &b1_ip] {
+        let rc = wget_rc(&docker, "iso", target)?;
+        ensure!(rc != "0", "net2 reached {target}: {rc}");
+    }
+    let dangling = docker.ok(&[
+        "network",
+        "ls",
+        "--filter",
+        "dangling=true",
+        "--format",
+        "{{.Name}}",
+    ])?;
+    ensure!(
+        dangling.trim().is_empty(),
+        "dangling while used: {dangling:?}"
+    );
+
+    docker.ok(&[
+        "rm", "-f", "side", "web", "client", "b1", "b2", "b3", "idle", "iso",
+    ])?;
+    docker.ok(&["network", "rm", "net1"])?;
+    network_gone(&id)?;
+    let dangling = docker.ok(&[
+        "network",
+        "ls",
+        "--filter",
+        "dangling=true",
+        "--format",
+        "{{.Name}}",
+    ])?;
+    ensure!(dangling.trim() == "net2", "dangling: {dangling:?}");
     let pruned = docker.ok(&["network", "prune", "-f"])?;
     ensure!(pruned.contains("net2"), "prune: {pruned:?}");
     network_gone(&id2)?;
