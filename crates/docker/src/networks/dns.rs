@@ -23,7 +23,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use berth_core::pod::PodState;
 use berth_core::pod::ipam::Subnet;
 use berth_core::pod::networks::NetworkDef;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -32,7 +31,7 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::{aliases, attachment, docker_pods};
+use super::{aliases, attachment, running_pods};
 use crate::DockerApi;
 
 /// How long a forwarded query may take, all resolvers together: well below the clients'
@@ -240,10 +239,7 @@ pub fn respond(query: &Message, ips: &[Ipv4Addr]) -> Message {
 /// container on it has that name.
 fn lookup(api: &DockerApi, net: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
     let mut found = None;
-    for (pod, cid) in docker_pods(api) {
-        if pod.state != PodState::Ready {
-            continue;
-        }
+    for (pod, cid) in running_pods(api) {
         let Some(a) = attachment(&pod, net) else {
             continue;
         };

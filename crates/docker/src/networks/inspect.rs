@@ -4,7 +4,7 @@
 use berth_core::pod::ipam::Subnet;
 use serde_json::{Map, Value, json};
 
-use super::{Net, attachment, docker_pods, endpoint_id, find, labels};
+use super::{Net, attachment, endpoint_id, find, labels, running_pods};
 use crate::DockerApi;
 use crate::containers::rfc3339;
 use crate::error::ApiError;
@@ -35,7 +35,8 @@ pub fn render(api: &DockerApi, net: &Net, containers: bool) -> Value {
     };
     let mut attached = Map::new();
     if containers && let Some(id) = net.pod_network() {
-        for (pod, cid) in docker_pods(api) {
+        // Only running containers have endpoints (a stopped one keeps its configuration).
+        for (pod, cid) in running_pods(api) {
             let Some(a) = attachment(&pod, id) else {
                 continue;
             };
@@ -52,7 +53,7 @@ pub fn render(api: &DockerApi, net: &Net, containers: bool) -> Value {
         }
     }
     if containers && net.name == "host" {
-        for (pod, cid) in docker_pods(api) {
+        for (pod, cid) in running_pods(api) {
             if pod.modes.network == berth_core::pod::record::NamespaceMode::Node {
                 attached.insert(
                     cid,

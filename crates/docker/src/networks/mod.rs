@@ -120,6 +120,25 @@ pub fn docker_pods(api: &DockerApi) -> Vec<(PodRecord, String)> {
         .collect()
 }
 
+/// The Docker pods whose container runs: those with live endpoints (what the name
+/// servers answer and `network inspect` lists; a stopped container keeps only its
+/// configuration, as with dockerd).
+pub fn running_pods(api: &DockerApi) -> Vec<(PodRecord, String)> {
+    let running: std::collections::HashSet<String> = api
+        .runtime
+        .containers
+        .store
+        .list()
+        .into_iter()
+        .filter(|c| c.state == berth_core::container::record::ContainerState::Running)
+        .map(|c| c.id)
+        .collect();
+    docker_pods(api)
+        .into_iter()
+        .filter(|(p, cid)| p.state == berth_core::pod::PodState::Ready && running.contains(cid))
+        .collect()
+}
+
 /// The pod network ids a pod asked for ("" the default one); none for host, none and
 /// joined network namespaces.
 pub fn pod_networks(p: &PodRecord) -> Vec<String> {
