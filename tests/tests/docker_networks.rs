@@ -465,6 +465,16 @@ async fn survive_restart() -> Result<()> {
         page.trim() == "still-here",
         "by name after the restart: {page:?}"
     );
+    // A stopped container has no endpoint: its name is unknown until it runs again.
+    docker.ok(&["stop", "-t", "1", "web"])?;
+    let out = docker.output(&["exec", "client", "nslookup", "web"])?;
+    ensure!(
+        !out.status.success(),
+        "a stopped container resolved: {out:?}"
+    );
+    docker.ok(&["start", "web"])?;
+    let page = exec_ok(&docker, &["client", "wget", "-q", "-O-", "http://web/"])?;
+    ensure!(page.trim() == "still-here", "started again: {page:?}");
     docker.ok(&["rm", "-f", "web", "client"])?;
     docker.ok(&["network", "rm", "keepnet"])?;
     network_gone(&id)?;
