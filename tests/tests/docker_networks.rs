@@ -201,6 +201,24 @@ async fn walk(bin: &str) -> Result<()> {
         http_get(port)?.contains("hello-net1"),
         "published port on net1"
     );
+    // A link on a named network: one more name, for the linking container only.
+    docker.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "net1",
+        "--link",
+        "web:webby",
+        "--name",
+        "lk",
+        &repo,
+        "sleep",
+        "1000",
+    ])?;
+    track_pod(&t, &docker, "lk")?;
+    let page = exec_ok(&docker, &["lk", "wget", "-q", "-O-", "http://webby/"])?;
+    ensure!(page.trim() == "hello-net1", "a link on net1: {page:?}");
+    docker.ok(&["rm", "-f", "lk"])?;
     // Other names go to the node's resolvers: an answer (NXDOMAIN or SERVFAIL when the
     // node has none), not silence.
     let out = docker.output(&["exec", "client", "nslookup", "no-such-name.invalid"])?;

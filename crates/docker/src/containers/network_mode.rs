@@ -49,7 +49,7 @@ pub async fn choose(
     match mode {
         "" | "default" | "bridge" => {
             out.mode = Some(NamespaceMode::Pod);
-            out.net.extra_hosts = links(api, host).await?;
+            out.net.extra_hosts = links(api, host, "").await?;
         }
         "host" => out.mode = Some(NamespaceMode::Node),
         // A network namespace of its own with only loopback.
@@ -94,6 +94,9 @@ pub async fn choose(
                 aliases,
             }];
             out.dns.servers = vec![def.gateway.to_string()];
+            // On a named network a link is one more name for the other container, here
+            // for this one only: a hosts line with its address on that network.
+            out.net.extra_hosts = links(api, host, &def.id).await?;
             out.mode = Some(NamespaceMode::Pod);
         }
     }
@@ -101,8 +104,9 @@ pub async fn choose(
 }
 
 /// `--link other[:alias]` (sent as `other:alias` or `/other:/me/alias`): a hosts line
-/// `IP alias other` per link, with the address of the running container `other`.
-async fn links(api: &DockerApi, host: &HostConfig) -> Result<Vec<String>, ApiError> {
+/// `IP alias other` per link, with the address of the running container `other` on
+/// `network` ("" the default one).
+async fn links(api: &DockerApi, host: &HostConfig, network: &str) -> Result<Vec<String>, ApiError> {
     let mut lines = Vec::new();
     for link in host.links.iter().flatten() {
         let (target, alias) = link.split_once(':').unwrap_or((link, link));
@@ -120,9 +124,9 @@ async fn links(api: &DockerApi, host: &HostConfig) -> Result<Vec<String>, ApiErr
             )));
         }
         let pod = api.runtime.pod(&other.pod_id).map_err(from_engine)?;
-        let Some(ip) = networks::attachment(&pod, "").and_then(|a| a.ip) else {
+        let Some(ip) = networks::attachment(&pod, network).and_then(|a| a.ip) else {
             return Err(ApiError::bad_request(format!(
-                "cannot link to /{}: it is not on the default bridge network",
+                "cannot link to /{}: it is not on the network of this container",
                 other.name
             )));
         };
