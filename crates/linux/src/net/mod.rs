@@ -1,6 +1,7 @@
 //! Pod networking: the built-in bridge network (`BridgeNetwork`: netlink for links,
-//! addresses and routes, nftables for NAT and published ports, persistent IPAM) and the
-//! CNI alternative (`CniNetwork`: runs the plugins configured in a CNI config directory).
+//! addresses and routes, nftables for NAT and published ports, persistent IPAM; besides
+//! the default bridge, named networks, each a `Segment` of its own) and the CNI
+//! alternative (`CniNetwork`: runs the plugins configured in a CNI config directory).
 
 mod bridge;
 mod bridge_admin;
