@@ -562,3 +562,47 @@ async fn compose_project() -> Result<()> {
     ensure!(ls.lines().count() == 3, "after down: {ls:?}");
     leak_free(t).await
 }
+
+docker_test!(python_sdk_networks, python_sdk_networks_body, ["python3"]);
+
+/// The Python SDK (PyPI docker 7.x) on the network endpoints (sdk_networks.py).
+async fn python_sdk_networks_body() -> Result<()> {
+    if !berth_tests::docker::python_sdk_present()? {
+        println!("SKIP python_sdk_networks: PyPI docker 7.x missing (run scripts/install-deps.sh)");
+        return Ok(());
+    }
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let repo = format!("{}/busybox", reg.host);
+    let docker = Docker::new(CLI_20, unix_host(&t.d))?;
+    docker.ok(&["pull", &repo])?;
+    let subnet = t.net.other_subnet();
+    let v = berth_tests::docker::run_sdk_script(
+        "sdk_networks.py",
+        &[&unix_host(&t.d), &format!("{repo}:latest"), &subnet],
+    )?;
+    for p in v["pods"].as_array().into_iter().flatten() {
+        if let Some(p) = p.as_str() {
+            t.track(p);
+        }
+    }
+    let want = serde_json::json!({
+        "id_len": 64,
+        "subnet": subnet,
+        "by_label": ["sdknet"],
+        "duplicate": 409,
+        "members": ["sdkother", "sdkserver"],
+        "other_networks": ["bridge", "sdknet"],
+        "other_aliases_have_buddy": true,
+        "buddy_resolves": true,
+        "remove_in_use": 403,
+        "other_networks_after": ["bridge"],
+        "pruned": ["sdkspare"],
+        "left": ["bridge", "host", "none"],
+    });
+    for (k, w) in want.as_object().into_iter().flatten() {
+        ensure!(&v[k] == w, "{k}: got {}, want {w} (all: {v})", v[k]);
+    }
+    leak_free(t).await
+}
