@@ -26,6 +26,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         )
     })?;
     let (ports, bridge) = crate::ports::build(&cfg)?;
+    if let Some(bridge) = &bridge {
+        // Named networks' bridges and tables, removed when berthd last stopped
+        // (network.remove_on_exit) or by a reboot: their name servers listen on them.
+        if let Err(e) = bridge.restore_named().await {
+            tracing::warn!(error = %e, "making the named networks' bridges again");
+        }
+    }
     // Test hook: make RunPodSandbox fail right after the named step (see pods' rollback tests).
     let fault_inject = std::env::var("BERTHD_FAULT_INJECT")
         .ok()

@@ -23,6 +23,7 @@ mod hijack;
 mod http;
 mod images;
 mod names;
+mod networks;
 mod query;
 mod router;
 mod server;
@@ -75,6 +76,8 @@ pub struct DockerApi {
     pub(crate) events: Arc<events::EventBus>,
     /// The volumes, under `<root_dir>/volumes` (`engine.root_dir`).
     pub(crate) volumes: volumes::Volumes,
+    /// The named networks' name servers.
+    pub(crate) dns: networks::dns::Servers,
 }
 
 impl DockerApi {
@@ -98,9 +101,15 @@ impl DockerApi {
             files,
             execs: exec::Execs::default(),
             events: Arc::default(),
+            dns: Default::default(),
         });
         events::spawn_translator(&api);
         containers::lifecycle::spawn_auto_remover(&api);
+        api.dns.set_api(Arc::downgrade(&api));
+        match api.runtime.pods.ports.network.networks() {
+            Ok(defs) => defs.iter().for_each(|d| api.dns.start(d)),
+            Err(e) => tracing::warn!(error = %e, "listing the named networks: no name servers"),
+        }
         api
     }
 }

@@ -11,7 +11,7 @@ use crate::http::{Reply, error};
 use crate::query::Query;
 use crate::{
     API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, df, events, exec, images,
-    system, volumes,
+    networks, system, volumes,
 };
 
 /// The largest request body read (a container's create request is a few KiB).
@@ -123,6 +123,13 @@ async fn route(call: Call, body: Incoming, api: &Arc<DockerApi>) -> Result<Reply
         ("DELETE", _) if p.starts_with("/volumes/") => {
             volumes::routes::remove(&call, api, &p["/volumes/".len()..]).await
         }
+        ("GET", "/networks") => networks::list::list(&call, api),
+        ("POST", "/networks/create") => {
+            let body = read_body(body).await?;
+            networks::create::create(api, &body).await
+        }
+        ("POST", "/networks/prune") => networks::remove::prune(&call, api).await,
+        _ if p.starts_with("/networks/") => network_route(&call, api, body).await,
         _ if p.starts_with("/exec/") => exec_route(&call, api, body).await,
         _ if p.starts_with("/containers/") => container_route(&call, api, body).await,
         _ => match p.strip_prefix("/images/").map(split_image_action) {
@@ -175,6 +182,25 @@ async fn container_route(
         ("POST", "exec") => {
             let body = read_body(body).await?;
             exec::create(call, api, id, &body).await
+        }
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+/// `/networks/{id}[/action]`.
+async fn network_route(call: &Call, api: &DockerApi, body: Incoming) -> Result<Reply, ApiError> {
+    let rest = call.path.trim_start_matches("/networks/");
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    match (call.method.as_str(), action) {
+        ("GET", "") => networks::inspect::inspect(api, id),
+        ("DELETE", "") => networks::remove::delete(api, id).await,
+        ("POST", "connect") => {
+            let body = read_body(body).await?;
+            networks::connect::connect(api, id, &body).await
+        }
+        ("POST", "disconnect") => {
+            let body = read_body(body).await?;
+            networks::connect::disconnect(api, id, &body).await
         }
         _ => Err(ApiError::not_found("page not found")),
     }

@@ -139,7 +139,7 @@ pub fn info(api: &DockerApi) -> Reply {
         docker_root_dir: Some(e.root_dir.clone()),
         plugins: Some(PluginsInfo {
             volume: Some(vec![]),
-            network: Some(vec![]),
+            network: Some(vec!["bridge".into(), "host".into(), "null".into()]),
             authorization: None,
             log: Some(vec![]),
         }),

@@ -21,6 +21,8 @@
 //!   `remove_container`, `container`, `container_status` (synced with the runtime),
 //!   `list_containers`, `update_resources`, `reopen_log`, `container_pid`;
 //! - one step for a Docker container: `create_single` (pod + container, undone together);
+//! - named networks: `connect_network`, `disconnect_network` (a pod's record lists its
+//!   networks; `PodSpec::net` picks them, or another pod's network namespace to join);
 //! - what Docker adds (`containers/control.rs`, `containers/wait.rs`): `start_container`
 //!   again after an exit and `restart_container` (containers with a restart policy),
 //!   `kill_container`, `pause_container`, `unpause_container`, `rename_container`,

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use berth_core::config::NetworkConfig;
+use berth_core::pod::networks::{NetworkCreate, PodNetwork};
 use berth_core::pod::ports::{Network, NetworkRequest, PodError};
 use berth_core::pod::record::{PortMapping, Protocol};
 use berth_linux::net::{BridgeNetwork, host_veth_name};
@@ -39,6 +40,7 @@ fn req(n: u32, ns: &TestNetns, ports: Vec<PortMapping>) -> NetworkRequest {
         pod_namespace: "default".into(),
         netns: ns.path(),
         port_mappings: ports,
+        networks: vec![],
     }
 }
 
@@ -292,6 +294,7 @@ async fn failed_setup_rolls_back() {
         pod_namespace: "default".into(),
         netns: tmp.path().join("no-such-netns"),
         port_mappings: vec![tcp(18282, 80)],
+        networks: vec![],
     };
     let e = net.setup(&r).await.unwrap_err();
     assert!(e.to_string().contains("no-such-netns"), "{e}");
@@ -402,5 +405,121 @@ async fn dual_stack() {
     assert!(net.remove_if_unused().await.unwrap());
     assert!(!link_exists("berthtest5") && !table_exists(&net.nft_table()));
     drop((a, b));
+    assert_no_leaks();
+}
+
+/// Deletes named networks' bridges and tables left by a failed test.
+struct NamedCleanup(Vec<String>);
+
+impl Drop for NamedCleanup {
+    fn drop(&mut self) {
+        for b in &self.0 {
+            sh(&format!(
+                "ip link del {b} 2>/dev/null; nft delete table inet berth-{b} 2>/dev/null"
+            ));
+        }
+        sh(
+            "for l in $(ip -o link show | awk -F': ' '{print $2}' | grep -E '^bthv[0-9]+be' | cut -d@ -f1); do ip link del $l; done",
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_networks_connect_isolate_and_reset() {
+    skip_if_unfit!();
+    let _serial = serial();
+    let _sysctls = sysctls();
+    let _cleanup = NetCleanup("berthtest5");
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("network");
+    let net = BridgeNetwork::new(&cfg("berthtest5", "10.213.5.0/24", ""), state.clone()).unwrap();
+    let create = |name: &str, subnet: &str| NetworkCreate {
+        name: name.into(),
+        subnet: Some(subnet.parse().unwrap()),
+        ..Default::default()
+    };
+    let n1 = net
+        .create_network(&create("n1", "10.213.6.0/24"))
+        .await
+        .unwrap();
+    let n2 = net
+        .create_network(&create("n2", "10.213.7.0/24"))
+        .await
+        .unwrap();
+    let _named = NamedCleanup(vec![n1.bridge.clone(), n2.bridge.clone()]);
+    assert!(link_exists(&n1.bridge) && table_exists(&format!("berth-{}", n1.bridge)));
+    let e = net
+        .create_network(&create("n1", "10.213.8.0/24"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    let e = net
+        .create_network(&create("n3", "10.213.6.128/25"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("overlaps"), "{e}");
+    assert_eq!(net.networks().unwrap().len(), 2);
+
+    let on = |n: u32, ns: &TestNetns, id: &str| NetworkRequest {
+        networks: vec![PodNetwork {
+            id: id.into(),
+            aliases: vec![],
+        }],
+        ..req(n, ns, vec![])
+    };
+    let (a, b, c) = (
+        TestNetns::new("na"),
+        TestNetns::new("nb"),
+        TestNetns::new("nc"),
+    );
+    let (ra, rb, rc) = (on(11, &a, &n1.id), on(12, &b, &n1.id), on(13, &c, &n2.id));
+    let res_a = net.setup(&ra).await.unwrap();
+    let ipb = net.setup(&rb).await.unwrap().ip.unwrap();
+    let ipc = net.setup(&rc).await.unwrap().ip.unwrap();
+    let att = &res_a.attachments[0];
+    assert_eq!(
+        (att.network.as_str(), att.ifname.as_str()),
+        (n1.id.as_str(), "eth0")
+    );
+    assert!(att.mac.starts_with("02:42:0a:d5:06:"), "{att:?}");
+    assert!(
+        a.exec("ip route")
+            .1
+            .contains("default via 10.213.6.1 dev eth0")
+    );
+    assert!(a.ping(&ipb.to_string()), "a → b on n1");
+    assert!(!a.ping(&ipc.to_string()), "n1 reached n2");
+
+    // c gets eth1 on n1, then loses it.
+    let extra = net
+        .connect(
+            &rc,
+            &PodNetwork {
+                id: n1.id.clone(),
+                aliases: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(extra.ifname, "eth1");
+    let ipa = res_a.ip.unwrap().to_string();
+    assert!(c.ping(&ipa), "c → a through eth1");
+    let e = net.remove_network(&n1.id).await.unwrap_err();
+    assert!(e.to_string().contains("active endpoints"), "{e}");
+    net.disconnect(&rc.pod_id, &n1.id).await.unwrap();
+    assert!(!c.exec("ip link show eth1").0, "eth1 after disconnect");
+    assert!(c.exec("ip link show eth0").0, "eth0 stays");
+
+    for r in [&ra, &rb] {
+        net.teardown(r).await.unwrap();
+    }
+    net.remove_network(&n1.id).await.unwrap();
+    assert!(!link_exists(&n1.bridge) && !table_exists(&format!("berth-{}", n1.bridge)));
+    // reset removes what is left: c's veth, n2, the default bridge.
+    let done = net.reset().await.unwrap();
+    assert!(done.iter().any(|l| l.contains("named network")), "{done:?}");
+    assert!(net.networks().unwrap().is_empty());
+    assert!(!link_exists(&n2.bridge) && !link_exists(&host_veth_name(&rc.pod_id)));
+    drop((a, b, c));
     assert_no_leaks();
 }

@@ -28,6 +28,7 @@ fn req(id: &str, ns: &TestNetns, ports: Vec<PortMapping>) -> NetworkRequest {
         pod_namespace: "default".into(),
         netns: ns.path(),
         port_mappings: ports,
+        networks: vec![],
     }
 }
 

@@ -176,6 +176,8 @@ pub fn leaks() -> Vec<String> {
                 "berthdummy",
                 "berth-test-net",
                 ": bthbe",
+                ": bthn",
+                ": bthv",
                 "berthcni",
             ]
             .iter()

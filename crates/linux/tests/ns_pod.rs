@@ -46,6 +46,7 @@ fn request(
         modes: NamespaceModes { network, pid, ipc },
         hostname: format!("host-{id}"),
         userns: None,
+        join_net: None,
     }
 }
 

@@ -45,6 +45,8 @@ fn pod() -> PodRecord {
         additional_ips: vec![],
         config: serde_json::Value::Null,
         userns: None,
+        net: Default::default(),
+        attachments: vec![],
     }
 }
 

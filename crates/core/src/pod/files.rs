@@ -25,6 +25,11 @@ pub fn resolv_conf(dns: &DnsConfig) -> Option<String> {
 
 /// /etc/hosts with localhost entries and, when the pod has one, its IP and hostname.
 pub fn hosts(hostname: &str, ip: Option<IpAddr>) -> String {
+    hosts_with(hostname, ip, &[])
+}
+
+/// [`hosts`] followed by `extra` lines (Docker's links: `IP<TAB>name alias`).
+pub fn hosts_with(hostname: &str, ip: Option<IpAddr>, extra: &[String]) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
@@ -32,6 +37,10 @@ pub fn hosts(hostname: &str, ip: Option<IpAddr>) -> String {
         && !hostname.is_empty()
     {
         s.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    for line in extra {
+        s.push_str(line.trim_end());
+        s.push('\n');
     }
     s
 }

@@ -4,6 +4,7 @@
 pub mod cgroup;
 pub mod files;
 pub mod ipam;
+pub mod networks;
 pub mod ports;
 pub mod record;
 pub mod sysctl;

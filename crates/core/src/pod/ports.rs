@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::ipam::Subnet;
+use super::networks::{Attachment, NetworkCreate, NetworkDef, PodNetwork};
 use super::record::{NamespaceModes, PodNamespaces, PortMapping};
 use super::sysctl::SysctlNs;
 
@@ -42,6 +43,8 @@ pub struct NamespaceRequest {
     /// The pod's own user namespace (mode POD): created first, with these mappings, so
     /// that it owns the pod's network, IPC and UTS namespaces.
     pub userns: Option<super::userns::UserNamespace>,
+    /// Some: join this (pinned) network namespace instead of making one.
+    pub join_net: Option<PathBuf>,
 }
 
 #[async_trait]
@@ -104,12 +107,17 @@ pub struct NetworkRequest {
     /// The pinned network namespace.
     pub netns: PathBuf,
     pub port_mappings: Vec<PortMapping>,
+    /// The networks to attach, eth0 first (published ports go to the first). Empty: the
+    /// default network.
+    pub networks: Vec<PodNetwork>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkResult {
     pub ip: Option<IpAddr>,
     pub additional_ips: Vec<IpAddr>,
+    /// One per network attached, eth0 first (empty where the edge does not report them).
+    pub attachments: Vec<Attachment>,
 }
 
 #[async_trait]
@@ -124,4 +132,41 @@ pub trait Network: Send + Sync {
     fn ready(&self) -> Result<(), String>;
     /// UpdateRuntimeConfig: new pods get addresses from `cidr` from now on.
     async fn set_pod_cidr(&self, cidr: Subnet) -> Result<(), PodError>;
+
+    // Named networks (Docker's user-defined networks). A network edge without them (CNI,
+    // where the plugins decide the network) answers InvalidArgument saying so.
+
+    /// Creates a named network (its bridge, address and rules). A name in use is
+    /// InvalidArgument naming the network that has it.
+    async fn create_network(&self, req: &NetworkCreate) -> Result<NetworkDef, PodError> {
+        Err(no_named_networks(&req.name))
+    }
+    /// Removes a network no pod is attached to (its bridge and rules). Unknown: success.
+    async fn remove_network(&self, id: &str) -> Result<(), PodError> {
+        Err(no_named_networks(id))
+    }
+    /// Every named network, oldest first (the default network is not one).
+    fn networks(&self) -> Result<Vec<NetworkDef>, PodError> {
+        Ok(Vec::new())
+    }
+    /// Attaches a set-up pod to one more network, on its next free interface.
+    async fn connect(
+        &self,
+        req: &NetworkRequest,
+        network: &PodNetwork,
+    ) -> Result<Attachment, PodError> {
+        let _ = req;
+        Err(no_named_networks(&network.id))
+    }
+    /// Detaches the pod from `network` ("" the default one); not attached: success.
+    async fn disconnect(&self, pod_id: &str, network: &str) -> Result<(), PodError> {
+        let _ = pod_id;
+        Err(no_named_networks(network))
+    }
+}
+
+fn no_named_networks(what: &str) -> PodError {
+    PodError::InvalidArgument(format!(
+        "network {what:?}: named networks need berth's built-in bridge network; the node's pod network is CNI (network.cni_conf_dir), where the plugins decide the network"
+    ))
 }

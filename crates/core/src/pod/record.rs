@@ -120,6 +120,12 @@ pub struct PodRecord {
     /// The pod's own user namespace (`userns_options` mode POD); None: the node's.
     #[serde(default)]
     pub userns: Option<super::userns::UserNamespace>,
+    /// Which networks (mode Pod) or whose network namespace the pod uses, extra hosts.
+    #[serde(default)]
+    pub net: super::networks::PodNetOptions,
+    /// Where the pod is attached (set up): one entry per network, eth0 first.
+    #[serde(default)]
+    pub attachments: Vec<super::networks::Attachment>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -209,6 +215,8 @@ mod tests {
             additional_ips: vec![],
             config: serde_json::Value::Null,
             userns: None,
+            net: Default::default(),
+            attachments: vec![],
         }
     }
 

@@ -51,6 +51,7 @@ pub async fn handle(
             .map(|l| convert::sorted(&l.sysctls))
             .unwrap_or_default(),
         cgroup_parent: linux.map(|l| l.cgroup_parent.clone()).unwrap_or_default(),
+        net: Default::default(),
         config: serde_json::to_value(&config).map_err(|e| Status::internal(e.to_string()))?,
     };
     let id = cri

@@ -56,6 +56,7 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         "{name}-{}",
         berth_engine::containers::lifecycle::now_ns()
     ));
+    let net = super::network_mode::choose(api, &body, &host).await?;
     let from = volumes::attach::volumes_from(api, &host)?;
     let image_volumes = volumes::spec::image_volumes(&image);
     let plan = volumes::spec::plan(&body, &host, from, &image_volumes)?;
@@ -79,6 +80,7 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         host: &host,
         image: &image,
         log_dir: &log_dir,
+        net,
     };
     let made = make(api, &req, &attached).await;
     let id = made.inspect_err(|_| discard(&api.volumes.store, &attached.created))?;
@@ -99,6 +101,7 @@ struct Request<'a> {
     host: &'a HostConfig,
     image: &'a Image,
     log_dir: &'a std::path::Path,
+    net: super::network_mode::NetChoice,
 }
 
 /// The pod and its container, with the volumes filled from the image; the container's id.
@@ -110,8 +113,17 @@ async fn make(api: &DockerApi, req: &Request<'_>, attached: &Attached) -> Result
         host,
         image,
         log_dir,
+        ref net,
     } = *req;
-    let pod = pod_spec(name, body, host, image, log_dir, attached.points.clone())?;
+    let pod = pod_spec(
+        name,
+        body,
+        host,
+        image,
+        log_dir,
+        attached.points.clone(),
+        net.clone(),
+    )?;
     let container = container_spec(name, image_name, body, host, attached.mounts.clone())?;
     let single = api
         .runtime
@@ -168,17 +180,10 @@ fn pod_spec(
     image: &Image,
     log_dir: &std::path::Path,
     mounts: Vec<volumes::MountPoint>,
+    net: super::network_mode::NetChoice,
 ) -> Result<PodSpec, ApiError> {
-    let network = match host.network_mode.as_deref().unwrap_or("") {
-        "" | "default" | "bridge" => NamespaceMode::Pod,
-        "host" => NamespaceMode::Node,
-        // A network namespace of its own with only loopback.
-        "none" => NamespaceMode::Container,
-        other => {
-            return Err(ApiError::not_found(format!("network {other} not found")));
-        }
-    };
-    let port_mappings = if network == NamespaceMode::Pod {
+    let network = net.mode.unwrap_or(NamespaceMode::Pod);
+    let port_mappings = if network == NamespaceMode::Pod && net.net.join.is_none() {
         ports(body, host, image)?
     } else {
         Vec::new()
@@ -197,6 +202,8 @@ fn pod_spec(
         runtime_handler: String::new(),
         hostname: if network == NamespaceMode::Node {
             String::new()
+        } else if let Some(h) = net.hostname {
+            h
         } else {
             // dockerd's default is the short id, which the engine only picks later; the
             // name is as recognisable, with `_` (not allowed in a hostname) made `-`.
@@ -215,8 +222,9 @@ fn pod_spec(
         },
         userns: None,
         port_mappings,
-        dns: Default::default(),
+        dns: net.dns,
         sysctls: BTreeMap::new(),
+        net: net.net,
         cgroup_parent: String::new(),
         config: serde_json::to_value(&stored)
             .map_err(|e| ApiError::internal(format!("encoding the request: {e}")))?,

@@ -161,23 +161,12 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
                 host_port: Some(m.host_port.to_string()),
             });
     }
-    let ip = pod
+    let networks: HashMap<String, EndpointSettings> = pod
         .as_ref()
-        .and_then(|p| p.ip)
-        .map(|ip| ip.to_string())
+        .map(|p| crate::networks::endpoints(api, p, &r.id))
         .unwrap_or_default();
-    let net_name = if network_mode == "default" {
-        "bridge".to_string()
-    } else {
-        network_mode.clone()
-    };
-    let networks = HashMap::from([(
-        net_name,
-        EndpointSettings {
-            ip_address: Some(ip.clone()),
-            ..Default::default()
-        },
-    )]);
+    // 1.41's top-level addresses are the default bridge's (empty on other networks).
+    let bridge = networks.get("bridge").cloned().unwrap_or_default();
     let restarting = api.runtime.is_restarting(&r.id);
     let state = DockerState {
         status: Some(match r.state {
@@ -252,10 +241,10 @@ pub async fn inspect(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
                 networks: Some(networks),
                 ..Default::default()
             },
-            ip_address: ip,
-            ip_prefix_len: 0,
-            gateway: String::new(),
-            mac_address: String::new(),
+            ip_address: bridge.ip_address.unwrap_or_default(),
+            ip_prefix_len: bridge.ip_prefix_len.unwrap_or(0),
+            gateway: bridge.gateway.unwrap_or_default(),
+            mac_address: bridge.mac_address.unwrap_or_default(),
         },
     }))
 }

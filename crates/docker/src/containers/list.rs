@@ -4,8 +4,8 @@
 use berth_core::container::record::{ContainerRecord, ContainerState};
 use berth_core::pod::record::{PortMapping, Protocol};
 use bollard_stubs::models::{
-    ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryStateEnum, PortSummary,
-    PortSummaryTypeEnum,
+    ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
+    ContainerSummaryStateEnum, PortSummary, PortSummaryTypeEnum,
 };
 
 use super::{all, docker_name, stored, user_labels};
@@ -16,7 +16,13 @@ use crate::router::Call;
 
 pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
     let filters = call.query.filters()?;
-    filters.only(&["name", "label", "status", "id", "volume"])?;
+    filters.only(&["name", "label", "status", "id", "volume", "network"])?;
+    // network=NAME|ID: the pod network ids (or host/none) the values name.
+    let nets: Vec<crate::networks::Net> = filters
+        .values("network")
+        .filter_map(|v| crate::networks::find(api, v).ok())
+        .collect();
+    let wants_network = filters.values("network").next().is_some();
     for s in filters.values("status") {
         if !matches!(
             s.as_str(),
@@ -59,6 +65,7 @@ pub async fn list(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
                         .values("volume")
                         .any(|v| mounts.iter().any(|m| m.matches(v)))
                 })
+                && (!wants_network || on_any(api, r, &nets))
                 && filters.values("label").all(|l| match l.split_once('=') {
                     Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
                     None => labels.contains_key(l),
@@ -91,6 +98,22 @@ pub async fn add_sizes(api: &DockerApi, out: &mut [ContainerSummary], recs: &[Co
         s.size_rw = Some(rw);
         s.size_root_fs = Some(rw + image);
     }
+}
+
+/// Whether the container's pod is on one of `nets`.
+fn on_any(api: &DockerApi, r: &ContainerRecord, nets: &[crate::networks::Net]) -> bool {
+    use berth_core::pod::record::NamespaceMode;
+    let Ok(pod) = api.runtime.pod(&r.pod_id) else {
+        return false;
+    };
+    let ids = crate::networks::pod_networks(&pod);
+    nets.iter().any(|n| match n.pod_network() {
+        Some(id) => ids.iter().any(|x| x == id),
+        None => match n.name.as_str() {
+            "host" => pod.modes.network == NamespaceMode::Node,
+            _ => pod.modes.network == NamespaceMode::Container,
+        },
+    })
 }
 
 /// Passes when no value is given or when one of them matches.
@@ -149,6 +172,9 @@ pub fn summary(api: &DockerApi, r: &ContainerRecord, now: i64) -> ContainerSumma
             annotations: None,
         }),
         mounts: Some(st.mounts.iter().map(|m| m.to_docker()).collect()),
+        network_settings: pod.as_ref().map(|p| ContainerSummaryNetworkSettings {
+            networks: Some(crate::networks::endpoints(api, p, &r.id)),
+        }),
         ..Default::default()
     }
 }

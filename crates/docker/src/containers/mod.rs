@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod logs;
 mod namegen;
+pub mod network_mode;
 pub mod prune;
 pub mod stats;
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Pod sandboxes: the record store, per-pod locks, the side-effect ports, recovery.
 //! Running a pod is `run.rs`; stopping and removing it `stop.rs`.
 
+mod connect;
 pub mod recovery;
 mod revive;
 pub mod run;

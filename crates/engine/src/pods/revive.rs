@@ -45,6 +45,7 @@ impl Engine {
         rec.namespaces = PodNamespaces::default();
         rec.ip = None;
         rec.additional_ips.clear();
+        rec.attachments.clear();
         pods.store.put(&rec)?;
         if let Err(e) = run::create(pods, &mut rec).await {
             tracing::warn!(pod = %rec.id, error = %e, "making the pod ready again failed; undoing");

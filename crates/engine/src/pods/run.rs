@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_core::pod::cgroup::pod_cgroup;
 use berth_core::pod::files;
+use berth_core::pod::networks::PodNetOptions;
 use berth_core::pod::ports::{NamespaceRequest, PodError, PodFilesRequest};
 use berth_core::pod::record::{
     DnsConfig, NamespaceMode, NamespaceModes, PodNamespaces, PodRecord, PodState, PortMapping,
@@ -46,6 +47,8 @@ pub struct PodSpec {
     pub port_mappings: Vec<PortMapping>,
     pub dns: DnsConfig,
     pub sysctls: BTreeMap<String, String>,
+    /// Named networks, a network namespace to join, extra hosts (Docker's).
+    pub net: PodNetOptions,
     /// The cgroup parent (the kubelet's QoS slice or path); "" for berth's default.
     pub cgroup_parent: String,
     /// The front door's own request, kept in the record: an identical retry after a lost
@@ -146,6 +149,11 @@ impl Engine {
             }
         }
         sysctl::validate(&spec.sysctls, &modes).map_err(|e| invalid(e.to_string()))?;
+        if spec.net.join.is_some() && modes.network != NamespaceMode::Pod {
+            return Err(invalid(
+                "joining another pod's network namespace needs network mode POD".into(),
+            ));
+        }
         if modes.network == NamespaceMode::Node && !spec.hostname.is_empty() {
             return Err(invalid(format!(
                 "hostname {:?} cannot be set for a pod in the node's network namespace \
@@ -204,6 +212,8 @@ impl Engine {
             additional_ips: Vec::new(),
             config: spec.config,
             userns: spec.userns,
+            net: spec.net,
+            attachments: Vec::new(),
         })
     }
 }
@@ -278,6 +288,10 @@ pub(crate) async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodEr
         modes: rec.modes,
         hostname: rec.hostname.clone(),
         userns: rec.userns.clone(),
+        join_net: match &rec.net.join {
+            Some(other) => Some(joined_netns(pods, other)?),
+            None => None,
+        },
     };
     rec.namespaces = p.namespaces.create(&ns_req).await?;
     persist(pods, rec)?;
@@ -301,7 +315,7 @@ pub(crate) async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodEr
     let hosts = if rec.modes.network == NamespaceMode::Node {
         host_hosts()
     } else {
-        files::hosts(&rec.hostname, None)
+        files::hosts_with(&rec.hostname, None, &rec.net.extra_hosts)
     };
     p.files
         .prepare(&PodFilesRequest {
@@ -315,15 +329,19 @@ pub(crate) async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodEr
         .await?;
     fault(pods, "files")?;
 
-    if rec.modes.network == NamespaceMode::Pod {
+    if rec.modes.network == NamespaceMode::Pod && rec.net.join.is_none() {
         let net = p.network.setup(&network_request(pods, rec)).await?;
         rec.ip = net.ip;
         rec.additional_ips = net.additional_ips;
+        rec.attachments = net.attachments;
         // Not persisted here: the network keeps its own state by pod id, and the final
         // write below records the IPs.
         fault(pods, "network")?;
         p.files
-            .write_hosts(&rec.dir, &files::hosts(&rec.hostname, rec.ip))
+            .write_hosts(
+                &rec.dir,
+                &files::hosts_with(&rec.hostname, rec.ip, &rec.net.extra_hosts),
+            )
             .await?;
     }
 
@@ -336,6 +354,24 @@ pub(crate) async fn create(pods: &Pods, rec: &mut PodRecord) -> Result<(), PodEr
     .map_err(|e| PodError::failed("record", e))?;
     fault(pods, "record")?;
     persist(pods, rec)
+}
+
+/// The pinned network namespace of pod `other`, which must be ready.
+fn joined_netns(pods: &Pods, other: &str) -> Result<std::path::PathBuf, PodError> {
+    let target = pods
+        .store
+        .get(other)
+        .filter(|r| r.state == PodState::Ready)
+        .ok_or_else(|| {
+            PodError::InvalidArgument(format!(
+                "pod {other}, whose network namespace this pod joins, is not running"
+            ))
+        })?;
+    target.namespaces.net.clone().ok_or_else(|| {
+        PodError::InvalidArgument(format!(
+            "pod {other} has no network namespace of its own to join"
+        ))
+    })
 }
 
 fn pods_shm_size(pods: &Pods) -> u64 {

@@ -17,12 +17,14 @@ pub fn network_request(pods: &Pods, r: &PodRecord) -> NetworkRequest {
             .clone()
             .unwrap_or_else(|| pods.pin_dir(&r.id).join("net")),
         port_mappings: r.port_mappings.clone(),
+        networks: r.net.networks.clone(),
     }
 }
 
 /// Disconnects the pod from the network (Stop).
 pub async fn stop_network(pods: &Pods, r: &PodRecord) -> Result<(), PodError> {
-    if r.modes.network == NamespaceMode::Pod {
+    // A pod in another pod's network namespace has no network of its own to undo.
+    if r.modes.network == NamespaceMode::Pod && r.net.join.is_none() {
         pods.ports
             .network
             .teardown(&network_request(pods, r))

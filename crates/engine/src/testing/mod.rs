@@ -211,10 +211,17 @@ impl Network for Fake {
         Ok(NetworkResult {
             ip: Some(ip),
             additional_ips: vec![],
+            ..Default::default()
         })
     }
     async fn teardown(&self, req: &NetworkRequest) -> Result<(), PodError> {
         self.0.release("net", &req.pod_id);
+        let extra = format!("net:{}@", req.pod_id);
+        self.0
+            .held
+            .lock()
+            .unwrap()
+            .retain(|h| !h.starts_with(&extra));
         if let Some(a) = self.0.ipam.lock().unwrap().as_mut() {
             a.release(&req.pod_id);
         }
@@ -225,6 +232,24 @@ impl Network for Fake {
     }
     async fn set_pod_cidr(&self, cidr: Subnet) -> Result<(), PodError> {
         *self.0.ipam.lock().unwrap() = Some(Allocations::new(cidr));
+        Ok(())
+    }
+    /// Held as `net:<pod>@<network>` until disconnected or torn down.
+    async fn connect(
+        &self,
+        req: &NetworkRequest,
+        network: &berth_core::pod::networks::PodNetwork,
+    ) -> Result<berth_core::pod::networks::Attachment, PodError> {
+        self.0
+            .acquire("net", format!("{}@{}", req.pod_id, network.id))?;
+        Ok(berth_core::pod::networks::Attachment {
+            network: network.id.clone(),
+            ifname: "eth1".into(),
+            ..Default::default()
+        })
+    }
+    async fn disconnect(&self, pod_id: &str, network: &str) -> Result<(), PodError> {
+        self.0.release("net", &format!("{pod_id}@{network}"));
         Ok(())
     }
 }
@@ -337,6 +362,7 @@ pub fn pod_spec(name: &str) -> PodSpec {
         dns: DnsConfig::default(),
         sysctls: BTreeMap::new(),
         cgroup_parent: String::new(),
+        net: Default::default(),
         config: serde_json::json!({"name": name}),
     }
 }

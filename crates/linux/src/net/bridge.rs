@@ -1,6 +1,10 @@
 //! The built-in pod network: a Linux bridge with a gateway address, one veth pair per pod,
 //! addresses from berth's persistent IPAM, and an nftables table for masquerading and
-//! published ports.
+//! published ports. Besides that default network, named networks (Docker's user-defined
+//! networks): each one more bridge of its own ([`Segment`]: same code, its own subnet,
+//! state directory and table), isolated from the others by forward rules. A pod is on
+//! the default network unless it asks for named ones (eth0, eth1, … in that order), and
+//! may be connected to more later.
 //!
 //! Every setup/teardown runs under the state directory's lock and starts by reloading the
 //! state files. Setup records the pod (addresses, veth, ports) *before* touching the
@@ -11,7 +15,8 @@
 //! the last pod goes: re-creating them cost every one-pod-at-a-time workload (`docker run
 //! --rm`) some 30–50 ms per pod. They go only when asked: [`BridgeNetwork::remove_if_unused`]
 //! (berthd stopping with `network.remove_on_exit`) and [`BridgeNetwork::reset`] (`berthd
-//! reset`). Host-wide settings (ip_forward, route_localnet on our own bridge) are only ever
+//! reset`). A named network's bridge and table are made when it is created and removed
+//! with it. Host-wide settings (ip_forward, route_localnet on our own bridge) are only ever
 //! turned on, never off: another bridge or runtime on the node may rely on them.
 //!
 //! Pod CIDR updates (UpdateRuntimeConfig, sent once by the kubelet at startup) are
@@ -20,7 +25,7 @@
 //! covers it) until they are torn down. The bridge's addresses are reconciled at each
 //! setup.
 
-use std::fs::File;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,41 +33,43 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_core::config::NetworkConfig;
 use berth_core::pod::ipam::Subnet;
+use berth_core::pod::networks::{Attachment, NetworkCreate, NetworkDef, PodNetwork};
 use berth_core::pod::ports::{Network, NetworkRequest, NetworkResult, PodError};
 
-use super::netlink::Netlink;
-use super::nft::{self, PodPorts};
+use super::nft::{self, Forwarding};
+use super::segment::{NAMED_BRIDGE_PREFIX, Segment};
 use super::state::{PodEntry, State, dir_lock};
-use super::{hostports, sysctl};
-
-/// The pod-side interface name.
-const POD_IFNAME: &str = "eth0";
+use super::{hostports, named};
 
 pub struct BridgeNetwork {
-    bridge: String,
-    subnet: Subnet,
-    subnet_v6: Option<Subnet>,
-    state_dir: PathBuf,
-    lock: Arc<tokio::sync::Mutex<()>>,
-    nft: Option<PathBuf>,
-    /// The nft batch last applied by this instance (None: unknown or deleted).
-    applied: std::sync::Mutex<Option<serde_json::Value>>,
+    pub(super) default: Arc<Segment>,
+    pub(super) state_dir: PathBuf,
+    pub(super) lock: Arc<tokio::sync::Mutex<()>>,
+    pub(super) nft: Option<PathBuf>,
+    /// The named networks' segments by id, kept so each remembers the table it applied;
+    /// brought in line with the definitions file under the lock.
+    named: std::sync::Mutex<BTreeMap<String, Arc<Segment>>>,
 }
 
 /// The host side of a pod's veth pair: `bth` + the first 11 characters of the pod id
 /// (interface names have at most 15). Pod ids are hex; anything else is dropped.
 pub fn host_veth_name(pod_id: &str) -> String {
+    veth_name("bth", pod_id)
+}
+
+/// The host side of a pod's `eth<n>` (n ≥ 1): `bthv<n>` + the pod id's first characters.
+fn extra_veth_name(pod_id: &str, n: usize) -> String {
+    veth_name(&format!("bthv{n}"), pod_id)
+}
+
+fn veth_name(prefix: &str, pod_id: &str) -> String {
     let id: String = pod_id
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
-        .take(11)
+        .take(15usize.saturating_sub(prefix.len()))
         .collect();
-    format!("bth{id}")
-}
-
-fn netlink_failed(e: impl std::fmt::Display) -> PodError {
-    PodError::failed("netlink", e)
+    format!("{prefix}{id}")
 }
 
 impl BridgeNetwork {
@@ -84,30 +91,37 @@ impl BridgeNetwork {
                 "network.subnet must be IPv4 and network.subnet_v6 IPv6".into(),
             ));
         }
-        let me = Self {
-            bridge: cfg.bridge.clone(),
+        let default = Segment::new(
+            String::new(),
+            cfg.bridge.clone(),
             subnet,
             subnet_v6,
+            state_dir.clone(),
+            Forwarding {
+                internal: false,
+                isolated_from: vec![format!("{NAMED_BRIDGE_PREFIX}*")],
+            },
+            None,
+        );
+        let me = Self {
+            default: Arc::new(default),
             lock: dir_lock(&state_dir),
             state_dir,
             nft: nft::find_nft(),
-            applied: std::sync::Mutex::new(None),
+            named: std::sync::Mutex::new(BTreeMap::new()),
         };
         // Fail at startup, not at the first pod, when the state files are unreadable.
-        me.load()?;
+        me.default.load()?;
+        me.segments()?;
         Ok(me)
     }
 
-    /// berth's nft table for this bridge (`inet` family).
+    /// berth's nft table for the default bridge (`inet` family).
     pub fn nft_table(&self) -> String {
-        nft::table_name(&self.bridge)
+        nft::table_name(&self.default.bridge)
     }
 
-    fn load(&self) -> Result<State, PodError> {
-        State::load(&self.state_dir, self.subnet, self.subnet_v6)
-    }
-
-    fn nft(&self) -> Result<&PathBuf, PodError> {
+    pub(super) fn nft(&self) -> Result<&PathBuf, PodError> {
         self.nft.as_ref().ok_or_else(|| {
             PodError::failed(
                 "nftables",
@@ -116,204 +130,87 @@ impl BridgeNetwork {
         })
     }
 
-    /// Brings berth's table in line with the state: the rules of every pod (none when no
-    /// pod is left; the table and the bridge stay).
-    async fn sync_host(&self, st: &State) -> Result<(), PodError> {
-        let mut subnets = st.v4.live_subnets();
-        if let Some(v6) = st.v6.as_ref().filter(|p| !p.is_empty()) {
-            subnets.extend(v6.live_subnets());
-        }
-        let pods: Vec<PodPorts<'_>> = st
-            .pods
-            .iter()
-            .filter(|(_, e)| !e.ports.is_empty())
-            .map(|(id, e)| PodPorts {
-                pod_id: id,
-                ips: st.addresses_of(id).into_iter().map(|(ip, _)| ip).collect(),
-                ports: &e.ports,
-            })
-            .collect();
-        let batch = nft::render(&self.bridge, &subnets, &pods);
-        // Most pods publish no ports: the table is then unchanged and reloading it (10–20 ms
-        // of `nft`) is skipped. berthd is the only writer of this table.
-        if self.applied_is(&batch) {
-            return Ok(());
-        }
-        nft::apply(self.nft()?, &batch).await?;
-        self.set_applied(Some(batch));
-        Ok(())
+    pub(super) fn segment_of(&self, def: &NetworkDef) -> Segment {
+        Segment::new(
+            def.id.clone(),
+            def.bridge.clone(),
+            def.subnet,
+            None,
+            named::segment_dir(&self.state_dir, &def.id),
+            Forwarding {
+                internal: def.internal,
+                isolated_from: vec![
+                    format!("{NAMED_BRIDGE_PREFIX}*"),
+                    self.default.bridge.clone(),
+                ],
+            },
+            Some(def.gateway),
+        )
     }
 
-    /// Deletes berth's nft table and the bridge (both may be gone already).
-    async fn remove_host(&self, host: &Netlink) -> Result<(), PodError> {
-        if let Some(nft) = &self.nft {
-            nft::apply(nft, &nft::render_delete(&self.bridge)).await?;
+    /// The default segment, then every named one (definitions reloaded).
+    pub(super) fn segments(&self) -> Result<Vec<Arc<Segment>>, PodError> {
+        let defs = named::load(&self.state_dir)?;
+        let mut map = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|id, _| defs.contains_key(id));
+        for def in defs.values() {
+            map.entry(def.id.clone())
+                .or_insert_with(|| Arc::new(self.segment_of(def)));
         }
-        self.set_applied(None);
-        host.delete_link(&self.bridge).await.map_err(netlink_failed)
+        Ok(std::iter::once(self.default.clone())
+            .chain(map.values().cloned())
+            .collect())
     }
 
-    /// berthd stopping with `network.remove_on_exit`: removes the bridge and the table
-    /// when no pod is attached. Pods outlive berthd, so while any is left both stay (its
-    /// veth would otherwise fall off the bridge); returns whether they were removed.
-    pub async fn remove_if_unused(&self) -> Result<bool, PodError> {
-        let _guard = self.lock.lock().await;
-        if !self.load()?.is_empty() {
-            return Ok(false);
-        }
-        let host = Netlink::host().map_err(netlink_failed)?;
-        self.remove_host(&host).await?;
-        Ok(true)
+    pub(super) fn find<'a>(
+        segs: &'a [Arc<Segment>],
+        id: &str,
+    ) -> Result<&'a Arc<Segment>, PodError> {
+        segs.iter().find(|s| s.id == id).ok_or_else(|| {
+            PodError::InvalidArgument(format!("network {id} not found (removed meanwhile?)"))
+        })
     }
 
-    /// `berthd reset` (no berthd running): deletes every recorded pod's veth, forgets its
-    /// addresses and ports, and removes the table and the bridge. Returns what it removed,
-    /// one line each.
-    pub async fn reset(&self) -> Result<Vec<String>, PodError> {
-        let _guard = self.lock.lock().await;
-        let mut st = self.load()?;
-        let host = Netlink::host().map_err(netlink_failed)?;
-        let mut done = Vec::new();
-        for (id, e) in &st.pods {
-            if host
-                .index_of(&e.veth)
-                .await
-                .map_err(netlink_failed)?
-                .is_some()
-            {
-                host.delete_link(&e.veth).await.map_err(netlink_failed)?;
-                done.push(format!("veth {} (pod {id})", e.veth));
+    /// Every segment's pods, merged (for host port checks across networks).
+    fn all_pods(segs: &[Arc<Segment>]) -> Result<BTreeMap<String, PodEntry>, PodError> {
+        let mut all = BTreeMap::new();
+        for seg in segs {
+            for (id, e) in seg.load()?.pods {
+                all.entry(id)
+                    .and_modify(|x: &mut PodEntry| x.ports.extend(e.ports.clone()))
+                    .or_insert(e);
             }
         }
-        if !st.is_empty() {
-            st.clear();
-            st.save()?;
-            done.push(format!(
-                "pod addresses and ports in {}",
-                self.state_dir.display()
-            ));
-        }
-        let had_bridge = host
-            .index_of(&self.bridge)
-            .await
-            .map_err(netlink_failed)?
-            .is_some();
-        self.remove_host(&host).await?;
-        done.push(format!(
-            "nft table inet {} (if it existed)",
-            self.nft_table()
-        ));
-        if had_bridge {
-            done.push(format!("bridge {}", self.bridge));
-        }
-        Ok(done)
+        Ok(all)
     }
 
-    fn applied_is(&self, batch: &serde_json::Value) -> bool {
-        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        applied.as_ref() == Some(batch)
+    /// Removes `pod_id` from every network. Idempotent; teardown and rollback.
+    async fn detach_all(&self, segs: &[Arc<Segment>], pod_id: &str) -> Result<(), PodError> {
+        let veth0 = host_veth_name(pod_id);
+        let mut first = None;
+        for seg in segs {
+            let leftover = seg.id.is_empty().then_some(veth0.as_str());
+            if let Err(e) = seg.detach(self.nft.as_deref(), pod_id, leftover).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
-    fn set_applied(&self, batch: Option<serde_json::Value>) {
-        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = batch;
-    }
-
-    /// Removes everything of `pod_id` (veth, addresses, rules). Idempotent; used for
-    /// teardown and for rollback.
-    async fn disconnect(&self, pod_id: &str) -> Result<(), PodError> {
-        let mut st = self.load()?;
-        let veth = st
-            .pods
-            .get(pod_id)
-            .map_or_else(|| host_veth_name(pod_id), |e| e.veth.clone());
-        let host = Netlink::host().map_err(netlink_failed)?;
-        // Deleting the host end deletes the pod end with it (wherever its netns is).
-        host.delete_link(&veth).await.map_err(netlink_failed)?;
-        let mut changed = st.pods.remove(pod_id).is_some();
-        changed |= st.v4.release(pod_id).is_some();
-        if let Some(v6) = &mut st.v6 {
-            changed |= v6.release(pod_id).is_some();
-        }
-        // A second teardown (RemovePodSandbox after StopPodSandbox) finds nothing recorded:
-        // rewriting the unchanged state would cost a RemovePodSandbox its fsyncs.
-        if changed {
-            st.save()?;
-        }
-        self.sync_host(&st).await
-    }
-
-    async fn connect(&self, st: &State, req: &NetworkRequest, veth: &str) -> Result<(), PodError> {
-        let addrs = st.addresses_of(&req.pod_id);
-        sysctl::enable_forwarding(addrs.iter().any(|(ip, _)| ip.is_ipv6()))?;
-        let host = Netlink::host().map_err(netlink_failed)?;
-        let br = host
-            .ensure_bridge(&self.bridge)
-            .await
-            .map_err(netlink_failed)?;
-        let mut gateways: Vec<(IpAddr, u8)> = st
-            .v4
-            .live_subnets()
-            .iter()
-            .map(|s| (s.gateway(), s.prefix()))
-            .collect();
-        if let Some(v6) = st.v6.as_ref().filter(|p| !p.is_empty()) {
-            gateways.extend(v6.live_subnets().iter().map(|s| (s.gateway(), s.prefix())));
-        }
-        host.sync_addresses(br, &gateways)
-            .await
-            .map_err(netlink_failed)?;
-        sysctl::route_localnet(&self.bridge)?;
-
-        // A veth left by an interrupted earlier attempt goes first (its peer with it).
-        host.delete_link(veth).await.map_err(netlink_failed)?;
-        let ns = File::open(&req.netns).map_err(|e| {
-            PodError::failed(
-                "netns",
-                format!(
-                    "opening the pod's network namespace {}: {e}",
-                    req.netns.display()
-                ),
-            )
-        })?;
-        host.create_veth(veth, POD_IFNAME, &ns)
-            .await
-            .map_err(netlink_failed)?;
-        host.attach(veth, br).await.map_err(netlink_failed)?;
-
-        let pod = Netlink::in_netns(&req.netns)
-            .await
-            .map_err(|e| netlink_failed(format!("connecting to {}: {e}", req.netns.display())))?;
-        pod.set_up("lo").await.map_err(netlink_failed)?;
-        let eth0 = pod
-            .index_of(POD_IFNAME)
-            .await
-            .map_err(netlink_failed)?
-            .ok_or_else(|| {
-                netlink_failed(format!(
-                    "{POD_IFNAME} missing in the pod right after creation"
-                ))
-            })?;
-        for (ip, subnet) in &addrs {
-            pod.add_address(eth0, *ip, subnet.prefix())
-                .await
-                .map_err(netlink_failed)?;
-        }
-        pod.set_up(POD_IFNAME).await.map_err(netlink_failed)?;
-        for (_, subnet) in &addrs {
-            pod.add_default_route(eth0, subnet.gateway())
-                .await
-                .map_err(netlink_failed)?;
-        }
-        self.sync_host(st).await
-    }
-}
-
-#[async_trait]
-impl Network for BridgeNetwork {
-    async fn setup(&self, req: &NetworkRequest) -> Result<NetworkResult, PodError> {
-        let _guard = self.lock.lock().await;
-        let mut st = self.load()?;
-        let veth = host_veth_name(&req.pod_id);
+    /// Records the pod on `seg` as `ifname` and builds it.
+    async fn attach_one(
+        &self,
+        seg: &Segment,
+        req: &NetworkRequest,
+        n: usize,
+        ports: Vec<berth_core::pod::record::PortMapping>,
+    ) -> Result<Attachment, PodError> {
+        let veth = match n {
+            0 => host_veth_name(&req.pod_id),
+            n => extra_veth_name(&req.pod_id, n),
+        };
+        let ifname = format!("eth{n}");
+        let mut st = seg.load()?;
         if let Some((other, _)) = st
             .pods
             .iter()
@@ -322,48 +219,77 @@ impl Network for BridgeNetwork {
             return Err(PodError::failed(
                 "network",
                 format!(
-                    "pod {other} already uses interface {veth} (pod ids share their first 11 characters)"
+                    "pod {other} already uses interface {veth} (pod ids share their first characters)"
                 ),
             ));
         }
+        let entry = PodEntry {
+            veth: veth.clone(),
+            ports,
+            ifname: ifname.clone(),
+        };
+        seg.record(&mut st, &req.pod_id, entry, seg.subnet_v6.is_some())?;
+        seg.attach(self.nft()?, &st, req, &veth, &ifname, n == 0)
+            .await?;
+        seg.attachment(&st, &req.pod_id).ok_or_else(|| {
+            PodError::failed("network", format!("pod {} has no address", req.pod_id))
+        })
+    }
+
+    fn addresses(seg: &Segment, pod_id: &str) -> Result<Vec<IpAddr>, PodError> {
+        let st: State = seg.load()?;
+        Ok(st
+            .addresses_of(pod_id)
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Network for BridgeNetwork {
+    async fn setup(&self, req: &NetworkRequest) -> Result<NetworkResult, PodError> {
+        let _guard = self.lock.lock().await;
+        let segs = self.segments()?;
+        let wanted = match req.networks.as_slice() {
+            [] => vec![PodNetwork::default()],
+            n => n.to_vec(),
+        };
+        let targets: Vec<&Arc<Segment>> = wanted
+            .iter()
+            .map(|n| Self::find(&segs, &n.id))
+            .collect::<Result<_, _>>()?;
         let ports = hostports::normalize(&req.port_mappings);
-        let mut families: Vec<IpAddr> = vec![self.subnet.gateway()];
-        families.extend(self.subnet_v6.map(|s| s.gateway()));
-        hostports::check(&req.pod_id, &ports, &families, &st.pods)?;
+        let primary = targets[0];
+        let mut families: Vec<IpAddr> = vec![primary.subnet.gateway()];
+        families.extend(primary.subnet_v6.map(|s| s.gateway()));
+        hostports::check(&req.pod_id, &ports, &families, &Self::all_pods(&segs)?)?;
 
-        // Record first: from here on, teardown knows everything there is to undo.
-        let ipam_failed = |e| PodError::failed("ipam", e);
-        st.v4.allocate(&req.pod_id).map_err(ipam_failed)?;
-        if self.subnet_v6.is_some()
-            && let Some(v6) = &mut st.v6
-        {
-            v6.allocate(&req.pod_id).map_err(ipam_failed)?;
-        }
-        st.pods.insert(
-            req.pod_id.clone(),
-            PodEntry {
-                veth: veth.clone(),
-                ports,
-            },
-        );
-        st.save()?;
-
-        if let Err(e) = self.connect(&st, req, &veth).await {
-            if let Err(undo) = self.disconnect(&req.pod_id).await {
-                tracing::warn!(pod = %req.pod_id, error = %undo, "rolling back pod network setup failed");
+        let mut attachments = Vec::new();
+        for (n, seg) in targets.iter().enumerate() {
+            let p = if n == 0 { ports.clone() } else { Vec::new() };
+            match self.attach_one(seg, req, n, p).await {
+                Ok(a) => attachments.push(a),
+                Err(e) => {
+                    if let Err(undo) = self.detach_all(&segs, &req.pod_id).await {
+                        tracing::warn!(pod = %req.pod_id, error = %undo, "rolling back pod network setup failed");
+                    }
+                    return Err(e);
+                }
             }
-            return Err(e);
         }
-        let mut ips = st.addresses_of(&req.pod_id).into_iter().map(|(ip, _)| ip);
+        let mut ips = Self::addresses(primary, &req.pod_id)?.into_iter();
         Ok(NetworkResult {
             ip: ips.next(),
             additional_ips: ips.collect(),
+            attachments,
         })
     }
 
     async fn teardown(&self, req: &NetworkRequest) -> Result<(), PodError> {
         let _guard = self.lock.lock().await;
-        self.disconnect(&req.pod_id).await
+        let segs = self.segments()?;
+        self.detach_all(&segs, &req.pod_id).await
     }
 
     fn ready(&self) -> Result<(), String> {
@@ -375,11 +301,11 @@ impl Network for BridgeNetwork {
 
     async fn set_pod_cidr(&self, cidr: Subnet) -> Result<(), PodError> {
         let _guard = self.lock.lock().await;
-        let mut st = self.load()?;
+        let mut st = self.default.load()?;
         if cidr.is_ipv4() {
             st.v4.set_subnet(cidr);
         } else {
-            match (&mut st.v6, self.subnet_v6) {
+            match (&mut st.v6, self.default.subnet_v6) {
                 (Some(v6), Some(_)) => v6.set_subnet(cidr),
                 _ => {
                     return Err(PodError::InvalidArgument(format!(
@@ -389,5 +315,59 @@ impl Network for BridgeNetwork {
             }
         }
         st.save()
+    }
+
+    async fn create_network(&self, req: &NetworkCreate) -> Result<NetworkDef, PodError> {
+        let _guard = self.lock.lock().await;
+        self.create_named(req).await
+    }
+
+    async fn remove_network(&self, id: &str) -> Result<(), PodError> {
+        let _guard = self.lock.lock().await;
+        self.remove_named(id).await
+    }
+
+    fn networks(&self) -> Result<Vec<NetworkDef>, PodError> {
+        let mut defs: Vec<NetworkDef> = named::load(&self.state_dir)?.into_values().collect();
+        defs.sort_by_key(|d| d.created_at);
+        Ok(defs)
+    }
+
+    async fn connect(
+        &self,
+        req: &NetworkRequest,
+        network: &PodNetwork,
+    ) -> Result<Attachment, PodError> {
+        let _guard = self.lock.lock().await;
+        let segs = self.segments()?;
+        let seg = Self::find(&segs, &network.id)?;
+        if let Some(a) = seg.attachment(&seg.load()?, &req.pod_id) {
+            return Ok(a);
+        }
+        let mut used = Vec::new();
+        for s in &segs {
+            if let Some(a) = s.attachment(&s.load()?, &req.pod_id) {
+                used.push(a.ifname);
+            }
+        }
+        let n = (0..)
+            .find(|n| !used.contains(&format!("eth{n}")))
+            .unwrap_or(0);
+        match self.attach_one(seg, req, n, Vec::new()).await {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                if let Err(undo) = seg.detach(self.nft.as_deref(), &req.pod_id, None).await {
+                    tracing::warn!(pod = %req.pod_id, error = %undo, "rolling back a network connect failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn disconnect(&self, pod_id: &str, network: &str) -> Result<(), PodError> {
+        let _guard = self.lock.lock().await;
+        let segs = self.segments()?;
+        let seg = Self::find(&segs, network)?;
+        seg.detach(self.nft.as_deref(), pod_id, None).await
     }
 }

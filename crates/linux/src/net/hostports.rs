@@ -105,6 +105,7 @@ mod tests {
             PodEntry {
                 veth: "bthother".into(),
                 ports: vec![pm(Protocol::Tcp, 8080, None)],
+                ifname: String::new(),
             },
         );
         let ips = ["10.0.0.2".parse().unwrap()];

@@ -93,15 +93,16 @@ impl Netlink {
     }
 
     /// Creates bridge `name` unless it exists, and brings it up. Returns its index.
-    pub async fn ensure_bridge(&self, name: &str) -> NlResult<u32> {
+    /// `mac`: its address, set at creation. Without one, a bridge takes the lowest address
+    /// of its ports and changes it as veths come and go, and the pods' ARP entries for the
+    /// gateway go stale for seconds (traffic to the gateway, e.g. DNS, is lost meanwhile).
+    pub async fn ensure_bridge(&self, name: &str, mac: Option<[u8; 6]>) -> NlResult<u32> {
         if self.index_of(name).await?.is_none() {
-            match self
-                .handle
-                .link()
-                .add(LinkBridge::new(name).build())
-                .execute()
-                .await
-            {
+            let mut msg = LinkBridge::new(name);
+            if let Some(mac) = mac {
+                msg = msg.address(mac.to_vec());
+            }
+            match self.handle.link().add(msg.build()).execute().await {
                 Ok(()) => {}
                 Err(e) if errno(&e) == Some(libc::EEXIST) => {}
                 Err(e) => return Err(nl_err(&format!("creating bridge {name}"), e)),
@@ -192,11 +193,19 @@ impl Netlink {
 
     /// Creates the veth pair `host` ↔ `peer`, with `peer` created directly inside the
     /// network namespace `netns` (so its name never meets the host's interface names).
-    pub async fn create_veth(&self, host: &str, peer: &str, netns: &File) -> NlResult<()> {
-        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
-            .name(peer.to_string())
-            .setns_by_fd(netns.as_raw_fd())
-            .build();
+    /// `mac`: the peer's address (None: the kernel's random one).
+    pub async fn create_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        netns: &File,
+        mac: Option<[u8; 6]>,
+    ) -> NlResult<()> {
+        let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string());
+        if let Some(mac) = mac {
+            peer_msg = peer_msg.address(mac.to_vec());
+        }
+        let peer_msg = peer_msg.setns_by_fd(netns.as_raw_fd()).build();
         let msg = LinkVeth::new(host, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();

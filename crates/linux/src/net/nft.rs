@@ -34,12 +34,27 @@ pub(crate) struct PodPorts<'a> {
     pub ports: &'a [PortMapping],
 }
 
+/// What traffic of the bridge's pods may be forwarded (Docker's isolation chains).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Forwarding {
+    /// No traffic to or from other interfaces, no masquerade (`--internal`).
+    pub internal: bool,
+    /// Interfaces (a trailing `*` is nft's prefix wildcard) the bridge's pods must not
+    /// reach: the other pod networks' bridges.
+    pub isolated_from: Vec<String>,
+}
+
 pub(crate) fn table_name(bridge: &str) -> String {
     format!("berth-{bridge}")
 }
 
 /// The `nft -j -f -` batch that replaces berth's table with one for `subnets` and `pods`.
-pub(crate) fn render(bridge: &str, subnets: &[Subnet], pods: &[PodPorts<'_>]) -> Value {
+pub(crate) fn render(
+    bridge: &str,
+    subnets: &[Subnet],
+    pods: &[PodPorts<'_>],
+    fwd: &Forwarding,
+) -> Value {
     let table = table_name(bridge);
     let t = json!({"family": "inet", "name": table});
     let mut cmds = vec![
@@ -83,7 +98,36 @@ pub(crate) fn render(bridge: &str, subnets: &[Subnet], pods: &[PodPorts<'_>]) ->
         }
     }
     let oif = |op: &str| json!({"match": {"op": op, "left": {"meta": {"key": "oifname"}}, "right": bridge}});
-    for s in subnets {
+    let iif = |op: &str| json!({"match": {"op": op, "left": {"meta": {"key": "iifname"}}, "right": bridge}});
+    // Forwarding policy: a filter chain of its own, only when there is something to drop.
+    if fwd.internal || !fwd.isolated_from.is_empty() {
+        cmds.push(
+            json!({"add": {"chain": {"family": "inet", "table": table, "name": "forward",
+            "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}),
+        );
+    }
+    if fwd.internal {
+        cmds.push(rule(
+            "forward",
+            vec![iif("=="), oif("!="), json!({"drop": null})],
+            None,
+        ));
+        cmds.push(rule(
+            "forward",
+            vec![oif("=="), iif("!="), json!({"drop": null})],
+            None,
+        ));
+    }
+    for other in &fwd.isolated_from {
+        let to =
+            json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": other}});
+        cmds.push(rule(
+            "forward",
+            vec![iif("=="), to, oif("!="), json!({"drop": null})],
+            None,
+        ));
+    }
+    for s in subnets.iter().filter(|_| !fwd.internal) {
         let saddr = json!({"match": {"op": "==", "left": {"payload": {"protocol": l3(s.network()), "field": "saddr"}},
             "right": {"prefix": {"addr": s.network().to_string(), "len": s.prefix()}}}});
         // Pods reaching beyond the node leave with the node's address.
@@ -212,7 +256,12 @@ mod tests {
             ips: vec!["10.1.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
             ports: &ports,
         }];
-        let v = render("br0", &["10.1.0.0/24".parse().unwrap()], &pods);
+        let v = render(
+            "br0",
+            &["10.1.0.0/24".parse().unwrap()],
+            &pods,
+            &Forwarding::default(),
+        );
         let text = v.to_string();
         assert!(
             text.contains(r#""dnat":{"addr":"10.1.0.2","family":"ip","port":80}"#),
@@ -227,5 +276,19 @@ mod tests {
         assert!(text.contains(r#""comment":"pod abc""#));
         assert!(text.contains(r#""name":"berth-br0""#));
         assert_eq!(text.matches("masquerade").count(), 3);
+        assert!(!text.contains("forward"));
+    }
+
+    #[test]
+    fn renders_isolation_and_internal() {
+        let fwd = Forwarding {
+            internal: true,
+            isolated_from: vec!["bthn*".into()],
+        };
+        let text = render("bthn1", &["172.18.0.0/16".parse().unwrap()], &[], &fwd).to_string();
+        assert_eq!(text.matches("\"drop\"").count(), 3, "{text}");
+        assert!(text.contains(r#""right":"bthn*""#), "{text}");
+        // Internal: only the loopback rule masquerades.
+        assert_eq!(text.matches("masquerade").count(), 1, "{text}");
     }
 }

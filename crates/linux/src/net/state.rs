@@ -98,6 +98,9 @@ pub(crate) struct PodEntry {
     /// Host side of the pod's veth pair.
     pub veth: String,
     pub ports: Vec<PortMapping>,
+    /// The interface inside the pod; "" (records from before named networks) is eth0.
+    #[serde(default)]
+    pub ifname: String,
 }
 
 /// Everything in the state directory, loaded at once.
@@ -286,6 +289,7 @@ mod tests {
             PodEntry {
                 veth: "bthp".into(),
                 ports: vec![],
+                ifname: String::new(),
             },
         );
         st.save().unwrap();

@@ -52,7 +52,12 @@ fn create_steps(
     done: &mut PodNamespaces,
 ) -> Result<Option<Child>, PodError> {
     let modes = req.modes;
-    let own_net = modes.network == NamespaceMode::Pod;
+    // Joining another pod's network namespace (pinned by that pod): pin it as ours too.
+    let join_net = req
+        .join_net
+        .as_ref()
+        .filter(|_| modes.network == NamespaceMode::Pod);
+    let own_net = modes.network == NamespaceMode::Pod && join_net.is_none();
     let own_ipc = modes.ipc == NamespaceMode::Pod;
     // UTS follows the network namespace (hostNetwork ⇒ the node's hostname).
     let own_uts = modes.network != NamespaceMode::Node;
@@ -107,6 +112,14 @@ fn create_steps(
     }
     if own_net {
         loopback_up()?;
+    }
+    if let Some(src) = join_net {
+        let pin = req.pin_dir.join("net");
+        if wanted.is_empty() && req.userns.is_none() {
+            make_shared_mount(&req.pin_dir)?;
+        }
+        pin_ns(&src.display().to_string(), &pin)?;
+        done.net = Some(pin);
     }
     for (name, _) in &wanted {
         let pin = req.pin_dir.join(name);

@@ -228,6 +228,12 @@ fn remove_file(path: &Path) -> Result<(), PodError> {
 #[async_trait]
 impl Network for CniNetwork {
     async fn setup(&self, req: &NetworkRequest) -> Result<NetworkResult, PodError> {
+        if let Some(n) = req.networks.iter().find(|n| !n.id.is_empty()) {
+            return Err(PodError::InvalidArgument(format!(
+                "network {}: named networks need berth's built-in bridge network, not CNI",
+                n.id
+            )));
+        }
         let _guard = self.lock.lock().await;
         let list = config::load_dir(&self.conf_dir).map_err(failed)?;
         // A retry after an ADD that succeeded: undo it first, plugins do not expect ADD twice.
@@ -263,6 +269,7 @@ impl Network for CniNetwork {
         Ok(NetworkResult {
             ip: ips.next(),
             additional_ips: ips.collect(),
+            attachments: Vec::new(),
         })
     }
 
