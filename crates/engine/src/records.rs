@@ -72,7 +72,15 @@ fn io(path: &Path, error: std::io::Error) -> StoreError {
 pub struct RecordStore<T> {
     dir: PathBuf,
     records: Mutex<HashMap<String, T>>,
+    /// Orders the publishing step (rename, then the in-memory copy) of concurrent writes,
+    /// so the file and the copy end as the same write.
+    publish: Mutex<()>,
 }
+
+/// Tells apart the temp files of concurrent writes of one record (the exit supervisor and
+/// a request may both record the same exit); with one shared name, one write's rename
+/// found its file taken by the other and failed.
+static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl<T: Record> RecordStore<T> {
     /// Loads every record. Unreadable records are reported, not fatal: berthd keeps serving
@@ -113,6 +121,7 @@ impl<T: Record> RecordStore<T> {
             Self {
                 dir: dir.to_path_buf(),
                 records: Mutex::new(records),
+                publish: Mutex::new(()),
             },
             bad,
         ))
@@ -139,7 +148,8 @@ impl<T: Record> RecordStore<T> {
 
     fn write(&self, rec: &T, durable: bool) -> Result<(), StoreError> {
         let path = self.dir.join(format!("{}.json", rec.id()));
-        let tmp = self.dir.join(format!("{}.json.tmp", rec.id()));
+        let seq = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{}.{seq}.tmp", rec.id()));
         let data = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             error: e.to_string(),
@@ -149,16 +159,23 @@ impl<T: Record> RecordStore<T> {
         if durable {
             f.sync_all().map_err(|e| io(&tmp, e))?;
         }
-        fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        {
+            let _order = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = fs::rename(&tmp, &path) {
+                let _ = fs::remove_file(&tmp);
+                return Err(io(&path, e));
+            }
+            self.map().insert(rec.id().to_string(), rec.clone());
+        }
         if durable && let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        self.map().insert(rec.id().to_string(), rec.clone());
         Ok(())
     }
 
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
         let path = self.dir.join(format!("{id}.json"));
+        let _order = self.publish.lock().unwrap_or_else(|p| p.into_inner());
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -207,5 +224,62 @@ impl<T: Record> RecordStore<T> {
         let mut v: Vec<T> = self.map().values().cloned().collect();
         v.sort_by(|a, b| a.created_at().cmp(&b.created_at()).then(a.id().cmp(b.id())));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+    struct Note {
+        id: String,
+        n: u32,
+    }
+
+    impl Record for Note {
+        const VERSION: u32 = 1;
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn created_at(&self) -> i64 {
+            0
+        }
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_record_all_land_and_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, bad) = RecordStore::<Note>::open(dir.path()).unwrap();
+        assert!(bad.is_empty());
+        let store = std::sync::Arc::new(store);
+        let writers: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let n = Note {
+                            id: "one".into(),
+                            n: t * 100 + i,
+                        };
+                        store.put_unsynced(&n).expect("every write succeeds");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let on_disk: Note =
+            serde_json::from_slice(&fs::read(dir.path().join("one.json")).unwrap()).unwrap();
+        assert_eq!(Some(on_disk), store.get("one"));
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "no temp file is left: {left:?}");
     }
 }

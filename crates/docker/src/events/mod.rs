@@ -59,8 +59,6 @@ pub struct Actor {
 
 /// The kind of object an event is about (the `type` filter's values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Volume and Network events come from their endpoints.
-#[allow(dead_code)]
 pub enum Kind {
     Container,
     Image,

@@ -53,6 +53,7 @@ pub async fn connect(api: &DockerApi, key: &str, body: &[u8]) -> Result<Reply, A
         .connect_network(&rec.pod_id, PodNetwork { id, aliases })
         .await
         .map_err(from_engine)?;
+    super::event(api, "connect", &net.id, &net.name, Some(&rec.id));
     Ok(no_content(StatusCode::OK))
 }
 
@@ -76,5 +77,6 @@ pub async fn disconnect(api: &DockerApi, key: &str, body: &[u8]) -> Result<Reply
         .disconnect_network(&rec.pod_id, &id)
         .await
         .map_err(from_engine)?;
+    super::event(api, "disconnect", &net.id, &net.name, Some(&rec.id));
     Ok(no_content(StatusCode::OK))
 }

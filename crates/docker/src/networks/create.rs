@@ -94,6 +94,7 @@ pub async fn create(api: &DockerApi, body: &[u8]) -> Result<Reply, ApiError> {
         .await
         .map_err(failed)?;
     api.dns.start(&def);
+    super::event(api, "create", &def.id, &req.name, None);
     Ok(json(
         StatusCode::CREATED,
         &NetworkCreateResponse {

@@ -258,3 +258,17 @@ pub fn labels(def: Option<&NetworkDef>) -> HashMap<String, String> {
     def.map(|d| d.labels.clone().into_iter().collect())
         .unwrap_or_default()
 }
+
+/// A network event (`create`, `destroy`, `connect`, `disconnect`), as dockerd's: the
+/// network's name and type, and the container for (dis)connects.
+pub fn event(api: &DockerApi, action: &str, id: &str, name: &str, container: Option<&str>) {
+    let mut attrs = std::collections::HashMap::from([
+        ("name".to_string(), name.to_string()),
+        ("type".to_string(), "bridge".to_string()),
+    ]);
+    if let Some(c) = container {
+        attrs.insert("container".to_string(), c.to_string());
+    }
+    api.events
+        .emit(crate::events::Kind::Network, action, id, attrs);
+}

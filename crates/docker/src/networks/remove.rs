@@ -54,6 +54,7 @@ pub async fn delete(api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
         ));
     }
     remove_net(api, &net).await?;
+    super::event(api, "destroy", &net.id, &net.name, None);
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 
@@ -73,6 +74,7 @@ pub async fn prune(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
         }
         if users(api, &net).is_empty() {
             remove_net(api, &net).await?;
+            super::event(api, "destroy", &net.id, &net.name, None);
             deleted.push(net.name);
         }
     }
