@@ -13,7 +13,7 @@ use berth_core::container::{CgroupCaps, Resources};
 use super::lifecycle::{self, now_ns};
 use super::rerun::Why;
 use crate::events::EventKind;
-use crate::{Engine, EngineError};
+use crate::{Containers, Engine, EngineError};
 
 /// Containers whose state is asked of their monitors at once. Each answer is a round trip
 /// to another process; one after the other, 100 running containers cost the kubelet's
@@ -29,11 +29,8 @@ impl Engine {
     /// The container's record, synced with the runtime first (an exit is noticed here).
     pub async fn container_status(&self, id: &str) -> Result<ContainerRecord, EngineError> {
         let c = &self.containers;
-        let mut rec = c.resolve(id)?;
-        if let Err(e) = lifecycle::refresh(c, &mut rec).await {
-            tracing::warn!(container = %rec.id, error = %e, "could not reach the container's monitor");
-        }
-        Ok(rec)
+        let rec = c.resolve(id)?;
+        Ok(synced(c, rec).await)
     }
 
     /// Every container, oldest first, with states synced with the runtime.
@@ -41,10 +38,7 @@ impl Engine {
         let c = &self.containers;
         // States must be current for a state filter to mean anything.
         futures::stream::iter(c.store.list())
-            .map(|mut rec| async move {
-                let _ = lifecycle::refresh(c, &mut rec).await;
-                rec
-            })
+            .map(|rec| synced(c, rec))
             .buffered(CONCURRENT_REFRESHES)
             .collect()
             .await
@@ -192,4 +186,23 @@ impl Engine {
             .ok()?
             .pid
     }
+}
+
+/// `rec` brought up to date with the runtime, under the container's lock and from the
+/// stored record as it is then. A request that holds the lock (a start, a stop, a run
+/// again) records its own transitions: the record is answered as stored. Refreshing a
+/// copy read before such a request wrote its own would write the stale copy back over it
+/// (a fast-exiting container run again lost its new start time that way).
+async fn synced(c: &Containers, rec: ContainerRecord) -> ContainerRecord {
+    let lock = c.lock_of(&rec.id);
+    let Ok(_guard) = lock.try_lock() else {
+        return c.store.get(&rec.id).unwrap_or(rec);
+    };
+    let Some(mut rec) = c.store.get(&rec.id) else {
+        return rec;
+    };
+    if let Err(e) = lifecycle::refresh(c, &mut rec).await {
+        tracing::warn!(container = %rec.id, error = %e, "could not reach the container's monitor");
+    }
+    rec
 }
