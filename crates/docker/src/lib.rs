@@ -14,6 +14,8 @@
 //! later versions dropped (`VirtualSize`, `Parent`, a pull error's `error`), a small
 //! wrapper adds it.
 
+mod auth;
+mod build;
 mod containers;
 mod df;
 pub mod error;

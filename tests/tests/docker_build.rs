@@ -1,0 +1,223 @@
+//! berthd's classic builder (`docker build`, `POST /build`) and `docker login`
+//! (`POST /auth`), driven by the docker CLI 28 (/usr/local/bin/docker, with
+//! DOCKER_BUILDKIT=0: buildx is not installed) and Debian's docker 20.10 CLI against a real
+//! berthd and the local test registry.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use berth_tests::docker::{CLI_20, CLI_28, Docker, leak_free, unix_host};
+use berth_tests::pods::PodTest;
+use berth_tests::{Berthd, BerthdOptions, Registry, TestImage, images};
+use berth_tests::{docker_cli_tests, docker_test};
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
+}
+
+/// `docker run --rm image args…`'s output.
+fn run(docker: &Docker, image: &str, args: &[&str]) -> Result<String> {
+    let mut a = vec!["run", "--rm", image];
+    a.extend_from_slice(args);
+    docker.ok(&a)
+}
+
+fn no_leftovers(docker: &Docker, what: &str) -> Result<()> {
+    let ps = docker.ok(&["ps", "-a", "-q"])?;
+    ensure!(ps.trim().is_empty(), "{what}: containers left: {ps:?}");
+    let dangling = docker.ok(&["images", "-q", "--filter", "dangling=true"])?;
+    ensure!(
+        dangling.trim().is_empty(),
+        "{what}: intermediate images left: {dangling:?}"
+    );
+    Ok(())
+}
+
+docker_cli_tests!(build_walk, cli_28_build, cli_20_build);
+
+async fn build_walk(bin: &str) -> Result<()> {
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let mut docker = Docker::new(bin, unix_host(&t.d))?;
+    docker.env.push(("DOCKER_BUILDKIT".into(), "0".into()));
+    let base = format!("{}/busybox:latest", reg.host);
+    docker.ok(&["pull", &base])?;
+
+    // The seed example: FROM + COPY ./ into a directory + CMD; .dockerignore honoured.
+    let site = tempfile::tempdir()?;
+    write(
+        site.path(),
+        "Dockerfile",
+        &format!(
+            "FROM {base}\nCOPY ./ /usr/local/apache2/htdocs/\nCMD [\"cat\", \"/usr/local/apache2/htdocs/index.html\"]\n"
+        ),
+    )?;
+    write(site.path(), "index.html", "<h1>pacman</h1>\n")?;
+    write(site.path(), "js/game.js", "let score = 0;\n")?;
+    write(site.path(), "secret.txt", "do not ship\n")?;
+    write(site.path(), "debug.log", "noise\n")?;
+    write(site.path(), ".dockerignore", "secret.txt\n*.log\n")?;
+    let ctx = site.path().display().to_string();
+    let out = docker.ok(&["build", "--tag", "my_pacman:2.0", &ctx])?;
+    for want in [
+        "Step 1/3 : FROM",
+        "Step 2/3 : COPY ./ /usr/local/apache2/htdocs/",
+        "Successfully built ",
+        "Successfully tagged my_pacman:2.0",
+    ] {
+        ensure!(out.contains(want), "build output lacks {want:?}: {out}");
+    }
+    let page = run(&docker, "my_pacman:2.0", &[])?;
+    ensure!(page == "<h1>pacman</h1>\n", "CMD printed {page:?}");
+    let ls = run(
+        &docker,
+        "my_pacman:2.0",
+        &[
+            "sh",
+            "-c",
+            "cd /usr/local/apache2/htdocs && find . | sort && stat -c %u:%g js/game.js",
+        ],
+    )?;
+    ensure!(
+        ls.contains("./js/game.js") && ls.contains("./index.html"),
+        "copied files: {ls}"
+    );
+    ensure!(
+        !ls.contains("secret.txt") && !ls.contains("debug.log"),
+        ".dockerignore not honoured: {ls}"
+    );
+    ensure!(
+        ls.trim_end().ends_with("0:0"),
+        "owner of copied files: {ls}"
+    );
+    let history = docker.ok(&["history", "-q", "my_pacman:2.0"])?;
+    ensure!(history.lines().count() >= 3, "history: {history}");
+
+    // RUN, ENV, ARG, WORKDIR, USER, COPY --chown, LABEL; two tags.
+    let app = tempfile::tempdir()?;
+    write(
+        app.path(),
+        "Dockerfile.app",
+        &format!(
+            "FROM {base}\n\
+             ARG GREETING=hi\n\
+             ENV APP_HOME=/opt/app \\\n    MODE=\"test run\"\n\
+             WORKDIR $APP_HOME\n\
+             RUN echo \"$GREETING from run\" > made.txt && echo building in $(pwd)\n\
+             COPY --chown=tester data.txt ./\n\
+             LABEL org.example.kind=app\n\
+             USER tester\n\
+             CMD [\"sh\", \"-c\", \"pwd; id -u; cat made.txt data.txt; echo $MODE; stat -c %U data.txt\"]\n"
+        ),
+    )?;
+    write(app.path(), "data.txt", "data\n")?;
+    let ctx = app.path().display().to_string();
+    let out = docker.ok(&[
+        "build",
+        "-f",
+        &format!("{ctx}/Dockerfile.app"),
+        "--build-arg",
+        "GREETING=hello",
+        "-t",
+        "app:1",
+        "-t",
+        "app:2",
+        &ctx,
+    ])?;
+    ensure!(out.contains("building in /opt/app"), "RUN output: {out}");
+    ensure!(
+        out.contains("Successfully tagged app:1") && out.contains("Successfully tagged app:2"),
+        "tags: {out}"
+    );
+    let id1 = docker.ok(&["inspect", "-f", "{{.Id}}", "app:1"])?;
+    let id2 = docker.ok(&["inspect", "-f", "{{.Id}}", "app:2"])?;
+    ensure!(id1 == id2, "app:1 {id1} and app:2 {id2} differ");
+    let got = run(&docker, "app:2", &[])?;
+    ensure!(
+        got == "/opt/app\n1000\nhello from run\ndata\ntest run\ntester\n",
+        "the built image ran: {got:?}"
+    );
+    let label = docker.ok(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"org.example.kind\"}}",
+        "app:1",
+    ])?;
+    ensure!(label.trim() == "app", "label: {label:?}");
+
+    // A failing RUN: dockerd's message, exit 1, nothing left behind.
+    let bad = tempfile::tempdir()?;
+    write(
+        bad.path(),
+        "Dockerfile",
+        &format!("FROM {base}\nENV X=1\nRUN echo before && false\nCMD [\"true\"]\n"),
+    )?;
+    let e = docker.fails(&["build", "-t", "bad:1", &bad.path().display().to_string()])?;
+    ensure!(
+        e.contains("The command '/bin/sh -c echo before && false' returned a non-zero code: 1"),
+        "failed build said {e:?}"
+    );
+    ensure!(docker.fails(&["inspect", "bad:1"]).is_ok(), "bad:1 exists");
+    docker.ok(&["rmi", "my_pacman:2.0", "app:1", "app:2", &base])?;
+    no_leftovers(&docker, "after the builds")?;
+    leak_free(t).await
+}
+
+docker_test!(
+    login_checks_credentials,
+    login_body,
+    [CLI_28, CLI_20, "htpasswd"]
+);
+
+/// `docker login` against a registry behind TLS and basic auth: good credentials give
+/// "Login Succeeded" and work for a pull; a wrong password is refused with the registry's
+/// answer.
+async fn login_body() -> Result<()> {
+    let reg = Registry::start_secure()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let (user, pass) = reg.creds.clone().context("registry without credentials")?;
+    let ca = reg.ca_pem.as_ref().context("registry without CA")?;
+    let d = Berthd::start_with(BerthdOptions::toml(format!(
+        "[registries.\"{}\"]\nca_file = {:?}\n",
+        reg.host,
+        ca.display().to_string()
+    )))
+    .await?;
+    for bin in [CLI_28, CLI_20] {
+        let docker = Docker::new(bin, unix_host(&d))?;
+        let out = docker.output_stdin(
+            &["login", "-u", &user, "--password-stdin", &reg.host],
+            format!("{pass}-wrong\n").as_bytes(),
+        )?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.to_lowercase().contains("unauthorized"),
+            "{bin}: login with a wrong password: {:?} {stderr:?}",
+            out.status
+        );
+        let out = docker.output_stdin(
+            &["login", "-u", &user, "--password-stdin", &reg.host],
+            format!("{pass}\n").as_bytes(),
+        )?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && stdout.contains("Login Succeeded"),
+            "{bin}: login: {:?} {stdout:?} {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The CLI now sends the stored credentials with a pull.
+        let image = format!("{}/busybox:latest", reg.host);
+        docker.ok(&["pull", &image])?;
+        docker.ok(&["rmi", &image])?;
+        docker.ok(&["logout", &reg.host])?;
+    }
+    let mut d = d;
+    d.stop_and_clean().await?;
+    Ok(())
+}
