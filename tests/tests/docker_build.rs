@@ -221,3 +221,64 @@ async fn login_body() -> Result<()> {
     d.stop_and_clean().await?;
     Ok(())
 }
+
+docker_cli_tests!(stages_walk, cli_28_build_stages, cli_20_build_stages);
+
+/// Multi-stage builds (`AS`, `COPY --from` by name and index), `FROM scratch`, ADD of a
+/// local tar.gz (unpacked), and `-q` printing only the id.
+async fn stages_walk(bin: &str) -> Result<()> {
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let mut docker = Docker::new(bin, unix_host(&t.d))?;
+    docker.env.push(("DOCKER_BUILDKIT".into(), "0".into()));
+    let base = format!("{}/busybox:latest", reg.host);
+    docker.ok(&["pull", &base])?;
+
+    let dir = tempfile::tempdir()?;
+    let payload = tempfile::tempdir()?;
+    write(payload.path(), "hello.txt", "hello\n")?;
+    let status = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(dir.path().join("data.tar.gz"))
+        .arg("-C")
+        .arg(payload.path())
+        .arg("hello.txt")
+        .status()?;
+    ensure!(status.success(), "tar czf: {status}");
+    write(
+        dir.path(),
+        "Dockerfile",
+        &format!(
+            "FROM {base} AS builder\n\
+             WORKDIR /src\n\
+             RUN mkdir -p out/sub && echo built > out/sub/artifact && echo one > out/top\n\
+             FROM scratch AS files\n\
+             ADD data.tar.gz /unpacked/\n\
+             COPY data.tar.gz /packed/\n\
+             FROM {base}\n\
+             COPY --from=builder /src/out /app/\n\
+             COPY --from=files /unpacked/ /from-scratch/\n\
+             COPY --from=0 /src/out/top /single\n\
+             CMD [\"sh\", \"-c\", \"cat /app/sub/artifact /app/top /from-scratch/hello.txt /single\"]\n"
+        ),
+    )?;
+    let ctx = dir.path().display().to_string();
+    let id = docker.ok(&["build", "-q", "-t", "staged:1", &ctx])?;
+    ensure!(
+        id.trim().starts_with("sha256:") && id.trim().len() == 71 && id.lines().count() == 1,
+        "build -q printed {id:?}"
+    );
+    let inspected = docker.ok(&["inspect", "-f", "{{.Id}}", "staged:1"])?;
+    ensure!(inspected.trim() == id.trim(), "{inspected:?} vs {id:?}");
+    let got = run(&docker, "staged:1", &[])?;
+    ensure!(
+        got == "built\none\nhello\none\n",
+        "staged image printed {got:?}"
+    );
+    docker.ok(&["rmi", "staged:1", &base])?;
+    no_leftovers(&docker, "after the multi-stage build")?;
+    let all = docker.ok(&["images", "-a", "-q"])?;
+    ensure!(all.trim().is_empty(), "images left: {all:?}");
+    leak_free(t).await
+}

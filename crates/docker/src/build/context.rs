@@ -14,7 +14,25 @@ use crate::error::ApiError;
 pub struct Context {
     pub root: PathBuf,
     pub ctx: PathBuf,
-    ignore: Vec<(Regex, bool)>,
+    pub ignore: Ignore,
+}
+
+/// The `.dockerignore` patterns: (pattern, is an `!` exception), in order.
+#[derive(Clone, Default)]
+pub struct Ignore(Vec<(Regex, bool)>);
+
+impl Ignore {
+    /// Whether the context path `rel` (`a/b`) is excluded: the last pattern that matches
+    /// it or a parent directory decides.
+    pub fn ignored(&self, rel: &str) -> bool {
+        let mut out = false;
+        for (re, exception) in &self.0 {
+            if matches_or_parent(re, rel) {
+                out = !exception;
+            }
+        }
+        out
+    }
 }
 
 impl Drop for Context {
@@ -36,7 +54,7 @@ pub fn receive(input: impl Read, root: PathBuf) -> Result<Context, ApiError> {
     let mut c = Context {
         root,
         ctx,
-        ignore: Vec::new(),
+        ignore: Ignore::default(),
     };
     let mut input = BufReader::new(input);
     let gz = input
@@ -55,7 +73,7 @@ pub fn receive(input: impl Read, root: PathBuf) -> Result<Context, ApiError> {
         .unpack(&c.ctx)
         .map_err(|e| ApiError::bad_request(format!("unpacking the build context (a tar): {e}")))?;
     if let Ok(text) = std::fs::read_to_string(c.ctx.join(".dockerignore")) {
-        c.ignore = ignore_patterns(&text)?;
+        c.ignore = Ignore(ignore_patterns(&text)?);
     }
     Ok(c)
 }
@@ -69,15 +87,8 @@ impl Context {
         })
     }
 
-    /// Whether `.dockerignore` excludes the context path `rel` (`a/b`).
     pub fn ignored(&self, rel: &str) -> bool {
-        let mut out = false;
-        for (re, exception) in &self.ignore {
-            if matches_or_parent(re, rel) {
-                out = !exception;
-            }
-        }
-        out
+        self.ignore.ignored(rel)
     }
 
     /// The context paths (relative, `a/b`) a COPY source names: one, or those a wildcard
@@ -228,7 +239,7 @@ mod tests {
         Context {
             root: PathBuf::from("/nonexistent-build-test"),
             ctx: PathBuf::from("/nonexistent-build-test/ctx"),
-            ignore: ignore_patterns(ignore).unwrap(),
+            ignore: Ignore(ignore_patterns(ignore).unwrap()),
         }
     }
 

@@ -1,18 +1,30 @@
-//! COPY and ADD as a tar: the sources from the context laid out at their destination
-//! (entries named from `/`), ready for the ContainerFiles port to unpack into the step's
-//! root filesystem (which keeps every path inside it). A directory source gives its
-//! contents; ADD unpacks a local tar archive (plain or gzip'd) instead of copying it.
+//! COPY and ADD as a tar: the sources (from the context, or for `COPY --from` from
+//! another image's files as the ContainerFiles port archived them) laid out at their
+//! destination (entries named from `/`), ready for the port to unpack into the step's root
+//! filesystem (which keeps every path inside it). A directory source gives its contents;
+//! ADD unpacks a local tar archive (plain or gzip'd) instead of copying it.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::context::{Context, walk};
+use super::context::{Ignore, walk};
 use crate::error::ApiError;
 
+/// Where one source's files come from.
+pub enum Source {
+    /// A path in the context directory (relative, `a/b`).
+    Context(String),
+    /// A tar written by `ContainerFiles::archive` of another image's path: its entries are
+    /// named after the path's last component.
+    Archive { tar: PathBuf, is_dir: bool },
+}
+
 /// What one COPY/ADD writes.
-pub struct CopyPlan<'a> {
-    pub ctx: &'a Context,
-    pub sources: Vec<String>,
+pub struct CopyPlan {
+    /// The unpacked context and its `.dockerignore`.
+    pub ctx_dir: PathBuf,
+    pub ignore: Ignore,
+    pub sources: Vec<Source>,
     /// Absolute container path.
     pub dest: String,
     /// The destination is a directory (trailing `/`, several sources, or one in the image).
@@ -29,30 +41,45 @@ fn failed(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
 }
 
+fn join(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
 /// Writes the tar to `out`. Blocking.
-pub fn write_tar(plan: &CopyPlan<'_>, out: impl Write) -> Result<(), ApiError> {
+pub fn write_tar(plan: &CopyPlan, out: impl Write) -> Result<(), ApiError> {
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let dest = plan.dest.trim_matches('/').to_string();
-    let join = |base: &str, name: &str| {
-        if base.is_empty() {
-            name.to_string()
-        } else {
-            format!("{base}/{name}")
-        }
-    };
     if plan.create_dest && plan.dest_is_dir && !dest.is_empty() {
         dir_entry(&mut b, &dest, plan.owner)?;
     }
     for src in &plan.sources {
-        let host = plan.ctx.ctx.join(src);
+        let src = match src {
+            Source::Context(s) => s,
+            Source::Archive { tar, is_dir } => {
+                let f = std::fs::File::open(tar).map_err(|e| failed("reading a copy", e))?;
+                let to = if *is_dir {
+                    Rename::Contents(dest.clone())
+                } else if plan.dest_is_dir {
+                    Rename::Under(dest.clone())
+                } else {
+                    Rename::Replace(dest.clone())
+                };
+                rewrite(&mut b, Box::new(f), &to, Some(plan.owner.unwrap_or((0, 0))))?;
+                continue;
+            }
+        };
+        let host = plan.ctx_dir.join(src);
         let md = std::fs::symlink_metadata(&host).map_err(|e| failed(src, e))?;
         if md.is_dir() {
             let mut below = Vec::new();
             walk(&host, "", &mut below);
             for rel in below {
-                let ctx_rel = join(src, &rel);
-                if plan.ctx.ignored(&ctx_rel) {
+                if plan.ignore.ignored(&join(src, &rel)) {
                     continue;
                 }
                 append(&mut b, &host.join(&rel), &join(&dest, &rel), plan.owner)?;
@@ -64,7 +91,8 @@ pub fn write_tar(plan: &CopyPlan<'_>, out: impl Write) -> Result<(), ApiError> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if plan.unpack_archives && md.is_file() && is_archive(&host)? {
-            unpack_into(&mut b, &host, &dest, plan.owner)?;
+            let reader = decompressed(&host)?;
+            rewrite(&mut b, reader, &Rename::Under(dest.clone()), plan.owner)?;
             continue;
         }
         let name = if plan.dest_is_dir {
@@ -144,26 +172,49 @@ fn is_archive(path: &Path) -> Result<bool, ApiError> {
     Ok(n >= 262 && &head[257..262] == b"ustar")
 }
 
-/// The entries of the archive at `host`, renamed under `dest`, owners kept unless `owner`.
-fn unpack_into<W: Write>(
-    b: &mut tar::Builder<W>,
-    host: &Path,
-    dest: &str,
-    owner: Option<(u64, u64)>,
-) -> Result<(), ApiError> {
+fn decompressed(host: &Path) -> Result<Box<dyn Read>, ApiError> {
     let f = std::fs::File::open(host).map_err(|e| failed("reading an ADD source", e))?;
     let mut input = BufReader::new(f);
     let gz = input
         .fill_buf()
         .map(|h| h.starts_with(&[0x1f, 0x8b]))
         .map_err(|e| failed("reading an ADD source", e))?;
-    let reader: Box<dyn Read> = if gz {
+    Ok(if gz {
         Box::new(flate2::read::GzDecoder::new(input))
     } else {
         Box::new(input)
-    };
-    let bad = |e: std::io::Error| ApiError::bad_request(format!("ADD: unpacking the archive: {e}"));
-    let mut archive = tar::Archive::new(reader);
+    })
+}
+
+/// How an archive's entry names become destination names.
+enum Rename {
+    /// `x/y` → `dest/x/y` (ADD's unpacking, a file into a directory).
+    Under(String),
+    /// `base/y` → `dest/y`, `base` itself skipped (a directory's contents).
+    Contents(String),
+    /// `base` → `dest` (a file to a file name).
+    Replace(String),
+}
+
+impl Rename {
+    fn apply(&self, name: &str) -> Option<String> {
+        match self {
+            Rename::Under(dest) => Some(join(dest, name)),
+            Rename::Contents(dest) => name.split_once('/').map(|(_, rest)| join(dest, rest)),
+            Rename::Replace(dest) => Some(dest.clone()),
+        }
+    }
+}
+
+/// The entries of `input` (a tar), renamed, owners replaced by `owner` when given.
+fn rewrite<W: Write>(
+    b: &mut tar::Builder<W>,
+    input: Box<dyn Read>,
+    to: &Rename,
+    owner: Option<(u64, u64)>,
+) -> Result<(), ApiError> {
+    let bad = |e: std::io::Error| ApiError::bad_request(format!("unpacking an archive: {e}"));
+    let mut archive = tar::Archive::new(input);
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
@@ -171,35 +222,30 @@ fn unpack_into<W: Write>(
         if name.is_empty() || name.split('/').any(|c| c == "..") {
             continue;
         }
-        let full = if dest.is_empty() {
-            name.to_string()
-        } else {
-            format!("{dest}/{name}")
+        let Some(full) = to.apply(name) else {
+            continue;
         };
         let mut h = entry.header().clone();
         if let Some((uid, gid)) = owner {
             h.set_uid(uid);
             h.set_gid(gid);
         }
-        let res = match entry.header().entry_type() {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = entry.link_name().map_err(bad)?.unwrap_or_default();
-                let target: std::path::PathBuf =
-                    if entry.header().entry_type() == tar::EntryType::Link {
-                        // Hard links are named from the archive's root: under dest too.
-                        let t = target.to_string_lossy();
-                        let t = t.trim_start_matches("./").trim_start_matches('/');
-                        if dest.is_empty() {
-                            t.into()
-                        } else {
-                            format!("{dest}/{t}").into()
-                        }
-                    } else {
-                        target.into_owned()
-                    };
-                b.append_link(&mut h, &full, &target)
-            }
-            _ => b.append_data(&mut h, &full, &mut entry),
+        let kind = entry.header().entry_type();
+        let res = if kind == tar::EntryType::Symlink || kind == tar::EntryType::Link {
+            let target = entry.link_name().map_err(bad)?.unwrap_or_default();
+            let target: PathBuf = if kind == tar::EntryType::Link {
+                // Hard links are named from the archive's root: renamed like the entries.
+                let t = target.to_string_lossy();
+                match to.apply(t.trim_start_matches("./").trim_start_matches('/')) {
+                    Some(t) => t.into(),
+                    None => continue,
+                }
+            } else {
+                target.into_owned()
+            };
+            b.append_link(&mut h, &full, &target)
+        } else {
+            b.append_data(&mut h, &full, &mut entry)
         };
         res.map_err(|e| failed("writing the copy", e))?;
     }

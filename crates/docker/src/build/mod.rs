@@ -2,6 +2,7 @@
 //! body, the Dockerfile read by our own parser, each step run on the engine (RUN in a real
 //! container) and committed by the image store. No layer cache: every step runs.
 
+mod add;
 mod context;
 mod copy;
 mod dockerfile;

@@ -417,7 +417,7 @@ impl Builder {
             .and_then(|(_, (_, img))| img.clone())
     }
 
-    async fn base_image(&self, name: &str) -> Result<Image, ApiError> {
+    pub(super) async fn base_image(&self, name: &str) -> Result<Image, ApiError> {
         if !self.opts.pull
             && let Some(img) = self.api.images.find(name)
         {
