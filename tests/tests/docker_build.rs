@@ -43,8 +43,9 @@ async fn build_walk(bin: &str) -> Result<()> {
     let reg = Registry::start()?;
     reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
     let t = PodTest::start().await?;
-    let mut docker = Docker::new(bin, unix_host(&t.d))?;
-    docker.env.push(("DOCKER_BUILDKIT".into(), "0".into()));
+    // No DOCKER_BUILDKIT=0: without buildx the CLI 28 falls back to the classic builder,
+    // which is what the users' plain `docker build --tag … .` gets.
+    let docker = Docker::new(bin, unix_host(&t.d))?;
     let base = format!("{}/busybox:latest", reg.host);
     docker.ok(&["pull", &base])?;
 
@@ -211,8 +212,19 @@ async fn login_body() -> Result<()> {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        // The CLI now sends the stored credentials with a pull.
+        // The CLI now sends the stored credentials with a pull, and with a build
+        // (X-Registry-Config) for FROM's pull.
         let image = format!("{}/busybox:latest", reg.host);
+        let ctx = tempfile::tempdir()?;
+        write(
+            ctx.path(),
+            "Dockerfile",
+            &format!("FROM {image}\nRUN echo built > /built\n"),
+        )?;
+        docker.ok(&["build", "-t", "authed:1", &ctx.path().display().to_string()])?;
+        let built = run(&docker, "authed:1", &["cat", "/built"])?;
+        ensure!(built == "built\n", "{bin}: built image: {built:?}");
+        docker.ok(&["rmi", "authed:1", &image])?;
         docker.ok(&["pull", &image])?;
         docker.ok(&["rmi", &image])?;
         docker.ok(&["logout", &reg.host])?;

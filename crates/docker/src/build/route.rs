@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_core::Reference;
+use berth_core::image::RegistryAuth;
 use hyper::body::Incoming;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::context;
@@ -63,6 +65,7 @@ fn options(call: &Call, api: &DockerApi) -> Result<Options, ApiError> {
         .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
     Ok(Options {
+        auths: registry_config(&call.headers)?,
         tags,
         build_args: json_map("buildargs")?,
         labels,
@@ -71,6 +74,76 @@ fn options(call: &Call, api: &DockerApi) -> Result<Options, ApiError> {
         pull: q.bool("pull"),
         target: q.non_empty("target").map(str::to_ascii_lowercase),
     })
+}
+
+/// `X-Registry-Config`: the CLI's credentials for every registry it knows (base64 JSON
+/// `{server: AuthConfig}`), for the pulls of FROM; keyed by registry host (`docker.io` for
+/// Docker Hub's addresses).
+fn registry_config(headers: &http::HeaderMap) -> Result<BTreeMap<String, RegistryAuth>, ApiError> {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct AuthConfig {
+        username: String,
+        password: String,
+        auth: String,
+        serveraddress: String,
+        identitytoken: String,
+        registrytoken: String,
+    }
+    let Some(raw) = headers.get("x-registry-config") else {
+        return Ok(BTreeMap::new());
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::bad_request("X-Registry-Config is not ASCII"))?
+        .trim();
+    if raw.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = URL_SAFE
+        .decode(raw)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(raw))
+        .or_else(|_| STANDARD.decode(raw))
+        .map_err(|e| ApiError::bad_request(format!("X-Registry-Config is not base64: {e}")))?;
+    let map: BTreeMap<String, AuthConfig> = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "X-Registry-Config is not a map of auth configs: {e}"
+        ))
+    })?;
+    Ok(map
+        .into_iter()
+        .map(|(server, c)| {
+            let auth = RegistryAuth {
+                username: c.username,
+                password: c.password,
+                auth: c.auth,
+                server_address: if c.serveraddress.is_empty() {
+                    server.clone()
+                } else {
+                    c.serveraddress
+                },
+                identity_token: c.identitytoken,
+                registry_token: c.registrytoken,
+            };
+            (registry_host(&server), auth)
+        })
+        .filter(|(_, a)| !a.is_empty())
+        .collect())
+}
+
+/// A CLI config key (`https://index.docker.io/v1/`, `h:5000`) as the registry host of a
+/// reference.
+pub fn registry_host(key: &str) -> String {
+    let k = key
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    match k.split('/').next().unwrap_or("") {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        h => h.to_ascii_lowercase(),
+    }
 }
 
 /// Tells the builds' directories apart.

@@ -22,6 +22,8 @@ use crate::images::change;
 
 /// What the request asked besides the Dockerfile.
 pub struct Options {
+    /// Credentials per registry host (`X-Registry-Config`), for FROM's pulls.
+    pub auths: BTreeMap<String, berth_core::image::RegistryAuth>,
     pub tags: Vec<Reference>,
     pub build_args: BTreeMap<String, Option<String>>,
     pub labels: BTreeMap<String, String>,
@@ -425,7 +427,8 @@ impl Builder {
         }
         let r = crate::names::pull_reference(name, None)?;
         self.out.say(format!("Pulling {name}\n"));
-        Ok(self.api.images.pull(&r, None).await?)
+        let auth = self.opts.auths.get(r.registry()).cloned();
+        Ok(self.api.images.pull(&r, auth).await?)
     }
 
     /// A step that changes only the config.
