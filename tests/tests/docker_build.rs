@@ -112,6 +112,8 @@ async fn build_walk(bin: &str) -> Result<()> {
              RUN echo \"$GREETING from run\" > made.txt && echo building in $(pwd)\n\
              COPY --chown=tester data.txt ./\n\
              LABEL org.example.kind=app\n\
+             EXPOSE 8080\n\
+             HEALTHCHECK --interval=5s --retries=2 CMD test -f made.txt\n\
              USER tester\n\
              CMD [\"sh\", \"-c\", \"pwd; id -u; cat made.txt data.txt; echo $MODE; stat -c %U data.txt\"]\n"
         ),
@@ -150,6 +152,16 @@ async fn build_walk(bin: &str) -> Result<()> {
         "app:1",
     ])?;
     ensure!(label.trim() == "app", "label: {label:?}");
+    let cfg = docker.ok(&[
+        "inspect",
+        "-f",
+        "{{json .Config.ExposedPorts}} {{json .Config.Healthcheck}}",
+        "app:1",
+    ])?;
+    ensure!(
+        cfg.contains("\"8080/tcp\"") && cfg.contains("[\"CMD-SHELL\",\"test -f made.txt\"]"),
+        "EXPOSE and HEALTHCHECK in the config: {cfg}"
+    );
 
     // A failing RUN: dockerd's message, exit 1, nothing left behind.
     let bad = tempfile::tempdir()?;

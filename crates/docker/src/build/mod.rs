@@ -3,6 +3,7 @@
 //! container) and committed by the image store. No layer cache: every step runs.
 
 mod add;
+mod config;
 mod context;
 mod copy;
 mod dockerfile;

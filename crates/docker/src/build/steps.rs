@@ -18,7 +18,6 @@ use super::dockerfile::{self, Instruction, exec_form, expand, pairs, words};
 use crate::DockerApi;
 use crate::error::ApiError;
 use crate::http::line;
-use crate::images::change;
 
 /// What the request asked besides the Dockerfile.
 pub struct Options {
@@ -84,7 +83,7 @@ pub struct Builder {
     global_args: BTreeMap<String, String>,
     pub shell: Vec<String>,
     /// MAINTAINER's, for the images' `author`.
-    author: String,
+    pub author: String,
     /// Images this build made; all but the result go at the end.
     pub made: Vec<Digest>,
     /// Finished stages: (name, image).
@@ -218,6 +217,13 @@ impl Builder {
             "FROM" => &["platform"],
             "COPY" => &["chown", "from", "chmod"],
             "ADD" => &["chown", "chmod"],
+            "HEALTHCHECK" => &[
+                "interval",
+                "timeout",
+                "start-period",
+                "start-interval",
+                "retries",
+            ],
             _ => &[],
         };
         if let Some((f, _)) = i
@@ -246,95 +252,14 @@ impl Builder {
                 self.run(argv, created_by).await
             }
             "COPY" | "ADD" => self.copy(i).await,
-            "SHELL" => {
-                self.shell = exec_form(&i.rest)
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| {
-                        ApiError::bad_request("SHELL requires the arguments to be in JSON form")
-                    })?;
-                self.config["Shell"] = json!(self.shell);
+            "ONBUILD" => Err(ApiError::bad_request(
+                "ONBUILD is not supported by berth's builder; drop it from the Dockerfile",
+            )),
+            "SHELL" | "CMD" | "ENTRYPOINT" | "ENV" | "LABEL" | "WORKDIR" | "USER" | "EXPOSE"
+            | "VOLUME" | "STOPSIGNAL" | "MAINTAINER" | "HEALTHCHECK" => {
+                self.configure(i)?;
                 self.nop(i).await
             }
-            "CMD" | "ENTRYPOINT" => {
-                let argv = match exec_form(&i.rest) {
-                    Some(a) => a,
-                    None => {
-                        let mut a = self.shell.clone();
-                        a.push(i.rest.clone());
-                        a
-                    }
-                };
-                let key = if i.keyword == "CMD" {
-                    "Cmd"
-                } else {
-                    "Entrypoint"
-                };
-                self.config[key] = json!(argv);
-                // dockerd: an ENTRYPOINT resets the CMD inherited from the base image.
-                if key == "Entrypoint" {
-                    self.config["Cmd"] = Value::Null;
-                }
-                self.nop(i).await
-            }
-            "ENV" | "LABEL" => {
-                let ps =
-                    pairs(&i.rest, &self.vars(), self.escape).map_err(ApiError::bad_request)?;
-                let mut line = i.keyword.clone();
-                for (k, v) in ps {
-                    let v = v.ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "{}: {k} has no value (key=value)",
-                            i.keyword
-                        ))
-                    })?;
-                    line.push_str(&format!(" {}={}", json!(k), json!(v)));
-                }
-                change::apply(&mut self.config, &[&line])?;
-                self.nop(i).await
-            }
-            "WORKDIR" => {
-                let dir = self.expand(&i.rest)?;
-                let base = self.config["WorkingDir"]
-                    .as_str()
-                    .unwrap_or("/")
-                    .to_string();
-                let full = if dir.starts_with('/') {
-                    dir
-                } else {
-                    format!("{}/{dir}", base.trim_end_matches('/'))
-                };
-                // The directory appears when a step or the container runs there: the
-                // runtime creates a missing working directory.
-                self.config["WorkingDir"] = json!(full);
-                self.nop(i).await
-            }
-            "USER" | "EXPOSE" | "VOLUME" | "STOPSIGNAL" => {
-                let text = if i.keyword == "VOLUME" && exec_form(&i.rest).is_some() {
-                    i.rest.clone()
-                } else {
-                    let ws: Result<Vec<String>, ApiError> = words(&i.rest, self.escape)
-                        .iter()
-                        .map(|w| self.expand(w))
-                        .collect();
-                    ws?.join(" ")
-                };
-                if text.is_empty() {
-                    return Err(ApiError::bad_request(format!(
-                        "{} requires at least one argument",
-                        i.keyword
-                    )));
-                }
-                change::apply(&mut self.config, &[&format!("{} {text}", i.keyword)])?;
-                self.nop(i).await
-            }
-            "MAINTAINER" => {
-                self.author = i.rest.clone();
-                self.nop(i).await
-            }
-            "HEALTHCHECK" | "ONBUILD" => Err(ApiError::bad_request(format!(
-                "{} is not supported by berth's builder; drop it from the Dockerfile",
-                i.keyword
-            ))),
             other => Err(ApiError::bad_request(format!(
                 "Unknown instruction: {other}"
             ))),
