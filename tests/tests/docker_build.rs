@@ -178,6 +178,11 @@ async fn build_walk(bin: &str) -> Result<()> {
     ensure!(docker.fails(&["inspect", "bad:1"]).is_ok(), "bad:1 exists");
     docker.ok(&["rmi", "my_pacman:2.0", "app:1", "app:2", &base])?;
     no_leftovers(&docker, "after the builds")?;
+    let build_dir = t.d.root_dir.join("build");
+    let left: Vec<_> = std::fs::read_dir(&build_dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    ensure!(left.is_empty(), "build directories left: {left:?}");
     leak_free(t).await
 }
 
@@ -300,7 +305,20 @@ async fn stages_walk(bin: &str) -> Result<()> {
         got == "built\none\nhello\none\n",
         "staged image printed {got:?}"
     );
-    docker.ok(&["rmi", "staged:1", &base])?;
+    // `docker build -`: the Dockerfile alone on stdin, no context.
+    let out = docker.output_stdin(
+        &["build", "-t", "stdin:1", "-"],
+        format!("FROM {base}\nRUN echo from stdin > /note\nCMD [\"cat\", \"/note\"]\n").as_bytes(),
+    )?;
+    ensure!(
+        out.status.success(),
+        "build -: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = run(&docker, "stdin:1", &[])?;
+    ensure!(got == "from stdin\n", "stdin:1 printed {got:?}");
+    docker.ok(&["rmi", "staged:1", "stdin:1", &base])?;
     no_leftovers(&docker, "after the multi-stage build")?;
     let all = docker.ok(&["images", "-a", "-q"])?;
     ensure!(all.trim().is_empty(), "images left: {all:?}");

@@ -91,6 +91,7 @@ impl DockerApi {
         files: Arc<dyn ContainerFiles>,
     ) -> Arc<Self> {
         let volumes = volumes::Volumes::new(PathBuf::from(&engine.root_dir).join("volumes"));
+        build::clean_stale(&PathBuf::from(&engine.root_dir).join("build"));
         let api = Arc::new(Self {
             images,
             volumes,

@@ -47,7 +47,20 @@ fn failed(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
 }
 
-/// Unpacks the context read from `input` under `root` (created). Blocking.
+/// Removes what builds interrupted by a stop of berthd left under `dir` (`<root>/build`).
+pub fn clean_stale(dir: &Path) {
+    if !dir.is_absolute() {
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "removing stale build directories");
+    }
+}
+
+/// Unpacks the context read from `input` under `root` (created): a tar (plain or gzip'd),
+/// or a Dockerfile alone. Blocking.
 pub fn receive(input: impl Read, root: PathBuf) -> Result<Context, ApiError> {
     let ctx = root.join("ctx");
     std::fs::create_dir_all(&ctx).map_err(|e| failed("creating the build directory", e))?;
@@ -61,12 +74,26 @@ pub fn receive(input: impl Read, root: PathBuf) -> Result<Context, ApiError> {
         .fill_buf()
         .map(|b| b.starts_with(&[0x1f, 0x8b]))
         .map_err(|e| ApiError::bad_request(format!("reading the build context: {e}")))?;
-    let reader: Box<dyn Read> = if gz {
+    let mut reader: Box<dyn Read> = if gz {
         Box::new(flate2::read::GzDecoder::new(input))
     } else {
         Box::new(input)
     };
-    let mut archive = tar::Archive::new(reader);
+    // `docker build - < Dockerfile` sends the Dockerfile alone: no tar header.
+    let mut head = Vec::with_capacity(512);
+    (&mut reader)
+        .take(512)
+        .read_to_end(&mut head)
+        .map_err(|e| ApiError::bad_request(format!("reading the build context: {e}")))?;
+    let is_tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    let mut whole = std::io::Cursor::new(head).chain(reader);
+    if !is_tar {
+        let mut f = std::fs::File::create(c.ctx.join("Dockerfile"))
+            .map_err(|e| failed("writing the Dockerfile", e))?;
+        std::io::copy(&mut whole, &mut f).map_err(|e| failed("receiving the Dockerfile", e))?;
+        return Ok(c);
+    }
+    let mut archive = tar::Archive::new(whole);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive

@@ -5,6 +5,7 @@
 mod add;
 mod config;
 mod context;
+pub use context::clean_stale;
 mod copy;
 mod dockerfile;
 pub mod route;
