@@ -176,6 +176,30 @@ async fn build_walk(bin: &str) -> Result<()> {
         "failed build said {e:?}"
     );
     ensure!(docker.fails(&["inspect", "bad:1"]).is_ok(), "bad:1 exists");
+    // Other bad input: clear errors, exit 1.
+    for (dockerfile, want) in [
+        (
+            format!("FROM {base}\nCOPY missing.txt /\n"),
+            "file not found in build context",
+        ),
+        (
+            format!("FROM {base}\nADD http://example.com/x.tgz /\n"),
+            "takes files from the build context only",
+        ),
+        (
+            format!("FROM --platform=linux/s390x {base}\n"),
+            "builds for its own platform only",
+        ),
+        (
+            format!("FROM {base}\nFOO bar\n"),
+            "Unknown instruction: FOO",
+        ),
+        ("RUN true\n".to_string(), "no FROM"),
+    ] {
+        write(bad.path(), "Dockerfile", &dockerfile)?;
+        let e = docker.fails(&["build", &bad.path().display().to_string()])?;
+        ensure!(e.contains(want), "{dockerfile:?} said {e:?}");
+    }
     docker.ok(&["rmi", "my_pacman:2.0", "app:1", "app:2", &base])?;
     no_leftovers(&docker, "after the builds")?;
     let build_dir = t.d.root_dir.join("build");

@@ -251,3 +251,23 @@ fn rewrite<W: Write>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_entries_renamed() {
+        let under = Rename::Under("dst".into());
+        assert_eq!(under.apply("a/b").as_deref(), Some("dst/a/b"));
+        let contents = Rename::Contents("app".into());
+        assert_eq!(contents.apply("out").as_deref(), None);
+        assert_eq!(contents.apply("out/sub/f").as_deref(), Some("app/sub/f"));
+        let replace = Rename::Replace("single".into());
+        assert_eq!(replace.apply("top").as_deref(), Some("single"));
+        assert_eq!(
+            Rename::Under(String::new()).apply("x").as_deref(),
+            Some("x")
+        );
+    }
+}
