@@ -303,7 +303,8 @@ async fn stages_walk(bin: &str) -> Result<()> {
         dir.path(),
         "Dockerfile",
         &format!(
-            "FROM {base} AS builder\n\
+            "ARG BASE=nosuch/image\n\
+             FROM $BASE AS builder\n\
              WORKDIR /src\n\
              RUN mkdir -p out/sub && echo built > out/sub/artifact && echo one > out/top\n\
              FROM scratch AS files\n\
@@ -317,7 +318,16 @@ async fn stages_walk(bin: &str) -> Result<()> {
         ),
     )?;
     let ctx = dir.path().display().to_string();
-    let id = docker.ok(&["build", "-q", "-t", "staged:1", &ctx])?;
+    let base_arg = format!("BASE={base}");
+    let id = docker.ok(&[
+        "build",
+        "-q",
+        "--build-arg",
+        &base_arg,
+        "-t",
+        "staged:1",
+        &ctx,
+    ])?;
     ensure!(
         id.trim().starts_with("sha256:") && id.trim().len() == 71 && id.lines().count() == 1,
         "build -q printed {id:?}"
