@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::docker::{CLI_20, CLI_28, Docker, leak_free, unix_host};
+use berth_tests::docker::{
+    CLI_20, CLI_28, Docker, leak_free, python_sdk_present, run_sdk_script, unix_host,
+};
 use berth_tests::pods::PodTest;
 use berth_tests::{Berthd, BerthdOptions, Registry, TestImage, images};
 use berth_tests::{docker_cli_tests, docker_test};
@@ -356,5 +358,37 @@ async fn stages_walk(bin: &str) -> Result<()> {
     no_leftovers(&docker, "after the multi-stage build")?;
     let all = docker.ok(&["images", "-a", "-q"])?;
     ensure!(all.trim().is_empty(), "images left: {all:?}");
+    leak_free(t).await
+}
+
+docker_test!(python_sdk_build, python_sdk_build_body, ["python3"]);
+
+/// The Python SDK's `images.build` (gzip'd custom context, buildargs, labels) reads the
+/// classic builder's stream: the id, the tag, a failed RUN as a BuildError.
+async fn python_sdk_build_body() -> Result<()> {
+    if !python_sdk_present()? {
+        println!("SKIP python_sdk_build: PyPI docker 7.x missing (run scripts/install-deps.sh)");
+        return Ok(());
+    }
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let base = format!("{}/busybox:latest", reg.host);
+    let docker = Docker::new(CLI_28, unix_host(&t.d))?;
+    docker.ok(&["pull", &base])?;
+    let v = run_sdk_script("sdk_build.py", &[&unix_host(&t.d), &base])?;
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    ensure!(s("id").starts_with("sha256:"), "{v}");
+    ensure!(v["tags"] == serde_json::json!(["sdk-built:1"]), "{v}");
+    ensure!(v["labels"]["made.by"] == "sdk", "{v}");
+    ensure!(s("ran") == "hello\nhi sdk\n", "{v}");
+    ensure!(s("streamed").contains("Successfully built"), "{v}");
+    ensure!(
+        s("failure").contains("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        "{v}"
+    );
+    ensure!(v["containers"] == serde_json::json!([]), "{v}");
+    docker.ok(&["rmi", &base])?;
+    no_leftovers(&docker, "after the SDK builds")?;
     leak_free(t).await
 }
