@@ -392,3 +392,64 @@ async fn python_sdk_build_body() -> Result<()> {
     no_leftovers(&docker, "after the SDK builds")?;
     leak_free(t).await
 }
+
+docker_test!(build_cancelled_by_client, build_cancel_body, [CLI_20]);
+
+/// A client that goes away mid-build (Ctrl-C) cancels it: the running step is killed and
+/// its container removed, no image is left.
+async fn build_cancel_body() -> Result<()> {
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let docker = Docker::new(CLI_20, unix_host(&t.d))?;
+    let base = format!("{}/busybox:latest", reg.host);
+    docker.ok(&["pull", &base])?;
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo started && sleep 300\nCMD [\"true\"]\n"),
+    )?;
+    // `env` execs the CLI: killing the child kills the CLI.
+    let ctx = dir.path().display().to_string();
+    let cl = docker.command_line(&["build", "-t", "never:1", &ctx]);
+    let mut child = std::process::Command::new(&cl[0])
+        .args(&cl[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Wait until the step runs, then kill the client.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ps = docker.ok(&["ps", "-q"])?;
+        if !ps.trim().is_empty() {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the RUN step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill()?;
+    child.wait()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ps = docker.ok(&["ps", "-a", "-q"])?;
+        if ps.trim().is_empty() {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the cancelled step's container is still there: {ps:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    ensure!(
+        docker.fails(&["inspect", "never:1"]).is_ok(),
+        "never:1 exists"
+    );
+    docker.ok(&["rmi", &base])?;
+    no_leftovers(&docker, "after the cancelled build")?;
+    leak_free(t).await
+}

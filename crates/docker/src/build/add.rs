@@ -123,7 +123,7 @@ impl Builder {
         res
     }
 
-    async fn discard_always(&self, rec: &ContainerRecord) {
+    pub(super) async fn discard_always(&self, rec: &ContainerRecord) {
         if let Err(e) = containers::lifecycle::remove(&self.api, rec, true).await {
             tracing::warn!(container = %rec.id, error = %e.message, "removing a build container");
         }

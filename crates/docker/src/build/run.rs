@@ -14,6 +14,11 @@ use crate::error::ApiError;
 
 /// How often the running step's log is read for new output.
 const LOG_POLL: Duration = Duration::from_millis(100);
+const SIGKILL: i32 = 9;
+
+pub fn cancelled() -> ApiError {
+    ApiError::bad_request("the build was cancelled: the client went away")
+}
 
 impl Builder {
     /// A container on the current image running `argv` with the current config.
@@ -72,7 +77,12 @@ impl Builder {
             }
             Err(e) => Err(e),
         };
-        self.discard(&rec).await;
+        if self.out.is_closed() {
+            // Cancelled: the container goes whatever `rm` says (it was killed midway).
+            self.discard_always(&rec).await;
+        } else {
+            self.discard(&rec).await;
+        }
         res
     }
 
@@ -96,6 +106,14 @@ impl Builder {
                         .map_err(from_engine)?;
                 }
                 _ = tokio::time::sleep(LOG_POLL) => self.forward_log(&log, &mut offset),
+                // The client went away (Ctrl-C): dockerd cancels the build, so do we.
+                _ = self.out.closed() => {
+                    wait.abort();
+                    if let Err(e) = self.api.runtime.kill_container(&rec.id, SIGKILL).await {
+                        tracing::warn!(container = %rec.id, error = %e, "stopping a cancelled build step");
+                    }
+                    return Err(cancelled());
+                }
             }
         };
         if code != 0 {

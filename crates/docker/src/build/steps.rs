@@ -55,6 +55,13 @@ impl Out {
     pub fn aux_id(&self, id: &Digest) {
         let _ = self.tx.send(line(&json!({"aux": {"ID": id.to_string()}})));
     }
+    /// Resolves when the client has gone (the response body was dropped).
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
     pub fn error(&self, message: &str) {
         let _ = self.tx.send(line(
             &json!({"errorDetail": {"message": message}, "error": message}),
@@ -170,6 +177,9 @@ impl Builder {
         }
         let total = ins.len();
         for (n, i) in ins.iter().enumerate() {
+            if self.out.is_closed() {
+                return Err(super::run::cancelled());
+            }
             self.out
                 .say(format!("Step {}/{total} : {}\n", n + 1, i.original));
             self.step(i).await?;
