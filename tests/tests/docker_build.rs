@@ -197,11 +197,24 @@ async fn build_walk(bin: &str) -> Result<()> {
             "Unknown instruction: FOO",
         ),
         ("RUN true\n".to_string(), "no FROM"),
+        (
+            format!("FROM {base}\nRUN --mount=type=cache,target=/c true\n"),
+            "RUN --mount needs BuildKit",
+        ),
     ] {
         write(bad.path(), "Dockerfile", &dockerfile)?;
         let e = docker.fails(&["build", &bad.path().display().to_string()])?;
         ensure!(e.contains(want), "{dockerfile:?} said {e:?}");
     }
+    // `--network none`: the RUN containers get loopback only.
+    write(
+        bad.path(),
+        "Dockerfile",
+        &format!("FROM {base}\nRUN ls /sys/class/net && test \"$(ls /sys/class/net)\" = lo\n"),
+    )?;
+    let ctx = bad.path().display().to_string();
+    docker.ok(&["build", "--network", "none", "-t", "isolated:1", &ctx])?;
+    docker.ok(&["rmi", "isolated:1"])?;
     docker.ok(&["rmi", "my_pacman:2.0", "app:1", "app:2", &base])?;
     no_leftovers(&docker, "after the builds")?;
     let build_dir = t.d.root_dir.join("build");

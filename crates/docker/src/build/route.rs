@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_core::Reference;
 use berth_core::image::RegistryAuth;
+use bollard_stubs::models::HostConfig;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -65,6 +66,7 @@ fn options(call: &Call, api: &DockerApi) -> Result<Options, ApiError> {
         .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
     Ok(Options {
+        host: step_host_config(call)?,
         auths: registry_config(&call.headers)?,
         tags,
         build_args: json_map("buildargs")?,
@@ -73,6 +75,51 @@ fn options(call: &Call, api: &DockerApi) -> Result<Options, ApiError> {
         rm: q.get("rm").is_none() || q.bool("rm") || q.bool("forcerm"),
         pull: q.bool("pull"),
         target: q.non_empty("target").map(str::to_ascii_lowercase),
+    })
+}
+
+/// The RUN containers' network and limits (`--network`, `--memory`, `--cpu-*`); the
+/// options berth's containers cannot take are refused when set.
+fn step_host_config(call: &Call) -> Result<HostConfig, ApiError> {
+    let q = &call.query;
+    let number = |key: &str| -> Result<Option<i64>, ApiError> {
+        match q.non_empty(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .map(|n| (n != 0).then_some(n))
+                .map_err(|_| ApiError::bad_request(format!("{key}={v} is not a number"))),
+        }
+    };
+    for key in ["cpusetcpus", "cpusetmems", "extrahosts", "isolation"] {
+        if let Some(v) = q.non_empty(key) {
+            return Err(ApiError::bad_request(format!(
+                "{key}={v}: not supported by berth's builder"
+            )));
+        }
+    }
+    for key in ["shmsize", "memswap"] {
+        if number(key)?.is_some_and(|n| n > 0) {
+            return Err(ApiError::bad_request(format!(
+                "{key}: not supported by berth's builder"
+            )));
+        }
+    }
+    if q.bool("squash") {
+        return Err(ApiError::bad_request(
+            "--squash is an experimental dockerd feature that berth does not have",
+        ));
+    }
+    Ok(HostConfig {
+        network_mode: q
+            .non_empty("networkmode")
+            .filter(|m| *m != "default")
+            .map(String::from),
+        memory: number("memory")?,
+        cpu_shares: number("cpushares")?,
+        cpu_quota: number("cpuquota")?,
+        cpu_period: number("cpuperiod")?,
+        ..Default::default()
     })
 }
 

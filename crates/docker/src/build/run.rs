@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use berth_core::container::record::ContainerRecord;
 use berth_engine::WaitCondition;
-use bollard_stubs::models::{ContainerCreateBody, HostConfig};
+use bollard_stubs::models::ContainerCreateBody;
 
 use super::steps::{Builder, env_list, short};
 use crate::containers::{self, from_engine};
@@ -45,7 +45,7 @@ impl Builder {
             env: Some(env),
             user: text("User"),
             working_dir: text("WorkingDir"),
-            host_config: Some(HostConfig::default()),
+            host_config: Some(self.opts.host.clone()),
             ..Default::default()
         };
         let id = containers::create::create_container(&self.api, None, body).await?;

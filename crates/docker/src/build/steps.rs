@@ -21,6 +21,8 @@ use crate::http::line;
 
 /// What the request asked besides the Dockerfile.
 pub struct Options {
+    /// The RUN containers' network mode and limits.
+    pub host: bollard_stubs::models::HostConfig,
     /// Credentials per registry host (`X-Registry-Config`), for FROM's pulls.
     pub auths: BTreeMap<String, berth_core::image::RegistryAuth>,
     pub tags: Vec<Reference>,
@@ -241,6 +243,22 @@ impl Builder {
             .iter()
             .find(|(f, _)| !known_flags.contains(&f.as_str()))
         {
+            const BUILDKIT: &[&str] = &[
+                "mount",
+                "network",
+                "security",
+                "link",
+                "parents",
+                "checksum",
+                "exclude",
+                "keep-git-dir",
+            ];
+            if BUILDKIT.contains(&f.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "{} --{f} needs BuildKit, which berth does not run: use the classic builder's instructions",
+                    i.keyword
+                )));
+            }
             return Err(ApiError::bad_request(format!(
                 "Unknown flag: {f} (on {})",
                 i.keyword
