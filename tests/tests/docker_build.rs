@@ -466,3 +466,46 @@ async fn build_cancel_body() -> Result<()> {
     no_leftovers(&docker, "after the cancelled build")?;
     leak_free(t).await
 }
+
+docker_test!(compose_build, compose_build_body, ["docker-compose"]);
+
+/// docker-compose 1.29 (docker-py 5) building a service's image with build args.
+async fn compose_build_body() -> Result<()> {
+    let reg = Registry::start()?;
+    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
+    let t = PodTest::start().await?;
+    let docker = Docker::new(CLI_28, unix_host(&t.d))?;
+    let base = format!("{}/busybox:latest", reg.host);
+    docker.ok(&["pull", &base])?;
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "Dockerfile",
+        &format!(
+            "FROM {base}\nARG GREETING=none\nRUN echo $GREETING > /g\nCMD [\"cat\", \"/g\"]\n"
+        ),
+    )?;
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "version: \"3\"\nservices:\n  web:\n    build:\n      context: .\n      args:\n        GREETING: compose\n    image: composed:1\n",
+    )?;
+    let out = std::process::Command::new("docker-compose")
+        .arg("build")
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", &docker.host)
+        .env_remove("DOCKER_CONFIG")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "docker-compose build: {:?} {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = run(&docker, "composed:1", &[])?;
+    ensure!(got == "compose\n", "composed:1 printed {got:?}");
+    docker.ok(&["rmi", "composed:1", &base])?;
+    no_leftovers(&docker, "after docker-compose build")?;
+    leak_free(t).await
+}
