@@ -179,7 +179,12 @@ async fn build_walk(bin: &str) -> Result<()> {
     );
     ensure!(docker.fails(&["inspect", "bad:1"]).is_ok(), "bad:1 exists");
     // Other bad input: clear errors, exit 1.
+    std::os::unix::fs::symlink("/etc", bad.path().join("outside"))?;
     for (dockerfile, want) in [
+        (
+            format!("FROM {base}\nCOPY outside/hostname /\n"),
+            "forbidden path outside the build context",
+        ),
         (
             format!("FROM {base}\nCOPY missing.txt /\n"),
             "file not found in build context",

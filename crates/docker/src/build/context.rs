@@ -130,6 +130,18 @@ impl Context {
         };
         if !src.contains(['*', '?', '[']) {
             let path = self.ctx.join(&rel);
+            // A link among the parents must not lead out of the context (the source
+            // itself, if a link, is copied as a link).
+            let parent = rel.parent().map(|p| self.ctx.join(p).canonicalize());
+            let inside = match (parent, self.ctx.canonicalize()) {
+                (Some(Ok(p)), Ok(root)) => p.starts_with(root),
+                _ => true,
+            };
+            if !inside {
+                return Err(ApiError::bad_request(format!(
+                    "forbidden path outside the build context: {src}"
+                )));
+            }
             if std::fs::symlink_metadata(&path).is_err()
                 || (!rel_text.is_empty() && self.ignored(&rel_text))
             {
