@@ -131,13 +131,18 @@ pub enum ChangeKind {
     Deleted = 2,
 }
 
-/// A container's writable layer to turn into an image (`docker commit`).
+/// A container's writable layer to turn into an image (`docker commit`, a build step).
 #[derive(Debug, Clone)]
 pub struct CommitRequest {
-    /// The overlay upper dir of the container.
-    pub upper: std::path::PathBuf,
-    /// The image the container runs (its layers come first).
-    pub parent: Digest,
+    /// The overlay upper dir of the container (or any directory tree to add as a layer);
+    /// None: the new image only changes the config (a build's ENV, CMD…: an empty layer in
+    /// the history, as dockerd records it).
+    pub upper: Option<std::path::PathBuf>,
+    /// The image the container runs (its layers come first); None: `FROM scratch`.
+    pub parent: Option<Digest>,
+    /// The history entry's `created_by`; None: the config's Cmd (what `docker commit`
+    /// records).
+    pub created_by: Option<String>,
     /// The new image's run config (`config` of the image config: Cmd, Env, …).
     pub config: serde_json::Value,
     /// The container id, recorded as the config's `container`.
@@ -279,6 +284,12 @@ pub trait ImageStore: Send + Sync {
     ) -> Result<(), ImageError> {
         let _ = (reference, auth, progress);
         Err(unsupported_op("push images"))
+    }
+    /// Checks credentials against their `server_address` registry (`docker login`): Ok
+    /// when it accepts them, `Unauthorized` with the registry's message when not.
+    async fn login(&self, auth: RegistryAuth) -> Result<(), ImageError> {
+        let _ = auth;
+        Err(unsupported_op("log in to registries"))
     }
     /// All images, in a stable order.
     fn list(&self) -> Vec<Image>;

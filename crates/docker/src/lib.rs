@@ -14,6 +14,8 @@
 //! later versions dropped (`VirtualSize`, `Parent`, a pull error's `error`), a small
 //! wrapper adds it.
 
+mod auth;
+mod build;
 mod containers;
 mod df;
 pub mod error;
@@ -92,6 +94,7 @@ impl DockerApi {
         files: Arc<dyn ContainerFiles>,
     ) -> Arc<Self> {
         let volumes = volumes::Volumes::new(PathBuf::from(&engine.root_dir).join("volumes"));
+        build::clean_stale(&PathBuf::from(&engine.root_dir).join("build"));
         let api = Arc::new(Self {
             images,
             volumes,

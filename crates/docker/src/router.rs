@@ -10,8 +10,8 @@ use crate::error::ApiError;
 use crate::http::{Reply, error};
 use crate::query::Query;
 use crate::{
-    API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, containers, df, events, exec, images,
-    networks, system, volumes,
+    API_VERSION, ApiVersion, DockerApi, MIN_API_VERSION, auth, build, containers, df, events, exec,
+    images, networks, system, volumes,
 };
 
 /// The largest request body read (a container's create request is a few KiB).
@@ -92,6 +92,11 @@ async fn route(call: Call, body: Incoming, api: &Arc<DockerApi>) -> Result<Reply
         ("GET", "/events") => events::route::events(&call, api),
         ("GET", "/system/df") => df::df(api).await,
         ("POST", "/build/prune") => Ok(df::build_prune()),
+        ("POST", "/auth") => {
+            let body = read_body(body).await?;
+            auth::login(api, &body).await
+        }
+        ("POST", "/build") => build::route::build(&call, api, body).await,
         ("POST", "/containers/prune") => containers::prune::prune(&call, api).await,
         ("POST", "/images/create") if call.query.get("fromSrc").is_some() => {
             images::archive::import(&call, api, body).await

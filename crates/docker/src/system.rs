@@ -72,6 +72,8 @@ pub fn ping(method: &Method) -> Reply {
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
     h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // The classic builder (`POST /build`): the CLIs build through it, not BuildKit.
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
     resp
 }
 

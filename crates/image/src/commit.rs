@@ -17,45 +17,56 @@ use crate::store::Inner;
 impl Inner {
     /// Blocking.
     pub(crate) fn commit(self: &Arc<Self>, req: CommitRequest) -> Result<Image, ImageError> {
-        let parent = self.record(&req.parent)?;
         let mut lease = Lease::new(self);
-        lease.add(
-            &parent.blobs.iter().cloned().collect::<Vec<_>>(),
-            &parent.chain_ids,
-        );
-        let stored = self.stored_manifest(&parent)?;
-        let new = layer::store_tree(&self.content, &req.upper)?;
-        lease.add(std::slice::from_ref(&new.blob), &[]);
-        let mut layers = stored.layers;
-        layers.push(new);
+        let (mut layers, mut config) = match &req.parent {
+            Some(id) => {
+                let parent = self.record(id)?;
+                lease.add(
+                    &parent.blobs.iter().cloned().collect::<Vec<_>>(),
+                    &parent.chain_ids,
+                );
+                (self.stored_manifest(&parent)?.layers, parent.config.clone())
+            }
+            // FROM scratch: no layers yet, a config of our platform.
+            None => (
+                Vec::new(),
+                json!({"architecture": self.platform.arch.clone(), "os": "linux"}),
+            ),
+        };
+        if let Some(upper) = &req.upper {
+            let new = layer::store_tree(&self.content, upper)?;
+            lease.add(std::slice::from_ref(&new.blob), &[]);
+            layers.push(new);
+        }
 
         let created = now_rfc3339();
-        let mut config = parent.config.clone();
-        let created_by = req
-            .config
-            .get("Cmd")
-            .and_then(Value::as_array)
-            .map(|c| {
-                c.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
+        let created_by = req.created_by.clone().unwrap_or_else(|| {
+            req.config
+                .get("Cmd")
+                .and_then(Value::as_array)
+                .map(|c| {
+                    c.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default()
+        });
         config["config"] = req.config.clone();
         config["container_config"] = req.config;
         config["container"] = json!(req.container);
         config["created"] = json!(created);
         config["author"] = json!(req.author);
         config["comment"] = json!(req.comment);
-        push_history(
-            &mut config,
-            history_entry(&created, &created_by, &req.author, &req.comment),
-        );
+        let mut entry = history_entry(&created, &created_by, &req.author, &req.comment);
+        if req.upper.is_none() {
+            entry["empty_layer"] = json!(true);
+        }
+        push_history(&mut config, entry);
         let tags: Vec<String> = req.tag.iter().filter_map(|t| t.tagged_name()).collect();
         let bytes = with_rootfs(config, &layers)?;
         let img = self.record_local(bytes, &layers, &tags, &mut lease)?;
-        tracing::info!(image = %img.id, parent = %parent.id, tags = ?tags, "committed a container");
+        tracing::info!(image = %img.id, parent = ?req.parent, tags = ?tags, "committed a container");
         Ok(img)
     }
 

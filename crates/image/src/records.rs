@@ -156,15 +156,19 @@ impl Records {
     pub fn insert(&mut self, rec: Record, tags: &[String], digests: &[String]) -> Vec<Digest> {
         let id = rec.id.clone();
         let mut dropped = Vec::new();
+        // Only an image that loses its last name here goes: one that never had a name (a
+        // build's intermediate image, an untagged commit) stays until it is removed.
+        let mut orphans = Vec::new();
         for other in self.by_id.values_mut().filter(|r| r.id != id) {
+            let before = other.repo_tags.len();
             other.repo_tags.retain(|t| !tags.contains(t));
+            if other.repo_tags.len() < before
+                && other.repo_tags.is_empty()
+                && other.repo_digests.is_empty()
+            {
+                orphans.push(other.id.clone());
+            }
         }
-        let orphans: Vec<Digest> = self
-            .by_id
-            .values()
-            .filter(|r| r.id != id && r.repo_tags.is_empty() && r.repo_digests.is_empty())
-            .map(|r| r.id.clone())
-            .collect();
         for o in orphans {
             self.by_id.remove(&o);
             dropped.push(o);

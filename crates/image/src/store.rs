@@ -319,6 +319,10 @@ impl ImageStore for Store {
         .map_err(|e| join_error("comparing layers", e))?
     }
 
+    async fn login(&self, auth: RegistryAuth) -> Result<(), ImageError> {
+        self.inner.registry.login(&auth).await
+    }
+
     async fn commit(&self, req: CommitRequest) -> Result<Image, ImageError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.commit(req))

@@ -158,8 +158,9 @@ async fn import_commit_diff_save_load() {
 
     let img = store
         .commit(CommitRequest {
-            upper: upper.clone(),
-            parent: base.id.clone(),
+            upper: Some(upper.clone()),
+            parent: Some(base.id.clone()),
+            created_by: None,
             config: json!({"Cmd": ["cat", "/hello"]}),
             container: "c1".into(),
             comment: "made in a test".into(),

@@ -33,7 +33,24 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?
     };
-    let name = match call.query.non_empty("name") {
+    let id = create_container(api, call.query.non_empty("name"), body).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &ContainerCreateResponse {
+            id,
+            warnings: Vec::new(),
+        },
+    ))
+}
+
+/// Creates the container `body` describes (named `name`, else a generated name); its id.
+/// Also what a build's RUN and COPY steps create their containers with.
+pub async fn create_container(
+    api: &DockerApi,
+    name: Option<&str>,
+    body: ContainerCreateBody,
+) -> Result<String, ApiError> {
+    let name = match name {
         Some(n) => {
             let n = namegen::validate(n)?.to_string();
             if let Ok(other) = super::find(api, &format!("/{n}"))
@@ -83,14 +100,7 @@ pub async fn create(call: &Call, api: &DockerApi, body: &[u8]) -> Result<Reply, 
         net,
     };
     let made = make(api, &req, &attached).await;
-    let id = made.inspect_err(|_| discard(&api.volumes.store, &attached.created))?;
-    Ok(json(
-        StatusCode::CREATED,
-        &ContainerCreateResponse {
-            id,
-            warnings: Vec::new(),
-        },
-    ))
+    made.inspect_err(|_| discard(&api.volumes.store, &attached.created))
 }
 
 /// A create request, checked.

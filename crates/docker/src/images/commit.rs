@@ -69,8 +69,9 @@ pub async fn commit(call: &Call, api: &DockerApi) -> Result<Reply, ApiError> {
             .map_err(from_engine)?;
     }
     let req = CommitRequest {
-        upper: r.bundle.join("upper"),
-        parent: parent.id.clone(),
+        upper: Some(r.bundle.join("upper")),
+        parent: Some(parent.id.clone()),
+        created_by: None,
         config,
         container: r.id.clone(),
         comment: q.get("comment").unwrap_or_default().to_string(),

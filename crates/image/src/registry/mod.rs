@@ -4,6 +4,7 @@
 pub mod challenge;
 pub mod credentials;
 pub mod endpoint;
+mod login;
 mod request;
 mod response;
 mod token;
