@@ -124,10 +124,18 @@ pub async fn put(
     call: &Call,
     api: &DockerApi,
     key: &str,
-    body: Incoming,
+    mut body: Incoming,
 ) -> Result<Reply, ApiError> {
-    let rec = find(api, key)?;
-    let path = path_of(call)?;
+    let found = find(api, key).and_then(|rec| Ok((rec, path_of(call)?)));
+    let (rec, path) = match found {
+        Ok(v) => v,
+        Err(e) => {
+            // The client is still sending the archive: read it to the end, or it sees a
+            // broken pipe instead of this answer.
+            while let Some(Ok(_)) = body.frame().await {}
+            return Err(e);
+        }
+    };
     let opts = ExtractOptions {
         no_overwrite_dir_non_dir: call.query.bool("noOverwriteDirNonDir"),
         copy_uid_gid: call.query.bool("copyUIDGID"),
