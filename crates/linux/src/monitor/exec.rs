@@ -231,6 +231,9 @@ impl Monitor {
             return;
         };
         let (msgs, eof) = ch.read();
+        // An exit reaped before its pid was read: applied after the whole batch, because a
+        // failed exec's Error (and its exit 127) may come right behind the pid.
+        let mut reaped = None;
         for msg in msgs {
             let Some(e) = self.execs.get_mut(&n) else {
                 return;
@@ -238,14 +241,15 @@ impl Monitor {
             match msg {
                 InitMsg::Pid { pid } if pid > 0 && e.pid.is_none() => {
                     e.pid = Some(pid);
-                    if let Some(code) = self.take_unclaimed(pid) {
-                        return self.exec_exited(n, code);
-                    }
+                    reaped = self.take_unclaimed(pid);
                 }
                 InitMsg::Console => e.master = e.sock.as_mut().and_then(Channel::take_fd),
                 InitMsg::Error { message } => return self.exec_failed(n, message),
                 _ => {}
             }
+        }
+        if let Some(code) = reaped {
+            return self.exec_exited(n, code);
         }
         let Some(e) = self.execs.get_mut(&n) else {
             return;
