@@ -318,6 +318,11 @@ async fn measure(
             "{{.Server.Version}} (API {{.Server.APIVersion}})",
         ])?;
         versions.insert(s.daemon.name(), v.trim().to_string());
+        // `--rm` must answer only once the name is free again (as dockerd): the same name
+        // twice in a row. Also a warm-up.
+        for _ in 0..2 {
+            docker.ok(&["run", "--rm", "--name", "berthbench-rm", image, "true"])?;
+        }
         for _ in 0..opts.warmup {
             container_ops(s, image, None)?;
         }
