@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Bench: berthd (release) against the Debian containerd, side by side, same local registry.
+# Bench: berthd (release) against the Debian containerd, side by side, same local registry;
+# `docker`: berthd's Docker API against Debian's dockerd (its own containerd + runc).
 # Usage: scripts/bench.sh [PHASE] [OPTIONS]   (default: pull; see `bench --help`)
 #   e.g. scripts/bench.sh pull --iterations 5 --logs /tmp/bench-logs
 # Needs root. Prints a table; exits non-zero only on errors, not on a missed target.

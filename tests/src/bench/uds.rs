@@ -18,3 +18,18 @@ pub async fn connect(path: &Path) -> Result<Channel> {
         .await
         .with_context(|| format!("connect to {path:?}"))
 }
+
+/// True when an HTTP server on the unix socket at `path` answers `GET /_ping` with 200 (a
+/// Docker API daemon is up).
+pub fn ping_http(path: &Path) -> bool {
+    use std::io::{Read, Write};
+    let attempt = || -> std::io::Result<bool> {
+        let mut s = std::os::unix::net::UnixStream::connect(path)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.ends_with(b"200"))
+    };
+    attempt().unwrap_or(false)
+}

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use berth_tests::bench::containers::{self, ContainersOptions};
 use berth_tests::bench::daemon::{self, DaemonOptions};
+use berth_tests::bench::docker_api::{self, ComposeVariant, DockerOptions};
 use berth_tests::bench::lifecycle::{self, LifecycleOptions};
 use berth_tests::bench::pods::{self, PodsOptions};
 use berth_tests::bench::pull::{self, PullOptions};
@@ -40,6 +41,10 @@ phases:
           default 20) and PodSandboxStatus of every pod (--status-rounds, default 2) p50/p99;
           RunPodSandbox at 1 and at N pods (--runs, default 20); --parallel pods (default 20)
           started at once; on both
+  docker  the Docker API against Debian's dockerd 20.10 (own containerd + runc): `docker run
+          --rm busybox true`, `run -d` + `rm -f` (p50/p99/mean, CLI 20.10 and 28), and
+          docker-compose up -d / down -v of tests/fixtures/bench/compose.yml (--runs, default
+          30; --compose-runs, default 10; --compose auto|default|bridge|skip)
   stats   ListContainerStats latency (p50, p99) with 50 running containers (one per pod),
           on both (--pod-counts sets the counts, --iterations the calls; default 20)
 
@@ -57,12 +62,18 @@ options:
                         daemon: pod counts sampled (default 0,10,50,100)
   --execs N             streaming: exec round trips per runtime (default 200; --block sets
                         the block, default 20 there)
-  --runs N              streaming: port-forward downloads per runtime (default 5); scale:
+  --runs N              streaming: port-forward downloads per runtime (default 5); docker:
+                        measured runs per daemon and CLI (default 30); scale:
                         timed RunPodSandbox at 1 and at N pods (default 20)
   --pause-ms N          lifecycle: idle time before each lifecycle (default 0)
   --calls N             scale: timed list calls (default 20)
   --status-rounds N     scale: PodSandboxStatus rounds over every pod (default 2)
   --parallel N          scale: pods started at once (default 20)
+  --compose-runs N      docker: compose up/down cycles per daemon (default 10)
+  --compose V           docker: auto (default: compose.yml if berthd creates networks, else
+                        compose-bridge.yml), default, bridge or skip
+  --warmup N            docker: unmeasured runs per daemon first (default 3)
+  --no-cli28            docker: time only the CLI 20.10
   --mib N               streaming: download size in MiB (default 200)
   --logs DIR            copy berthd.log and containerd.log into DIR
   --berthd-log FILTER   berthd's log level (default \"info,berth_image=debug\")
@@ -78,6 +89,7 @@ struct Options {
     pods: PodsOptions,
     ctrs: ContainersOptions,
     stream: StreamingOptions,
+    docker: DockerOptions,
 }
 
 fn parse(args: &[String]) -> Result<(String, Options)> {
@@ -96,6 +108,7 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
     let mut stream = StreamingOptions::default();
     let mut scale = ScaleOptions::default();
     let mut pause_ms = 0;
+    let mut docker = DockerOptions::default();
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -140,6 +153,20 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
             "--parallel" => {
                 scale.parallel = value()?.parse().context("--parallel takes a number")?;
             }
+            "--compose-runs" => {
+                docker.compose_runs = value()?.parse().context("--compose-runs takes a number")?;
+            }
+            "--compose" => {
+                docker.compose = match value()?.as_str() {
+                    "auto" => ComposeVariant::Auto,
+                    "default" => ComposeVariant::Default,
+                    "bridge" => ComposeVariant::Bridge,
+                    "skip" => ComposeVariant::Skip,
+                    other => bail!("--compose takes auto, default, bridge or skip, not {other:?}"),
+                };
+            }
+            "--no-cli28" => docker.cli28 = false,
+            "--warmup" => docker.warmup = value()?.parse().context("--warmup takes a number")?,
             "--mib" => stream.mib = value()?.parse().context("--mib takes a number")?,
             "--logs" => opts.env.logs_dir = Some(PathBuf::from(value()?)),
             "--berthd-log" => opts.env.berthd_log = value()?.clone(),
@@ -155,6 +182,11 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
     ctrs.env = opts.env.clone();
     stream.env = opts.env.clone();
     scale.env = opts.env.clone();
+    docker.env.logs_dir = opts.env.logs_dir.clone();
+    if args.iter().any(|a| a == "--berthd-log") {
+        docker.env.berthd_log = opts.env.berthd_log.clone();
+    }
+    docker.runs = stream.runs;
     let all = Options {
         pull: opts,
         scale,
@@ -162,6 +194,7 @@ fn parse(args: &[String]) -> Result<(String, Options)> {
         pods,
         ctrs,
         stream,
+        docker,
     };
     Ok((phase, all))
 }
@@ -214,6 +247,13 @@ async fn main() -> Result<()> {
                 opts.pod_counts = o.ctrs.pod_counts.clone();
             }
             daemon::run(&opts).await?;
+        }
+        "docker" => {
+            let mut opts = o.docker.clone();
+            if !explicit("--runs") {
+                opts.runs = DockerOptions::default().runs;
+            }
+            docker_api::run(&opts).await?;
         }
         "stats" => {
             let opts = ContainersOptions {

@@ -2,9 +2,11 @@
 //! `/unpause` and `/rename?name=`: thin mappings onto the engine's Docker operations.
 
 use berth_core::container::record::{ContainerRecord, ContainerState};
-use berth_engine::WaitCondition;
+use berth_engine::{Event, EventKind, Subject, WaitCondition};
 use http::StatusCode;
 use serde_json::json;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::{find, find_synced, from_engine, namegen};
@@ -29,15 +31,48 @@ pub async fn wait(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiE
     };
     let rec = find(api, key)?;
     let engine = api.runtime.clone();
+    // Subscribed before the wait, so that the pod's removal cannot be missed.
+    let mut pod_events = (condition == WaitCondition::Removed).then(|| engine.events().subscribe());
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let body = match engine.wait_container(&rec.id, condition).await {
-            Ok(code) => json!({"StatusCode": code, "Error": null}),
+            Ok(code) => {
+                if let Some(events) = pod_events.as_mut() {
+                    // Bounded: a pod that outlives its container by other means (a CRI
+                    // client removing the container alone) must not hang the client.
+                    let gone = pod_gone(&engine, &rec.pod_id, events);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), gone).await;
+                }
+                json!({"StatusCode": code, "Error": null})
+            }
             Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.to_string()}}),
         };
         let _ = tx.send(line(&body));
     });
     Ok(json_stream(rx))
+}
+
+/// Returns once the pod `pod_id` is gone. The container is deleted before its pod is
+/// released, and `--rm` (condition `removed`) must answer only when the name is free
+/// again, as dockerd does: `docker run --rm --name x …` then `docker run --name x …`, or a
+/// generated name that happens to repeat, would otherwise find the pod still there.
+async fn pod_gone(engine: &berth_engine::Engine, pod_id: &str, events: &mut Receiver<Event>) {
+    loop {
+        if engine.pods.store.get(pod_id).is_none() {
+            return;
+        }
+        match events.recv().await {
+            Ok(ev)
+                if ev.subject == Subject::Pod
+                    && ev.kind == EventKind::Deleted
+                    && ev.id == pod_id =>
+            {
+                return;
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 pub async fn kill(call: &Call, api: &DockerApi, key: &str) -> Result<Reply, ApiError> {
