@@ -328,7 +328,8 @@ docker_test!(
     ["python3", "htpasswd"]
 );
 /// Credentials from `X-Registry-Auth` (the SDK's `auth_config`) reach the registry; without
-/// them, or with a wrong password, the pull fails with the registry's refusal.
+/// them, or with a wrong password, the pull fails with the registry's refusal, also after
+/// another request's right credentials were used.
 async fn python_sdk_auth_body() -> Result<()> {
     if !python_sdk_present()? {
         println!(
@@ -348,7 +349,9 @@ async fn python_sdk_auth_body() -> Result<()> {
     .await?;
     let repo = format!("{}/busybox", reg.host);
     let v = run_sdk_script("sdk_auth.py", &[&unix_host(&d), &repo, "1", &user, &pass])?;
-    for key in ["none", "wrong"] {
+    // The *_after pulls come once the right credentials succeeded: they must not reuse the
+    // header or token those earned.
+    for key in ["none", "wrong", "none_after", "wrong_after"] {
         ensure!(v[key]["status"] == 401, "{key}: {v}");
         let e = v[key]["error"].as_str().unwrap_or_default();
         ensure!(e.contains("unauthorized"), "{key}: {e:?}");

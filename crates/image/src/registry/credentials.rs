@@ -165,6 +165,39 @@ pub fn lookup(text: &str, registry: &str) -> Result<Option<Credentials>, String>
     }
 }
 
+impl Credentials {
+    /// A fingerprint of these credentials (a hash, never the secret): what the token cache
+    /// files the headers they earned under, so that one client's credentials never serve
+    /// another's request.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        match self {
+            Credentials::Basic { username, password } => {
+                h.update(b"basic\0");
+                h.update(username.as_bytes());
+                h.update(b"\0");
+                h.update(password.as_bytes());
+            }
+            Credentials::IdentityToken { username, token } => {
+                h.update(b"identity\0");
+                h.update(username.as_bytes());
+                h.update(b"\0");
+                h.update(token.as_bytes());
+            }
+            Credentials::RegistryToken(t) => {
+                h.update(b"token\0");
+                h.update(t.as_bytes());
+            }
+        }
+        h.finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,6 +197,19 @@ impl Session {
         Ok(())
     }
 
+    /// Where the shared token cache files `ep`'s headers: per endpoint and per whose
+    /// credentials earned them. A request's own credentials get a cache of their own (by
+    /// fingerprint), so an anonymous request never rides on what another client's
+    /// credentials opened; requests without credentials share the node's (the credentials
+    /// file is the node's, as for the kubelet's pulls).
+    fn token_key(&self, ep: &Endpoint) -> String {
+        let whose = match &self.request_creds {
+            Some(c) if self.request_applies(ep) => c.fingerprint(),
+            _ => "node".to_string(),
+        };
+        format!("{}{}|{whose}", ep.host, ep.prefix)
+    }
+
     /// Credentials for an endpoint: the request's for the registry itself (or for the
     /// mirror its `server_address` names), else the credentials file's.
     fn request_applies(&self, ep: &Endpoint) -> bool {

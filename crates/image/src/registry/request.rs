@@ -117,7 +117,7 @@ impl Session {
         let client = self.client.client_for(&ep.key)?;
         let action = if req.push { "pull,push" } else { "pull" };
         let scope = format!("repository:{}:{action}", self.repo);
-        let tkey = format!("{}{}", ep.host, ep.prefix);
+        let tkey = self.token_key(ep);
         let mut authz = if req.push {
             self.push_authz
                 .lock()
