@@ -200,6 +200,23 @@ impl Credentials {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn fingerprints_tell_credentials_apart_and_hide_them() {
+        let basic = |u: &str, p: &str| Credentials::Basic {
+            username: u.into(),
+            password: p.into(),
+        };
+        let a = basic("me", "right").fingerprint();
+        assert_eq!(a, basic("me", "right").fingerprint());
+        assert_ne!(a, basic("me", "wrong").fingerprint());
+        assert_ne!(
+            a,
+            Credentials::RegistryToken("me\0right".into()).fingerprint()
+        );
+        assert!(!a.contains("right") && a.len() == 32, "{a}");
+    }
+
     use super::*;
 
     #[test]
