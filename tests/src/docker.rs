@@ -235,3 +235,21 @@ pub fn http_get(port: u16) -> Result<String> {
         }
     }
 }
+
+/// What most Docker API tests start from: a registry serving the busybox test image as
+/// `busybox:latest`, a berthd with pod leak tracking, a CLI (`bin`) aimed at it, and the
+/// image's repository name (`host:port/busybox`).
+pub async fn busybox_env(
+    bin: &str,
+) -> Result<(crate::Registry, crate::pods::PodTest, Docker, String)> {
+    let reg = crate::Registry::start()?;
+    reg.push_as(
+        &crate::images::build(crate::TestImage::Busybox)?,
+        "busybox",
+        "latest",
+    )?;
+    let t = crate::pods::PodTest::start().await?;
+    let docker = Docker::new(bin, unix_host(&t.d))?;
+    let repo = format!("{}/busybox", reg.host);
+    Ok((reg, t, docker, repo))
+}

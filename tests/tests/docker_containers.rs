@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use berth_tests::docker::{
-    CLI_20, Docker, http_get, leak_free, python_sdk_present, run_sdk_script, track_pod, unix_host,
+    CLI_20, Docker, busybox_env, http_get, leak_free, python_sdk_present, run_sdk_script,
+    track_pod, unix_host,
 };
 use berth_tests::docker_runs::wait_exited;
 use berth_tests::pods::PodTest;
@@ -31,11 +32,7 @@ docker_cli_tests!(walkthrough, cli_28_containers, cli_20_containers);
 /// run -d -p with a bind mount, ps, ps -a, filters, inspect, logs, stop, rm, rm -f and the
 /// errors, as a person types them.
 async fn walkthrough(bin: &str) -> Result<()> {
-    let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
-    let t = PodTest::start().await?;
-    let docker = Docker::new(bin, unix_host(&t.d))?;
-    let repo = format!("{}/busybox", reg.host);
+    let (reg, t, docker, repo) = busybox_env(bin).await?;
     let port = free_port()?;
     let www = tempfile::tempdir()?;
     std::fs::write(www.path().join("index.html"), "hello from berth\n")?;
@@ -549,11 +546,7 @@ docker_cli_tests!(control, cli_28_control, cli_20_control);
 /// pause/unpause, kill -s, rename, restart, stop then start again (the writable layer
 /// kept), wait, and a restart policy, as a person types them.
 async fn control(bin: &str) -> Result<()> {
-    let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
-    let t = PodTest::start().await?;
-    let docker = Docker::new(bin, unix_host(&t.d))?;
-    let repo = format!("{}/busybox", reg.host);
+    let (_reg, t, docker, repo) = busybox_env(bin).await?;
     let inspect = |name: &str, fmt: &str| -> Result<String> {
         Ok(docker.ok(&["inspect", "-f", fmt, name])?.trim().to_string())
     };

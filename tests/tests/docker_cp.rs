@@ -3,19 +3,13 @@
 //! container, tar streams through `-`, and the errors for paths that are not there.
 
 use anyhow::{Result, ensure};
-use berth_tests::docker::{Docker, leak_free, track_pod, unix_host};
+use berth_tests::docker::{busybox_env, leak_free, track_pod};
 use berth_tests::docker_cli_tests;
-use berth_tests::pods::PodTest;
-use berth_tests::{Registry, TestImage, images};
 
 docker_cli_tests!(cp_walk, cli_28_cp, cli_20_cp);
 
 async fn cp_walk(bin: &str) -> Result<()> {
-    let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
-    let t = PodTest::start().await?;
-    let docker = Docker::new(bin, unix_host(&t.d))?;
-    let repo = format!("{}/busybox", reg.host);
+    let (_reg, t, docker, repo) = busybox_env(bin).await?;
     let host = tempfile::tempdir()?;
     let mnt = tempfile::tempdir()?;
     let bind = format!("{}:/mnt", mnt.path().display());

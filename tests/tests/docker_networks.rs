@@ -7,27 +7,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use berth_tests::docker::{CLI_20, Docker, track_pod, unix_host};
+use berth_tests::docker::{CLI_20, Docker, busybox_env, http_get, leak_free, track_pod, unix_host};
 use berth_tests::pods::PodTest;
 use berth_tests::pods::leaks::{link_exists, nft_table_exists};
 use berth_tests::{Registry, TestImage, free_port, images};
 use berth_tests::{docker_cli_tests, docker_test};
-
-async fn leak_free(mut t: PodTest) -> Result<()> {
-    let leaks = t.leaks();
-    ensure!(leaks.is_empty(), "left behind while running: {leaks:?}");
-    t.d.stop_and_clean().await?;
-    let leaks = t.leaks();
-    ensure!(
-        leaks.is_empty(),
-        "left behind after berthd stopped: {leaks:?}"
-    );
-    if let Some(l) = t.leakcheck() {
-        ensure!(l.is_empty(), "leakcheck.sh: {l:?}");
-    }
-    Ok(())
-}
-
 /// The bridge of a named network: `bthn` + the id's first 11 characters.
 fn bridge_of(id: &str) -> String {
     format!("bthn{}", &id[..11])
@@ -71,27 +55,6 @@ fn ip_on(docker: &Docker, name: &str, net: &str) -> Result<String> {
     Ok(ip)
 }
 
-/// GET / on 127.0.0.1:port, retried while the server comes up; the whole answer.
-fn http_get(port: u16) -> Result<String> {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(text) if text.starts_with("HTTP/") => return Ok(text),
-            _ if Instant::now() > deadline => anyhow::bail!("GET 127.0.0.1:{port}/: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 /// The exit code of `wget http://ip/` in container `from`, cut short after 3 seconds
 /// (a dropped packet never answers).
 fn wget_rc(docker: &Docker, from: &str, ip: &str) -> Result<String> {
@@ -109,11 +72,7 @@ docker_cli_tests!(walk, cli_28_networks, cli_20_networks);
 
 /// Everything a person types about networks, with one CLI.
 async fn walk(bin: &str) -> Result<()> {
-    let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
-    let t = PodTest::start().await?;
-    let docker = Docker::new(bin, unix_host(&t.d))?;
-    let repo = format!("{}/busybox", reg.host);
+    let (_reg, t, docker, repo) = busybox_env(bin).await?;
     docker.ok(&["pull", &repo])?;
 
     let ls = docker.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"])?;
@@ -506,11 +465,7 @@ docker_test!(compose_project_network, compose_project, [COMPOSE]);
 /// docker-compose 1.29 (Debian's): two services on the project's network reach each other
 /// by service name; `down` removes the containers and the network.
 async fn compose_project() -> Result<()> {
-    let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
-    let t = PodTest::start().await?;
-    let docker = Docker::new(CLI_20, unix_host(&t.d))?;
-    let repo = format!("{}/busybox", reg.host);
+    let (_reg, t, docker, repo) = busybox_env(CLI_20).await?;
     docker.ok(&["pull", &repo])?;
     let dir = tempfile::tempdir()?;
     std::fs::write(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use berth_tests::docker::{
-    Docker, leak_free, python_sdk_present, run_sdk_script, track_pod, unix_host,
+    busybox_env, leak_free, python_sdk_present, run_sdk_script, track_pod, unix_host,
 };
 use berth_tests::pods::PodTest;
 use berth_tests::streaming::pty_drive;
@@ -22,11 +22,7 @@ fn text(b: &[u8]) -> String {
 docker_cli_tests!(streams, cli_28_streams, cli_20_streams);
 
 async fn streams(bin: &str) -> Result<()> {
-    let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
-    let t = PodTest::start().await?;
-    let docker = Docker::new(bin, unix_host(&t.d))?;
-    let repo = format!("{}/busybox", reg.host);
+    let (_reg, t, docker, repo) = busybox_env(bin).await?;
     docker.ok(&["pull", &repo])?;
 
     // run without -d: the output, then the exit code; --rm removes it.

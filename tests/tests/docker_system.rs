@@ -7,10 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::docker::{Docker, leak_free, track_pod, unix_host};
+use berth_tests::docker::{busybox_env, leak_free, track_pod};
 use berth_tests::docker_cli_tests;
-use berth_tests::pods::PodTest;
-use berth_tests::{Registry, TestImage, images};
 
 docker_cli_tests!(system_walk, cli_28_system, cli_20_system);
 
@@ -22,11 +20,7 @@ fn unix_now() -> f64 {
 }
 
 async fn system_walk(bin: &str) -> Result<()> {
-    let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
-    let t = PodTest::start().await?;
-    let docker = Docker::new(bin, unix_host(&t.d))?;
-    let repo = format!("{}/busybox", reg.host);
+    let (_reg, t, docker, repo) = busybox_env(bin).await?;
     let t0 = format!("{:.3}", unix_now() - 1.0);
 
     // A live `docker events` follower, filtered to one container, started first.

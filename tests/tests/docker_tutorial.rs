@@ -8,11 +8,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::docker::{CLI_20, Docker, http_get, leak_free, track_pod, unix_host};
+use berth_tests::docker::{CLI_20, busybox_env, http_get, leak_free, track_pod};
 use berth_tests::docker_test;
-use berth_tests::pods::PodTest;
+use berth_tests::free_port;
 use berth_tests::streaming::pty_drive;
-use berth_tests::{Registry, TestImage, free_port, images};
 use serde_json::json;
 
 docker_test!(
@@ -31,11 +30,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
 }
 
 async fn seeds_tutorial_body() -> Result<()> {
-    let reg = Registry::start()?;
-    reg.push_as(&images::build(TestImage::Busybox)?, "busybox", "latest")?;
-    let t = PodTest::start().await?;
-    let d = Docker::new(CLI_20, unix_host(&t.d))?;
-    let repo = format!("{}/busybox", reg.host);
+    let (reg, t, d, repo) = busybox_env(CLI_20).await?;
     let work = tempfile::tempdir()?;
     let path = |n: &str| work.path().join(n).display().to_string();
 

@@ -296,17 +296,7 @@ impl Containerd {
             problems.push(e);
         }
         if let Some(dir) = self.dir.take() {
-            unmount_all(dir.path());
-            let left = procs::mounts_under(dir.path());
-            if left.is_empty() {
-                if let Err(e) = dir.close() {
-                    problems.push(format!("remove containerd temp dir: {e}"));
-                }
-            } else {
-                // Never recurse into a mount: keep the dir and report.
-                let kept = dir.keep();
-                problems.push(format!("mounts left under {kept:?}: {}", left.join(", ")));
-            }
+            problems.extend(release_dir(dir, "containerd"));
         }
         if problems.is_empty() {
             Ok(())
@@ -317,13 +307,23 @@ impl Containerd {
 }
 
 /// Unmounts everything at or below `dir`, deepest (latest) first.
-fn unmount_all(dir: &Path) {
-    for m in procs::mounts_under(dir).iter().rev() {
-        eprintln!("bench: unmounting containerd leftover {m}");
+/// Unmounts what a daemon (`what`) left under its temp dir, then removes the dir; a dir
+/// that still holds a mount is kept (never recursed into) and reported.
+pub(crate) fn release_dir(dir: tempfile::TempDir, what: &str) -> Option<String> {
+    for m in procs::mounts_under(dir.path()).iter().rev() {
+        eprintln!("bench: unmounting {what} leftover {m}");
         if umount2(m.as_str(), MntFlags::empty()).is_err() {
             let _ = umount2(m.as_str(), MntFlags::MNT_DETACH);
         }
     }
+    let left = procs::mounts_under(dir.path());
+    if !left.is_empty() {
+        let kept = dir.keep();
+        return Some(format!("mounts left under {kept:?}: {}", left.join(", ")));
+    }
+    dir.close()
+        .err()
+        .map(|e| format!("remove {what} temp dir: {e}"))
 }
 
 impl Drop for Containerd {

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::mount::{MntFlags, umount2};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -218,20 +217,7 @@ impl Dockerd {
         }
         if let Some(dir) = self.dir.take() {
             // The data root is a private bind mount of itself; netns files are bind mounts.
-            for m in procs::mounts_under(dir.path()).iter().rev() {
-                if umount2(m.as_str(), MntFlags::empty()).is_err() {
-                    let _ = umount2(m.as_str(), MntFlags::MNT_DETACH);
-                }
-            }
-            let left = procs::mounts_under(dir.path());
-            if left.is_empty() {
-                if let Err(e) = dir.close() {
-                    problems.push(format!("remove dockerd temp dir: {e}"));
-                }
-            } else {
-                let kept = dir.keep();
-                problems.push(format!("mounts left under {kept:?}: {}", left.join(", ")));
-            }
+            problems.extend(super::containerd::release_dir(dir, "dockerd"));
         }
         if problems.is_empty() {
             Ok(())

@@ -15,7 +15,7 @@ use berth_core::container::{
 };
 use berth_core::image::Image;
 use berth_core::pod::record::PodRecord;
-use berth_core::runtime::{CreateRequest, RuntimeError, StdioConfig};
+use berth_core::runtime::RuntimeError;
 use sha2::{Digest as _, Sha256};
 
 use crate::containers::lifecycle::now_ns;
@@ -286,21 +286,7 @@ async fn create(
             EngineError::Internal(format!("creating log directory {}: {e}", dir.display()))
         })?;
     }
-    c.ports
-        .runtime
-        .create(&CreateRequest {
-            pod_id: rec.pod_id.clone(),
-            container_id: rec.id.clone(),
-            bundle: rec.bundle.clone(),
-            handler: rec.handler.clone(),
-            stdio: StdioConfig {
-                log_path: rec.log_path.clone(),
-                tty: rec.config.tty,
-                stdin: rec.config.stdin,
-                stdin_once: rec.config.stdin_once,
-            },
-        })
-        .await?;
+    c.ports.runtime.create(&super::create_request(rec)).await?;
     rec.transition(ContainerState::Created)
         .map_err(|e| EngineError::Internal(e.to_string()))?;
     c.store.put(rec)?;

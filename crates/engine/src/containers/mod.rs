@@ -92,3 +92,21 @@ impl Containers {
         self.bundles.join(id)
     }
 }
+
+/// What the runtime needs to create `rec`'s process (a first create or a run again).
+pub(crate) fn create_request(
+    rec: &berth_core::container::record::ContainerRecord,
+) -> berth_core::runtime::CreateRequest {
+    berth_core::runtime::CreateRequest {
+        pod_id: rec.pod_id.clone(),
+        container_id: rec.id.clone(),
+        bundle: rec.bundle.clone(),
+        handler: rec.handler.clone(),
+        stdio: berth_core::runtime::StdioConfig {
+            log_path: rec.log_path.clone(),
+            tty: rec.config.tty,
+            stdin: rec.config.stdin,
+            stdin_once: rec.config.stdin_once,
+        },
+    }
+}

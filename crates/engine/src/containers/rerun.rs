@@ -8,7 +8,6 @@
 //! bundle's config.json, then started. The caller holds the container's lock.
 
 use berth_core::container::record::{ContainerRecord, ContainerState};
-use berth_core::runtime::{CreateRequest, StdioConfig};
 
 use super::lifecycle::now_ns;
 use crate::events::EventKind;
@@ -81,19 +80,7 @@ impl Engine {
         rt.delete(&rec.pod_id, &rec.id).await?;
         // Kept when still mounted; mounted again (same upper dir) after a reboot.
         c.ports.rootfs.mount(&rec.bundle, lowers, false).await?;
-        rt.create(&CreateRequest {
-            pod_id: rec.pod_id.clone(),
-            container_id: rec.id.clone(),
-            bundle: rec.bundle.clone(),
-            handler: rec.handler.clone(),
-            stdio: StdioConfig {
-                log_path: rec.log_path.clone(),
-                tty: rec.config.tty,
-                stdin: rec.config.stdin,
-                stdin_once: rec.config.stdin_once,
-            },
-        })
-        .await?;
+        rt.create(&super::create_request(rec)).await?;
         rec.transition(ContainerState::Created)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         rec.paused = false;
